@@ -1,0 +1,27 @@
+"""Shared test fixtures: tests make all their media themselves with PyAV."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import pytest  # noqa: E402
+
+from tests.mediagen import make_video  # noqa: E402,F401
+
+
+@pytest.fixture
+def video_factory(tmp_path):
+    """`video_factory(name, **kwargs)` writes a test video under tmp_path (see make_video)."""
+
+    def _make(name: str = "clip.mp4", **kwargs):
+        return make_video(tmp_path / name, **kwargs)
+
+    return _make

@@ -1,0 +1,1 @@
+"""Sub-commands of the `vab` console script (one module each)."""

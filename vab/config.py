@@ -1,0 +1,205 @@
+"""Structured configuration (omegaconf dataclasses): load, merge, override, save.
+
+One :class:`VABConfig` describes everything needed to extract data, train and
+generate: the audio codec, the visual encoder, the data layout, the model and
+the training run.  Presets live in ``vab/configs/*.yaml`` and only list what
+differs from these defaults.  Any field can be overridden from the command line
+as ``section.field=value`` (e.g. ``train.lr=1e-4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vab.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class CodecConfig:
+    """Audio tokenizer.  `name` is one of encodec | dac | spectral."""
+
+    name: str = "spectral"
+    # encodec / dac: load trained weights (library download, or `path` when set).
+    # `pretrained: false` gives random init, for tests only.
+    pretrained: bool = True
+    # encodec: a folder holding the library's checkpoint file, or a .th / .safetensors
+    # state dict; dac: a .pth file as written by `dac`, or a .safetensors state dict;
+    # spectral: a fitted codec file (.safetensors).
+    path: Optional[str] = None
+    bandwidth: float = 3.0  # encodec, kbps: 1.5 / 3 / 6 / 12 / 24 -> 2 / 4 / 8 / 16 / 32 codebooks
+    # spectral codec
+    sample_rate: int = 16000  # Hz
+    frame_rate: float = 50.0  # tokens per second
+    n_fft: int = 1024
+    levels: int = 4  # residual k-means levels (codebooks)
+    codebook_size: int = 256
+    griffin_lim_iters: int = 32
+
+
+@dataclass
+class VisualConfig:
+    """Frame encoder.  `name` is one of clip | pixels."""
+
+    name: str = "pixels"
+    model: str = "EVA02-L-14"  # open_clip model name
+    pretrained: Optional[str] = "merged2b_s4b_b131k"  # open_clip pretrained tag
+    path: Optional[str] = None  # local open_clip weights file; overrides `pretrained`
+    grid: int = 8  # pixels encoder: frames are reduced to grid x grid x 3 values
+    batch_size: int = 64  # frames per encoder call
+    device: str = "auto"
+    precision: str = "auto"  # auto = fp16 on GPU, fp32 on CPU
+
+
+@dataclass
+class ExtractConfig:
+    """How clips are cut and stored by `vab extract`."""
+
+    duration: float = 10.0  # seconds per clip; longer clips are cut, shorter padded
+    fps: float = 1.0  # visual frames stored per second (may exceed the model's fps)
+    max_short_side: int = 256  # frames are downscaled so the short side is at most this
+    batch_size: int = 8  # clips per codec / encoder batch
+    chunk_size: int = 64  # clips per saved part (the unit of resumption)
+    num_workers: int = 1  # decoding worker processes
+    device: str = "auto"
+    audio_only: bool = False  # store tokens only (audio classification sets)
+
+
+@dataclass
+class DataConfig:
+    """Extracted data sets a model trains on."""
+
+    path: list[str] = field(default_factory=list)  # one or more `vab extract` outputs
+    duration: float = 10.0  # seconds the model sees per example
+    fps: float = 1.0  # visual frames per second the model reads
+    train_split: str = "train"
+    valid_split: str = "valid"
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The multiway Transformer (paper appendix B.2, Table 7)."""
+
+    type: str = "vab"  # vab | coarse2fine
+    width: int = 1024
+    layers: int = 24
+    expert_layers: int = 12  # first layers with per-modality LayerNorm + FFN
+    heads: int = 16
+    ffn: int = 4096
+    dropout: float = 0.0
+    levels: int = 4  # codec levels modelled (the first `levels` codebooks)
+    given_levels: int = 0  # coarse-to-fine: leading levels given as condition, never predicted
+    alibi: str = "time"  # time | index | none
+
+
+@dataclass
+class TrainConfig:
+    """One training run (paper appendix B.4, Table 8)."""
+
+    output_dir: str = "runs/vab"
+    seed: int = 0
+    batch_size: int = 60
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 100_000
+    max_steps: int = 1_000_000
+    clip_grad: float = 1.0
+    precision: str = "auto"  # auto | no | bf16 | fp16 (auto = bf16 on GPU, fp32 on CPU)
+    ema: float = 0.0  # EMA decay; 0 disables
+    log_every: int = 50
+    valid_every: int = 5000
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+    tracker: str = "tensorboard"
+    # masking and augmentation (paper section 3.2, appendix B.3)
+    mask_mean: float = 0.55
+    mask_std: float = 0.25
+    visual_dropout: float = 0.1
+    mixup_prob: float = 0.5
+    roll_prob: float = 0.1
+
+
+@dataclass
+class VABConfig:
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.yaml").exists():
+        return path / "config.yaml"
+    if path.is_file():
+        return path
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    raise ConfigError(
+        f"{name_or_path}: no such config file, model directory or preset "
+        f"(presets: {', '.join(list_presets()) or 'none'})"
+    )
+
+
+def load_config(
+    name_or_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    schema: type = VABConfig,
+) -> Any:
+    """Defaults of `schema`, merged with a preset / YAML file / model directory, then
+    `key=value` overrides.  Unknown keys and wrong types raise a one-line ConfigError."""
+    cfg = OmegaConf.structured(schema)
+    source = "defaults"
+    try:
+        if name_or_path is not None:
+            path = _resolve(name_or_path)
+            source = str(path)
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        if overrides:
+            source = "command-line override"
+            for item in overrides:
+                if "=" not in item:
+                    raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {_short(exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: {exc.strerror or exc}") from None
+    except Exception as exc:  # yaml parse errors and similar
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{source}: cannot parse ({type(exc).__name__}: {_short(exc)})") from None
+    return cfg
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    from vab.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg))
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

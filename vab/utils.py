@@ -1,0 +1,51 @@
+"""Small shared helpers: devices, atomic file output, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; anything else is passed to torch."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto `final` only if the block succeeds.
+
+    A crash or exception inside the block leaves no half-written `final`.
+    The temporary name keeps the final suffix so libraries that infer a
+    format from it (PyAV, soundfile) still work.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    if is_dir:
+        tmp.unlink()
+    try:
+        yield tmp
+        if is_dir and final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink()
