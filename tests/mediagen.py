@@ -43,17 +43,23 @@ def make_video(
     frame_times: list[float] | None = None,
     frames: list[np.ndarray] | None = None,
     wav: np.ndarray | None = None,
+    rotation: int = 0,
+    gop: int | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Write an mp4 (h264 + aac).  `frame_times` gives explicit presentation times in
     seconds (variable frame rate); otherwise frames are at i / fps.  `frames` and `wav`
-    ([C, N] float32) override the generated picture and tone."""
+    ([C, N] float32) override the generated picture and tone.  `gop` caps the keyframe
+    interval (frames; for seek tests).  `rotation` stores a display matrix
+    (degrees counter-clockwise, as phones do); `container_options` go to the muxer
+    (e.g. {"movflags": "faststart"})."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if frame_times is None:
         n = int(round(seconds * fps))
         frame_times = [i / fps for i in range(n)]
     time_base = Fraction(1, 90000)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=container_options or {}) as out:
         vs = None
         if video:
             vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -63,6 +69,10 @@ def make_video(
             # a fine codec time base keeps explicit (variable) frame times exact
             vs.codec_context.time_base = time_base
             vs.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            if gop is not None:
+                vs.codec_context.gop_size = gop
+            if rotation:
+                vs.set_display_rotation(rotation)
         aus = None
         if audio:
             aus = out.add_stream("aac", rate=sample_rate)

@@ -29,11 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse `argv`; words of the form ``key=value`` anywhere on the line become
+    ``args.overrides`` (config overrides such as ``train.lr=1e-4``)."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [w for w in extra if "=" in w and not w.startswith("-")]
+    unknown = [w for w in extra if w not in overrides]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if overrides and not hasattr(args, "overrides"):
+        parser.error(f"this command takes no config overrides: {' '.join(overrides)}")
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + overrides
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from vab.errors import VabError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_with_overrides(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

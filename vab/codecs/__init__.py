@@ -1,0 +1,40 @@
+"""Audio tokenizers: waveform <-> residual codebook tokens (DESIGN section 3).
+
+`build_codec` is the one entry point; library codecs (`encodec`, `dac`) are
+imported only when asked for, so ``import vab`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vab.codecs.base import AudioCodec
+from vab.errors import ConfigError
+
+CODECS = ("encodec", "dac", "spectral")
+
+
+def build_codec(cfg: Any, directory: str | Path | None = None) -> AudioCodec:
+    """The codec a `CodecConfig` describes, in eval mode on the CPU.
+
+    `directory` is a model or data-set directory; a fitted spectral codec saved
+    there (``codec.safetensors``) takes precedence over ``codec.path``.
+    """
+    name = cfg.name
+    if name == "encodec":
+        from vab.codecs.encodec import load_encodec
+
+        return load_encodec(cfg)
+    if name == "dac":
+        from vab.codecs.dac import load_dac
+
+        return load_dac(cfg)
+    if name == "spectral":
+        from vab.codecs.spectral import load_spectral
+
+        return load_spectral(cfg, directory)
+    raise ConfigError(f"codec.name={name!r}: unknown codec (choose one of {', '.join(CODECS)})")
+
+
+__all__ = ["AudioCodec", "CODECS", "build_codec"]

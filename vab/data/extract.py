@@ -1,0 +1,428 @@
+"""Videos -> audio tokens + frame features, stored once (DESIGN section 3).
+
+One function, :func:`extract`, serves `vab extract` (one process) and
+`accelerate launch recipes/extract.py` (many): each process takes a disjoint
+shard of the clips not done yet, decodes them in loader workers, runs the codec
+and the visual encoder on batches, and writes a part every `chunk_size` clips.
+The main process merges the parts into ``DIR/data`` at the end.
+
+Resumable: a part is the unit of work; it is written atomically, and a re-run
+skips every clip already in ``data/``, in a part, or in ``failures.jsonl``.
+A killed run therefore loses at most the clips of its unwritten parts, and a
+re-run redoes exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from vab.config import CodecConfig, ExtractConfig, VisualConfig
+from vab.data.manifest import AUDIO_SUFFIXES, Manifest, ManifestRow
+from vab.data.store import (
+    DATA_DIR,
+    FAILURES_FILE,
+    PARTS_DIR,
+    DataInfo,
+    describe_difference,
+    load_dataset_dir,
+    read_failures,
+    write_part,
+)
+from vab.errors import MediaError, VabError
+
+
+@dataclass
+class ExtractSummary:
+    total: int = 0  # clips in the manifest
+    skipped: int = 0  # already done by an earlier run
+    extracted: int = 0  # written by this run
+    failed: int = 0  # failed in this run
+    failed_before: int = 0  # recorded by an earlier run (not retried)
+    seconds: float = 0.0
+    decode_seconds: float = 0.0  # summed over clips (in loader workers when num_workers > 0)
+    codec_seconds: float = 0.0
+    visual_seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clips_per_second(self) -> float:
+        return (self.extracted + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def is_audio_only(manifest: Manifest) -> bool:
+    """A manifest whose every file is an audio file gives tokens without features."""
+    return bool(manifest.rows) and all(Path(r.path).suffix.lower() in AUDIO_SUFFIXES for r in manifest.rows)
+
+
+class _ClipDecoder(torch.utils.data.Dataset):
+    """Decodes one manifest row into a fixed-length waveform and frame window."""
+
+    def __init__(self, rows: list[ManifestRow], cfg: ExtractConfig, sample_rate: int, audio_only: bool):
+        self.rows, self.cfg, self.sample_rate, self.audio_only = rows, cfg, sample_rate, audio_only
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows[i]
+        t0 = time.perf_counter()
+        out: dict[str, Any] = {"row": row, "wav": None, "frames": None, "error": None}
+        try:
+            out["wav"], out["frames"] = decode_clip(row.path, self.cfg, self.sample_rate, row.start, self.audio_only)
+        except MediaError as exc:
+            out["error"] = exc.problem
+        except Exception as exc:  # a decoder bug or an exotic file must not stop a long run
+            out["error"] = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        out["decode_seconds"] = time.perf_counter() - t0
+        return out
+
+
+def decode_clip(
+    path: str, cfg: ExtractConfig, sample_rate: int, start: float = 0.0, audio_only: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The clip's waveform ``[N]`` float32 at `sample_rate` (zero-padded to the duration) and
+    its frames ``[F, H, W, 3]`` uint8 at ``cfg.fps`` (the last frame repeated when short)."""
+    from vab import media
+
+    info = media.probe(path)
+    if not info.has_audio:
+        raise MediaError(path, "no audio stream")
+    if not audio_only and not info.has_video:
+        raise MediaError(path, "no video stream")
+    if info.duration is not None and info.duration <= start:
+        raise MediaError(path, f"clip start {start:g} s is past the end ({info.duration:.2f} s)")
+    t1 = start + cfg.duration
+    wav = media.read_audio(path, sample_rate, start, t1)
+    if audio_only:
+        return wav, None
+    frames, _ = media.read_frames(path, cfg.fps, start, t1, max_short_side=cfg.max_short_side)
+    want = int(round(cfg.duration * cfg.fps))
+    if len(frames) == 0:
+        raise MediaError(path, "no decodable video frames")
+    if len(frames) < want:  # short video: repeat the last frame, as the paper does
+        frames = np.concatenate([frames, np.repeat(frames[-1:], want - len(frames), axis=0)])
+    return wav, frames[:want]
+
+
+def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
+
+
+def _done_ids(out: Path) -> tuple[set[str], set[str]]:
+    """Ids already stored (data/ and parts/) and ids recorded as failures."""
+    stored: set[str] = set()
+    for d in _stored_dirs(out):
+        stored.update(load_dataset_dir(d)["id"])
+    failed = {f["id"] for f in read_failures(out)}
+    return stored, failed
+
+
+def _stored_dirs(out: Path) -> list[Path]:
+    dirs = [out / DATA_DIR] if (out / DATA_DIR).exists() else []
+    parts = out / PARTS_DIR
+    if parts.exists():
+        dirs += sorted(p for p in parts.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return dirs
+
+
+def _recover_data_dir(out: Path) -> None:
+    """Finish a merge that was killed between moving the old data away and renaming the new."""
+    old = out / f"{DATA_DIR}.old"
+    if old.exists():
+        if not (out / DATA_DIR).exists():
+            os.replace(old, out / DATA_DIR)
+        else:
+            shutil.rmtree(old)
+
+
+def _append_failures(out: Path, failures: list[dict[str, Any]]) -> None:
+    if not failures:
+        return
+    with open(out / FAILURES_FILE, "a") as fh:
+        for f in failures:
+            fh.write(json.dumps(f) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def build_info(
+    codec, visual, codec_cfg: CodecConfig, visual_cfg: VisualConfig, cfg: ExtractConfig, manifest: Manifest, audio_only: bool
+) -> DataInfo:
+    from vab.config import to_dict
+
+    return DataInfo(
+        codec=to_dict(codec_cfg),
+        num_codebooks=codec.num_codebooks,
+        codebook_size=codec.codebook_size,
+        sample_rate=codec.sample_rate,
+        frame_rate=float(codec.frame_rate),
+        duration=float(cfg.duration),
+        has_visual=not audio_only,
+        visual={} if audio_only else to_dict(visual_cfg),
+        visual_dim=0 if audio_only else visual.dim,
+        fps=0.0 if audio_only else float(cfg.fps),
+        label_names=list(manifest.label_names),
+        multi_label=manifest.multi_label,
+    )
+
+
+def _check_or_write_info(out: Path, info: DataInfo, is_main: bool) -> None:
+    if (out / "meta.yaml").exists():
+        old = DataInfo.load(out)
+        diff = describe_difference(old.extraction_settings(), info.extraction_settings())
+        if diff:
+            raise VabError(
+                f"{out}: already holds data extracted with other settings ({'; '.join(diff[:4])}); "
+                "use another --out directory"
+            )
+        if old.label_names != info.label_names:
+            raise VabError(f"{out}: already holds data with other label names; use another --out directory")
+    elif is_main:
+        info.save(out)
+
+
+def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig, max_clips: int = 64) -> int:
+    """Fit the offline spectral codec on the audio of up to `max_clips` training clips.
+    Returns the number of clips used."""
+    from vab import media
+
+    rows = [r for r in manifest.rows if r.split in (None, "", "train")] or manifest.rows
+    wavs = []
+    for row in rows:
+        if len(wavs) >= max_clips:
+            break
+        try:
+            wavs.append(media.read_audio(row.path, codec.sample_rate, row.start, row.start + cfg.duration))
+        except MediaError:
+            continue
+    if not wavs:
+        raise VabError(f"{manifest.source}: no readable audio to fit the spectral codec on")
+    codec.fit([torch.from_numpy(w) for w in wavs])
+    return len(wavs)
+
+
+def extract(
+    manifest: Manifest,
+    out_dir: str | Path,
+    codec_cfg: CodecConfig,
+    visual_cfg: VisualConfig,
+    cfg: ExtractConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    console=None,
+) -> ExtractSummary:
+    """Extract every clip of `manifest` into `out_dir` (see the module docstring).
+
+    With several processes, call it on each with its `rank`, the `world_size` and a
+    `barrier` (e.g. ``accelerator.wait_for_everyone``); the summary of rank 0 covers
+    the merge.  Raises VabError for problems with the whole run (settings mismatch,
+    unwritable directory); per-clip problems go to ``failures.jsonl``.
+    """
+    from vab.codecs import build_codec
+    from vab.utils import pick_device
+    from vab.visual import build_visual_encoder
+
+    start_time = time.perf_counter()
+    out = Path(out_dir)
+    is_main = rank == 0
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_file = out / f".write-test-{rank}"
+        probe_file.write_text("ok")
+        probe_file.unlink()
+    except OSError as exc:
+        raise VabError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+    if not manifest.rows:
+        raise VabError(f"{manifest.source}: the manifest lists no clips")
+    audio_only = cfg.audio_only or is_audio_only(manifest)
+    if is_main:
+        _recover_data_dir(out)
+
+    device = pick_device(cfg.device)
+    codec = build_codec(codec_cfg, directory=out)
+    if getattr(codec, "is_fitted", True) is False:
+        if is_main:
+            fit_spectral_codec(codec, manifest, cfg)
+            codec.save(out)
+        barrier()
+        if not is_main:
+            codec = build_codec(codec_cfg, directory=out)
+    codec = codec.to(device).eval()
+    visual = None if audio_only else build_visual_encoder(visual_cfg)
+
+    info = build_info(codec, visual, codec_cfg, visual_cfg, cfg, manifest, audio_only)
+    _check_or_write_info(out, info, is_main)
+    barrier()
+
+    stored, failed_ids = _done_ids(out)
+    if retry_failed:
+        failed_ids = set()
+    label_ids = {name: i for i, name in enumerate(info.label_names)}
+    todo = [r for r in manifest.rows if r.id not in stored and r.id not in failed_ids]
+    summary = ExtractSummary(
+        total=len(manifest.rows),
+        skipped=sum(r.id in stored for r in manifest.rows),
+        failed_before=sum(r.id in failed_ids and r.id not in stored for r in manifest.rows),
+    )
+    shard = todo[rank::world_size]
+
+    loader = torch.utils.data.DataLoader(
+        _ClipDecoder(shard, cfg, codec.sample_rate, audio_only),
+        batch_size=max(1, cfg.batch_size),
+        num_workers=cfg.num_workers,
+        collate_fn=_collate,
+    )
+    buffer: dict[str, list] = {k: [] for k in ("index", "id", "path", "split", "labels", "tokens", "features")}
+    pending_failures: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+
+    def flush() -> None:
+        if buffer["id"]:
+            rows = {k: v for k, v in buffer.items() if k != "features" or not audio_only}
+            rows["tokens"] = np.stack(rows["tokens"])
+            if not audio_only:
+                rows["features"] = np.stack(rows["features"])
+            write_part(out / PARTS_DIR / f"r{rank:03d}-{buffer['index'][0]:09d}", info, rows)
+        _append_failures(out, pending_failures)
+        for v in buffer.values():
+            v.clear()
+        pending_failures.clear()
+
+    bar = _progress(progress and is_main, console)
+    with bar:
+        task = bar.add_task("extracting", total=len(shard))
+        for batch in loader:
+            good = [b for b in batch if b["error"] is None]
+            for b in batch:
+                summary.decode_seconds += b["decode_seconds"]
+                if b["error"] is not None:
+                    row = b["row"]
+                    reasons[b["error"]] += 1
+                    pending_failures.append({"index": row.index, "id": row.id, "path": row.path, "reason": b["error"]})
+            if good:
+                tokens, features = _encode_batch(codec, visual, good, device, summary)
+                for j, b in enumerate(good):
+                    row = b["row"]
+                    buffer["index"].append(row.index)
+                    buffer["id"].append(row.id)
+                    buffer["path"].append(row.path)
+                    buffer["split"].append(row.split or "")
+                    buffer["labels"].append([label_ids[name] for name in row.labels])
+                    buffer["tokens"].append(tokens[j])
+                    if features is not None:
+                        buffer["features"].append(features[j])
+            summary.extracted += len(good)
+            summary.failed += len(batch) - len(good)
+            if len(buffer["id"]) + len(pending_failures) >= cfg.chunk_size:
+                flush()
+            bar.advance(task, len(batch))
+        flush()
+
+    barrier()
+    if is_main:
+        merge_parts(out)
+    barrier()
+    summary.reasons = dict(reasons)
+    summary.seconds = time.perf_counter() - start_time
+    return summary
+
+
+def _encode_batch(codec, visual, items, device, summary: ExtractSummary) -> tuple[np.ndarray, np.ndarray | None]:
+    t0 = time.perf_counter()
+    wav = torch.from_numpy(np.stack([b["wav"] for b in items]))[:, None].to(device)
+    with torch.inference_mode():
+        codes = codec.encode(wav)
+    if codes.max() > np.iinfo(np.int16).max:
+        raise VabError(f"codec {codec.name}: codes exceed the int16 storage range")
+    tokens = codes.to(torch.int16).cpu().numpy()
+    summary.codec_seconds += time.perf_counter() - t0
+    if visual is None:
+        return tokens, None
+    t0 = time.perf_counter()
+    # frames of clips with equal frame sizes go through the encoder together
+    features: list[np.ndarray | None] = [None] * len(items)
+    by_shape: dict[tuple, list[int]] = {}
+    for j, b in enumerate(items):
+        by_shape.setdefault(b["frames"].shape, []).append(j)
+    for idx in by_shape.values():
+        frames = np.concatenate([items[j]["frames"] for j in idx])
+        feats = visual.encode(frames).to(torch.float16).numpy()
+        per = len(items[idx[0]]["frames"])
+        for n, j in enumerate(idx):
+            features[j] = feats[n * per : (n + 1) * per]
+    summary.visual_seconds += time.perf_counter() - t0
+    return tokens, np.stack(features)  # type: ignore[arg-type]
+
+
+def merge_parts(out: str | Path) -> int:
+    """Merge ``data/`` and every part into a new ``data/`` sorted by manifest row, then
+    drop the parts and de-duplicate ``failures.jsonl``.  Returns the number of clips."""
+    import datasets
+
+    out = Path(out)
+    _recover_data_dir(out)
+    dirs = _stored_dirs(out)
+    parts = [d for d in dirs if d.parent.name == PARTS_DIR]
+    if parts or not (out / DATA_DIR).exists():
+        info = DataInfo.load(out)
+        from vab.data.store import features_schema
+
+        pieces = [load_dataset_dir(d) for d in dirs]
+        merged = (
+            datasets.concatenate_datasets(pieces)
+            if pieces
+            else datasets.Dataset.from_dict({k: [] for k in features_schema(info)}, features=features_schema(info))
+        )
+        merged = merged.sort("index")
+        tmp = out / f".{DATA_DIR}.merging"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        merged.save_to_disk(str(tmp))
+        if (out / DATA_DIR).exists():
+            os.replace(out / DATA_DIR, out / f"{DATA_DIR}.old")
+        os.replace(tmp, out / DATA_DIR)
+        _recover_data_dir(out)
+        for p in parts:
+            shutil.rmtree(p)
+    stored = set(load_dataset_dir(out / DATA_DIR)["id"])
+    failures = {f["id"]: f for f in read_failures(out) if f["id"] not in stored}
+    if (out / FAILURES_FILE).exists():
+        from vab.utils import atomic_path
+
+        with atomic_path(out / FAILURES_FILE) as tmp_file:
+            tmp_file.write_text("".join(json.dumps(f) + "\n" for f in sorted(failures.values(), key=lambda f: f["index"])))
+    return len(stored)
+
+
+def _progress(enabled: bool, console=None):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        console=console,
+        transient=False,
+    )
+
+
+def summary_dict(summary: ExtractSummary) -> dict[str, Any]:
+    out = asdict(summary)
+    out["clips_per_second"] = summary.clips_per_second
+    return out

@@ -1,0 +1,609 @@
+"""Media I/O on PyAV: probe, frames at N fps, mono audio, wav/flac output, mux.
+
+Times are seconds from the start of the file (the container's start time when it
+is positive, e.g. MPEG-TS; 0 otherwise), so audio and video share one clock.
+Every failure a user can cause surfaces as :class:`MediaError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from vab.errors import MediaError, VabError
+from vab.utils import atomic_path
+
+__all__ = ["MediaInfo", "probe", "iter_frames", "read_frames", "read_audio", "write_audio", "mux"]
+
+# Decoders and demuxers report broken input through these; anything else is a bug.
+_AV_ERRORS = (av.error.FFmpegError, EOFError)
+_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+# Muxers whose edit lists trim AAC priming and padding to the exact sample count.
+_EDIT_LIST_FORMATS = {"mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
+_AAC_FRAME = 1024
+_WRITE_CODECS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac")}
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What `probe` learns about a file.  Sizes are display sizes (after rotation)."""
+
+    path: str
+    duration: float  # seconds
+    has_video: bool
+    has_audio: bool
+    fps: float | None  # average frame rate
+    width: int | None
+    height: int | None
+    rotation: int  # degrees, counter-clockwise, as stored in the display matrix
+    num_frames: int | None  # best estimate
+    audio_sample_rate: int | None  # Hz
+    audio_channels: int | None
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open for reading, turning every way this can fail into one clear MediaError."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(path, "file not found")
+    if p.is_dir():
+        raise MediaError(path, "is a directory, not a media file")
+    if p.stat().st_size == 0:
+        raise MediaError(path, "empty file")
+    if not os.access(p, os.R_OK):
+        raise MediaError(path, "cannot read file (permission denied)")
+    try:
+        return av.open(str(p), "r")
+    except _AV_ERRORS as e:
+        raise MediaError(path, f"not a media file (cannot open container: {_reason(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _origin(container: av.container.InputContainer) -> float:
+    """Seconds subtracted from every timestamp (see module docstring)."""
+    start = container.start_time
+    return start / av.time_base if start and start > 0 else 0.0
+
+
+def _seek(container, stream, t: float) -> None:
+    """Seek `stream` to the last keyframe at or before absolute time `t` (seconds).
+
+    A file that cannot seek is left where it is (its start): reading then decodes
+    forward to `t`, slower but the same result.
+    """
+    try:
+        container.seek(max(0, int(math.floor(t / stream.time_base))), stream=stream, backward=True)
+    except _AV_ERRORS:
+        pass
+
+
+def _rewind(container, path) -> None:
+    try:
+        container.seek(0)
+    except _AV_ERRORS as e:
+        raise MediaError(path, f"cannot seek back to the start ({_reason(e)})") from None
+
+
+def _video_stream(container):
+    """The first real video stream; cover art in music files (attached pictures) is not video."""
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:
+            return s
+    return None
+
+
+def _display_rotation(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that make `frame` upright, in degrees."""
+    return int(round(getattr(frame, "rotation", 0) / 90.0)) * 90 % 360
+
+
+def _first_video_rotation(container, stream) -> int:
+    # The display matrix is stream side data that PyAV only exposes on decoded frames.
+    try:
+        for frame in container.decode(stream):
+            return _display_rotation(frame)
+    except _AV_ERRORS:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- probe
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Duration, streams, frame rate, display size and audio format of a media file."""
+    with _open(path) as c:
+        v = _video_stream(c)
+        a = c.streams.audio[0] if c.streams.audio else None
+        if v is None and a is None:
+            raise MediaError(path, "no audio or video stream")
+        duration = _duration(c)
+        fps = width = height = num_frames = None
+        rotation = 0
+        if v is not None:
+            rate = v.average_rate or v.guessed_rate
+            fps = float(rate) if rate else None
+            rotation = _first_video_rotation(c, v)
+            width, height = v.width, v.height
+            if rotation in (90, 270):
+                width, height = height, width
+            if v.frames:
+                num_frames = int(v.frames)
+            elif fps:
+                num_frames = int(round(_stream_duration(v, duration) * fps))
+        return MediaInfo(
+            path=str(path),
+            duration=duration,
+            has_video=v is not None,
+            has_audio=a is not None,
+            fps=fps,
+            width=width,
+            height=height,
+            rotation=rotation,
+            num_frames=num_frames,
+            audio_sample_rate=a.sample_rate if a is not None else None,
+            audio_channels=a.channels if a is not None else None,
+        )
+
+
+def _duration(container) -> float:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    ends = [_stream_duration(s, 0.0) for s in container.streams if s.type in ("video", "audio")]
+    return max(ends, default=0.0)
+
+
+def _stream_duration(stream, fallback: float) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return fallback
+
+
+# ---------------------------------------------------------------- frames
+
+
+def _target_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """Decoded (not display) size with short side <= bound, aspect kept, even sides."""
+    if max_short_side is None or min(width, height) <= max_short_side:
+        return width, height
+    if max_short_side < 2:
+        raise ValueError(f"max_short_side must be >= 2, got {max_short_side}")
+    short, long = min(width, height), max(width, height)
+    new_short = max_short_side // 2 * 2
+    # The long side follows the (even) short side so the aspect ratio is kept.
+    new_long = max(2, 2 * round(long * new_short / short / 2))
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    fps: float,
+    t0: float = 0.0,
+    t1: float | None = None,
+    max_short_side: int | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield `(t, frame)` for t = t0 + (i + 0.5) / fps, every t < min(t1, video end).
+
+    `frame` is uint8 RGB [H, W, 3], upright, the picture on screen at time t (seconds):
+    the last frame whose presentation time is <= t, or the first frame if t precedes it.
+    Frames between samples are decoded and dropped without conversion, so memory holds
+    a frame or two, whatever the video length.  Source frame times are real timestamps,
+    so variable frame rate is handled; when fps exceeds the source, frames repeat.
+    The file is opened (and bad input reported) at the call, not at the first `next`.
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if t0 < 0:
+        raise ValueError(f"t0 must be >= 0, got {t0}")
+    container = _open(path)
+    stream = _video_stream(container)
+    if stream is None:
+        container.close()
+        raise MediaError(path, "no video stream")
+    return _sample_frames(container, stream, path, fps, t0, t1, max_short_side)
+
+
+class _Held:
+    """The decoded frame currently on screen; converted to RGB only if sampled."""
+
+    def __init__(self, t: float, frame: av.VideoFrame, size: tuple[int, int], rotation: int):
+        self.t, self.frame, self.size, self.rotation = t, frame, size, rotation
+        self.duration = _frame_seconds(frame)
+        self.array: np.ndarray | None = None
+
+    def rgb(self) -> np.ndarray:
+        if self.array is not None:
+            return self.array.copy()  # a repeated frame: hand out an independent array
+        # Resize inside the swscale conversion; rotate the (small) result.
+        arr = self.frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+        if self.rotation:
+            arr = np.ascontiguousarray(np.rot90(arr, k=self.rotation // 90))
+        self.array = arr
+        self.frame = None  # the decoded picture is no longer needed
+        return arr
+
+
+def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time from origin in seconds, frame) in presentation order; stops quietly at
+    corrupt data once something has decoded (a truncated file gives what it has)."""
+    origin = _origin(container)
+    last = None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                # No timestamp: continue from the previous one at the nominal rate.
+                rate = stream.average_rate or stream.guessed_rate or 25
+                t = 0.0 if last is None else last + 1.0 / float(rate)
+            else:
+                t = float(frame.pts * frame.time_base) - origin
+            last = t
+            yield t, frame
+    except _AV_ERRORS as e:
+        if last is None:
+            raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
+
+
+def _sample_frames(container, stream, path, fps, t0, t1, max_short_side):
+    limit = math.inf if t1 is None else t1
+
+    def sample_time(i: int) -> float:
+        return t0 + (i + 0.5) / fps
+
+    with container:
+        if sample_time(0) >= limit:
+            return
+        stream.thread_type = "AUTO"
+        frames = _frames_from(container, stream, path, t0, sample_time(0))
+        try:
+            yield from _pick(frames, sample_time, limit, max_short_side, stream, path)
+        finally:
+            frames.close()
+
+
+def _frames_from(container, stream, path, t0: float, first_sample: float):
+    """Decoded frames starting at or before `first_sample`, seeking when t0 > 0."""
+    frames = _decoded(container, stream, path)
+    if t0 <= 0:
+        return frames
+    _seek(container, stream, t0 + _origin(container))
+    first = next(frames, None)
+    if first is not None and first[0] <= first_sample + 1e-6:
+        return _prepend(first, frames)
+    # The seek landed after the first sample (sparse index, odd files): start over.
+    frames.close()
+    _rewind(container, path)
+    return _decoded(container, stream, path)
+
+
+def _prepend(first, rest):
+    yield first
+    yield from rest  # closing this generator closes `rest` too
+
+
+def _pick(frames, sample_time, limit: float, max_short_side, stream, path):
+    """For each sample time, the frame on screen; converts only those frames."""
+    i = 0
+    cur: _Held | None = None
+    size = rotation = interval = None
+    for t, frame in frames:
+        if cur is None:
+            # The first frame also covers samples before it.
+            size = _target_size(frame.width, frame.height, max_short_side)
+            rotation = _display_rotation(frame)
+        else:
+            while sample_time(i) < min(t, limit):
+                yield sample_time(i), cur.rgb()
+                i += 1
+            if sample_time(i) >= limit:
+                return
+            interval = t - cur.t
+        cur = _Held(t, frame, size, rotation)
+    if cur is None:
+        raise MediaError(path, "no video frames could be decoded")
+    # The last frame stays on screen for its own duration (else the last interval).
+    end = cur.t + (cur.duration or interval or _nominal_frame_seconds(stream))
+    while sample_time(i) < min(end, limit):
+        yield sample_time(i), cur.rgb()
+        i += 1
+
+
+def _frame_seconds(frame: av.VideoFrame) -> float | None:
+    if getattr(frame, "duration", None) and frame.time_base is not None:
+        return float(frame.duration * frame.time_base)
+    return None
+
+
+def _nominal_frame_seconds(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    return 1.0 / float(rate) if rate else 0.0
+
+
+def read_frames(
+    path: str | os.PathLike,
+    fps: float,
+    t0: float = 0.0,
+    t1: float | None = None,
+    max_short_side: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All of `iter_frames` at once: frames uint8 [F, H, W, 3] RGB, times float64 [F] (s)."""
+    times, frames = [], []
+    for t, frame in iter_frames(path, fps, t0, t1, max_short_side):
+        times.append(t)
+        frames.append(frame)
+    if not frames:
+        return np.zeros((0, 0, 0, 3), dtype=np.uint8), np.zeros(0, dtype=np.float64)
+    return np.stack(frames), np.asarray(times, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- audio
+
+
+def read_audio(
+    path: str | os.PathLike, sample_rate: int, t0: float = 0.0, t1: float | None = None
+) -> np.ndarray:
+    """Mono float32 [N] at `sample_rate` Hz for the window [t0, t1) in seconds.
+
+    Channels are averaged (any layout).  With t1 given, N = round((t1 - t0) * sample_rate)
+    exactly, zero-padded past the end of the stream; otherwise up to the end of the stream.
+    Samples are placed by their timestamps, so a window read after a seek is aligned.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    if t0 < 0:
+        raise ValueError(f"t0 must be >= 0, got {t0}")
+    start = int(round(t0 * sample_rate))
+    n = None if t1 is None else max(0, int(round((t1 - t0) * sample_rate)))
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        chunks = _audio_chunks(container, stream, path, sample_rate, start, n, seek=t0 > 0)
+        if chunks and t0 > 0 and chunks[0][0] > start:
+            # The seek landed after the window start: decode from the beginning instead.
+            _rewind(container, path)
+            chunks = _audio_chunks(container, stream, path, sample_rate, start, n, seek=False)
+        stream_end = _audio_end_index(container, stream, sample_rate)
+        frame_size = stream.codec_context.frame_size or 4096
+        padding = int(math.ceil(frame_size * sample_rate / stream.sample_rate))
+    decoded_end = max((s + len(x) for s, x in chunks), default=start)
+    end = decoded_end
+    # Codecs such as AAC decode a whole last frame past the true end; the stream's
+    # duration says where the signal stops.  Only trust it for such a small overshoot
+    # (a bitrate-estimated duration, e.g. VBR mp3, can be far off).
+    if stream_end is not None and 0 < decoded_end - stream_end <= padding:
+        end = stream_end
+    if n is None:
+        n = max(end - start, 0)
+    out = np.zeros(n, dtype=np.float32)
+    for s, x in chunks:
+        a, b = max(s, start), min(s + len(x), start + n, end)
+        if b > a:
+            out[a - start : b - start] = x[a - s : b - s]
+    return out
+
+
+def _audio_end_index(container, stream, sample_rate: int) -> int | None:
+    """Sample index (output clock) where the stream's declared duration ends."""
+    if not stream.duration or stream.time_base is None:
+        return None
+    first = stream.start_time or 0
+    return int(round((float((first + stream.duration) * stream.time_base) - _origin(container)) * sample_rate))
+
+
+def _audio_chunks(container, stream, path, sample_rate, start, n, seek):
+    """[(first sample index on the output clock, mono float32 samples)] covering the
+    window; decoding stops once the window [start, start + n) is filled."""
+    origin = _origin(container)
+    if seek:
+        # Pre-roll: decoders with overlapping frames (AAC, MP3) and the resampler
+        # need some input before the window before their output is exact.
+        frame_size = stream.codec_context.frame_size or 1024
+        preroll = max(0.25, 8 * frame_size / (stream.sample_rate or sample_rate))
+        _seek(container, stream, start / sample_rate - preroll + origin)
+    # Keep every channel through the resampler and average afterwards: swresample's
+    # own downmix weights channels (and drops LFE) rather than averaging them.
+    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+    chunks: list[tuple[int, np.ndarray]] = []
+    next_index = None
+
+    def add(frames) -> None:
+        nonlocal next_index
+        for f in frames:
+            x = f.to_ndarray().mean(axis=0, dtype=np.float32)
+            if f.pts is not None and f.time_base is not None:
+                index = int(round((float(f.pts * f.time_base) - origin) * sample_rate))
+            else:
+                index = next_index or 0
+            chunks.append((index, x))
+            next_index = index + len(x)
+
+    decoded_any = False
+    try:
+        for frame in container.decode(stream):
+            decoded_any = True
+            add(resampler.resample(frame))
+            if n is not None and next_index is not None and next_index >= start + n:
+                break
+        else:
+            add(resampler.resample(None))
+    except _AV_ERRORS as e:
+        if not decoded_any:
+            raise MediaError(path, f"cannot decode audio ({_reason(e)})") from None
+        try:
+            add(resampler.resample(None))
+        except _AV_ERRORS:
+            pass
+    except ValueError as e:  # the stream changed format mid-way
+        raise MediaError(path, f"cannot decode audio ({e})") from None
+    if not decoded_any and not seek:
+        raise MediaError(path, "no audio could be decoded")
+    return chunks
+
+
+def _as_channels(wav: np.ndarray) -> np.ndarray:
+    """float32 [C, N] from [N] or [C, N]."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 1:
+        wav = wav[None]
+    if wav.ndim != 2 or wav.shape[0] == 0:
+        raise VabError(f"audio must be shaped [N] or [C, N], got {tuple(wav.shape)}")
+    return wav
+
+
+def _layout(channels: int) -> str:
+    return _LAYOUTS.get(channels) or av.AudioLayout(channels).name
+
+
+def _pcm16(wav: np.ndarray) -> np.ndarray:
+    """[C, N] float in [-1, 1] -> int16 interleaved [1, N * C]."""
+    # Scale by 2**15 like FFmpeg's own float->s16 conversion, so reading back
+    # (which divides by 2**15) returns the input to within one quantisation step.
+    x = np.clip(np.round(wav * 32768.0), -32768, 32767).astype(np.int16)
+    return np.ascontiguousarray(x.T).reshape(1, -1)
+
+
+def write_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int) -> Path:
+    """Write `wav` ([N] or [C, N] float32 in [-1, 1]) as 16-bit `.wav` or `.flac`, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _WRITE_CODECS:
+        raise VabError(f"{path}: cannot write audio with suffix {path.suffix!r} (use .wav or .flac)")
+    fmt, codec = _WRITE_CODECS[suffix]
+    wav = _as_channels(wav)
+    layout = _layout(wav.shape[0])
+    hop = 1 << 16
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format=fmt) as out:
+            stream = out.add_stream(codec, rate=sample_rate, layout=layout, format="s16")
+            for s in range(0, wav.shape[1], hop):
+                frame = av.AudioFrame.from_ndarray(_pcm16(wav[:, s : s + hop]), format="s16", layout=layout)
+                frame.sample_rate = sample_rate
+                frame.pts = s
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+    return path
+
+
+def mux(
+    video_path: str | os.PathLike, wav: np.ndarray, sample_rate: int, out_path: str | os.PathLike
+) -> Path:
+    """Copy `video_path` to `out_path` with its video packets unchanged and `wav`
+    ([N] or [C, N] float32, `sample_rate` Hz) as the only audio track (AAC).
+
+    The audio is cut or zero-padded to the video's length, so the output is no longer
+    than the video.  Any original audio track is dropped.  Written atomically; the
+    container follows the suffix of `out_path` (.mp4, .mov, .mkv ...).
+    """
+    out_path = Path(out_path)
+    wav = _as_channels(wav)
+    if wav.shape[0] > 2:
+        raise VabError(f"{out_path}: mux takes mono or stereo audio, got {wav.shape[0]} channels")
+    layout = _layout(wav.shape[0])
+    with _open(video_path) as src:
+        vin = _video_stream(src)
+        if vin is None:
+            raise MediaError(video_path, "no video stream")
+        start_pts, end_pts = _packet_span(src, vin, video_path)
+        video_seconds = float((end_pts - start_pts) * vin.time_base)
+        _rewind(src, video_path)
+        with atomic_path(out_path) as tmp:
+            try:
+                out = av.open(str(tmp), "w")
+            except ValueError as e:
+                raise VabError(f"{out_path}: cannot write a video file with this name ({e})") from None
+            with out:
+                try:
+                    vout = out.add_stream_from_template(vin)
+                    # AAC has a fixed set of rates; PyAV's encoder resamples frames to the stream rate.
+                    aout = out.add_stream("aac", rate=_aac_rate(sample_rate), layout=layout)
+                except ValueError as e:
+                    raise VabError(f"{out_path}: cannot write this video into that container ({e})") from None
+                exact = out.format.name in _EDIT_LIST_FORMATS
+                audio = _fit_audio(wav, sample_rate, video_seconds, None if exact else aout.sample_rate)
+                try:
+                    _interleave(src, vin, out, vout, aout, _audio_frames(audio, sample_rate, layout), start_pts)
+                except _AV_ERRORS as e:
+                    raise MediaError(video_path, f"cannot remux into {out_path} ({_reason(e)})") from None
+    return out_path
+
+
+def _fit_audio(wav: np.ndarray, sample_rate: int, seconds: float, aac_rate: int | None) -> np.ndarray:
+    """[C, N] cut or zero-padded to `seconds` (never a sample past them).
+
+    Without an edit list to hide the last frame's padding (`aac_rate` given), the
+    track is cut to whole AAC frames so the padded end still falls within the video.
+    """
+    if aac_rate is not None:
+        seconds = math.floor(seconds * aac_rate / _AAC_FRAME + 1e-6) * _AAC_FRAME / aac_rate
+    n = int(math.floor(seconds * sample_rate + 1e-6))
+    audio = np.zeros((wav.shape[0], n), dtype=np.float32)
+    m = min(n, wav.shape[1])
+    audio[:, :m] = np.clip(wav[:, :m], -1.0, 1.0)
+    return audio
+
+
+def _aac_rate(sample_rate: int) -> int:
+    rates = sorted(av.Codec("aac", "w").audio_rates or [sample_rate])
+    return sample_rate if sample_rate in rates else next((r for r in rates if r >= sample_rate), rates[-1])
+
+
+def _interleave(src, vin, out, vout, aout, frames: Iterator[av.AudioFrame], start_pts: int) -> None:
+    """Copy video packets and encode audio frames, in time order, so the output is
+    interleaved without the muxer buffering either stream."""
+    pending = next(frames, None)
+    for packet in src.demux(vin):
+        if packet.dts is None:  # the demuxer's end-of-stream packet
+            continue
+        t = float((packet.dts - start_pts) * vin.time_base)
+        while pending is not None and pending.pts / pending.sample_rate <= t:
+            out.mux(aout.encode(pending))
+            pending = next(frames, None)
+        packet.stream = vout
+        out.mux(packet)
+    while pending is not None:
+        out.mux(aout.encode(pending))
+        pending = next(frames, None)
+    out.mux(aout.encode(None))
+
+
+def _packet_span(container, stream, path) -> tuple[int, int]:
+    """First pts and end (pts + duration) of the stream's packets, in its time base."""
+    start = end = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            start = packet.pts if start is None else min(start, packet.pts)
+            stop = packet.pts + (packet.duration or 0)
+            end = stop if end is None else max(end, stop)
+    except _AV_ERRORS as e:
+        if start is None:
+            raise MediaError(path, f"cannot read video packets ({_reason(e)})") from None
+    if start is None:
+        raise MediaError(path, "video stream has no packets")
+    return start, end
+
+
+def _audio_frames(audio: np.ndarray, sample_rate: int, layout: str, hop: int = 1024) -> Iterator[av.AudioFrame]:
+    for s in range(0, audio.shape[1], hop):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, s : s + hop]), format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = s
+        frame.time_base = Fraction(1, sample_rate)
+        yield frame

@@ -1,0 +1,29 @@
+"""Frame encoders: uint8 RGB frames ``[F, H, W, 3]`` -> features ``[F, D]`` (DESIGN section 3).
+
+``clip`` wraps an open_clip image tower (the paper's EVA02-CLIP-L by default);
+``pixels`` is weights-free, for the offline demo and tests.
+"""
+
+from __future__ import annotations
+
+from vab.config import VisualConfig
+from vab.errors import ConfigError
+from vab.visual.base import VisualEncoder
+
+ENCODERS = ("clip", "pixels")
+
+
+def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
+    """The encoder named by ``cfg.name`` (clip | pixels), weights loaded, in eval mode."""
+    if cfg.name == "pixels":
+        from vab.visual.pixels import PixelEncoder
+
+        return PixelEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
+    if cfg.name == "clip":
+        from vab.visual.clip import ClipEncoder  # imports open_clip only when asked for
+
+        return ClipEncoder.from_config(cfg)
+    raise ConfigError(f"visual.name={cfg.name}: unknown visual encoder (choose from {', '.join(ENCODERS)})")
+
+
+__all__ = ["ENCODERS", "VisualEncoder", "build_visual_encoder"]
