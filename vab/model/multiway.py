@@ -1,0 +1,130 @@
+"""Multiway Transformer layers (VLMo style) and ALiBi measured in time.
+
+A layer has one self-attention shared by both modalities.  In an *expert* layer
+the pre-norm + feed-forward block is split at the visual/audio boundary: the
+first ``num_visual`` positions go through the visual expert, the rest through
+the audio expert, so a position never passes through the other modality's FFN.
+Layers above the expert layers use one shared FFN.
+
+Sequences are always ``[visual ; audio]``: ``x`` is ``[B, F + T, W]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ALIBI_MODES = ("time", "index", "none")
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """The standard ALiBi head slopes ``[H]``: a geometric sequence starting at
+    ``2^(-8/H)``; for a head count that is not a power of two, the slopes of the
+    nearest lower power of two plus every other slope of the next one."""
+
+    def geometric(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if heads & (heads - 1) == 0:
+        slopes = geometric(heads)
+    else:
+        lower = 2 ** int(math.floor(math.log2(heads)))
+        slopes = geometric(lower) + geometric(2 * lower)[0::2][: heads - lower]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_positions(
+    num_visual: int, num_audio: int, fps: float, frame_rate: float, mode: str = "time"
+) -> torch.Tensor:
+    """Positions ``[F + T]`` of the sequence ``[visual ; audio]`` in audio-frame units.
+
+    ``time``: audio frame t sits at ``(t + 0.5) / frame_rate`` seconds and visual
+    frame f at ``(f + 0.5) / fps`` seconds (frames are sampled at interval
+    centres); seconds are multiplied by ``frame_rate`` so neighbouring audio
+    frames are one unit apart and an audio frame and the video frame shown at
+    the same instant are at distance 0.
+    ``index``: the position in the concatenated sequence (plain ALiBi, ablation).
+    """
+    if mode == "index":
+        return torch.arange(num_visual + num_audio, dtype=torch.float64)
+    if mode != "time":
+        raise ValueError(f"alibi mode {mode!r} has no positions (expected time or index)")
+    visual = (torch.arange(num_visual, dtype=torch.float64) + 0.5) / fps * frame_rate
+    audio = torch.arange(num_audio, dtype=torch.float64) + 0.5
+    return torch.cat([visual, audio])
+
+
+def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32)."""
+    distance = (positions[:, None] - positions[None, :]).abs()
+    return (-slopes.double()[:, None, None] * distance[None]).float()
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention over ``[B, L, W]`` with an optional
+    additive bias ``[H, L, L]`` (ALiBi)."""
+
+    def __init__(self, width: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        b, length, width = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        # SDPA wants the float mask in the query's dtype (bf16 / fp16 under autocast)
+        mask = None if bias is None else bias.to(q.dtype)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(b, length, width))
+
+
+class FeedForward(nn.Module):
+    """Pre-norm FFN block ``LayerNorm -> Linear -> GELU -> Linear`` (residual added by the layer)."""
+
+    def __init__(self, width: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(self.norm(x))))))
+
+
+class MultiwayLayer(nn.Module):
+    """Pre-norm Transformer layer: shared attention, then per-modality experts
+    (``experts=True``) or one shared FFN."""
+
+    def __init__(self, width: int, heads: int, ffn: int, dropout: float = 0.0, experts: bool = False):
+        super().__init__()
+        self.experts = experts
+        self.attn_norm = nn.LayerNorm(width)
+        self.attn = SelfAttention(width, heads, dropout)
+        self.drop = nn.Dropout(dropout)
+        if experts:
+            self.ffn_visual = FeedForward(width, ffn, dropout)
+            self.ffn_audio = FeedForward(width, ffn, dropout)
+        else:
+            self.ffn = FeedForward(width, ffn, dropout)
+
+    def forward(self, x: torch.Tensor, num_visual: int, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x [B, F + T, W]`` whose first ``num_visual`` positions are visual."""
+        x = x + self.drop(self.attn(self.attn_norm(x), bias))
+        if not self.experts:
+            return x + self.ffn(x)
+        parts = []
+        visual, audio = x[:, :num_visual], x[:, num_visual:]
+        if visual.shape[1]:
+            parts.append(visual + self.ffn_visual(visual))
+        if audio.shape[1]:
+            parts.append(audio + self.ffn_audio(audio))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -1,0 +1,124 @@
+"""The masked audio-token prediction objective (paper eq. 1 and 3, DESIGN section 5).
+
+One training step: augment (temporal mixup, rolling) -> mask a truncated-normal
+ratio of the predicted levels -> drop the visual features of some examples (null
+embedding) -> forward -> cross-entropy on the masked tokens only, averaged over
+them.  For the coarse-to-fine model the given (coarse) levels are never masked.
+
+Batches are dicts as the data set yields them: ``tokens`` int16 ``[B, K, T]``,
+``features`` float16 ``[B, F, D]`` (absent / None for audio-only data), ``labels``
+float32 ``[B, C]``; dtypes are converted on the model's device here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vab.data.augment import augment
+from vab.masking import apply_mask, level_mask, pretraining_mask, uniform
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The VAB inside a DDP / FSDP / compiled wrapper (for its attributes)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def prepare_batch(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(tokens long ``[B, levels, T]``, features float32 ``[B, F, D]`` | None, labels | None) on the model's device."""
+    core = unwrap(model)
+    device = core.codebooks.device
+    tokens = torch.as_tensor(batch["tokens"]).to(device=device, dtype=torch.long)[:, : core.levels]
+    features = batch.get("features")
+    if features is not None:
+        features = torch.as_tensor(features).to(device=device, dtype=torch.float32)
+    labels = batch.get("labels")
+    if labels is not None:
+        labels = torch.as_tensor(labels).to(device=device, dtype=torch.float32)
+    return tokens, features, labels
+
+
+def masked_loss(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, given_levels: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy averaged over masked tokens of the predicted levels.
+
+    logits ``[B, Kp, T, V]``, tokens / mask ``[B, K, T]`` with ``K = given_levels + Kp``.
+    Returns (loss, correct ``[Kp]``, masked count ``[Kp]``)."""
+    targets, m = tokens[:, given_levels:], mask[:, given_levels:]
+    loss = F.cross_entropy(logits[m].float(), targets[m])
+    correct = ((logits.detach().argmax(-1) == targets) & m).sum(dim=(0, 2))
+    return loss, correct, m.sum(dim=(0, 2))
+
+
+class PretrainObjective:
+    """``objective(model, batch, generator) -> (loss, logs)`` for one training step.
+
+    Settings come from ``cfg.train``: mask_mean, mask_std, visual_dropout, mixup_prob,
+    roll_prob.  Augmentation and visual dropout are training-time only: a model in
+    eval mode (validation) gets the clean batch, still masked at random ratios.
+    `logs` holds floats: loss, mask_ratio (batch mean), acc (all masked
+    tokens) and acc/level<k> for every predicted level k.
+    """
+
+    def __init__(self, cfg: Any, augment: bool = True):
+        t = cfg.train
+        self.mask_mean = float(t.mask_mean)
+        self.mask_std = float(t.mask_std)
+        self.visual_dropout = float(t.visual_dropout)
+        self.mixup_prob = float(t.mixup_prob) if augment else 0.0
+        self.roll_prob = float(t.roll_prob) if augment else 0.0
+
+    def __call__(
+        self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        core = unwrap(model)
+        tokens, features, labels = prepare_batch(model, batch)
+        device = tokens.device
+        training = core.training
+        if training:
+            tokens, features, _ = augment(
+                tokens, features, labels, mixup_prob=self.mixup_prob, roll_prob=self.roll_prob,
+                frame_rate=core.frame_rate, fps=core.fps, generator=generator,
+            )
+        mask, ratios = pretraining_mask(
+            tuple(tokens.shape), self.mask_mean, self.mask_std, core.given_levels, generator, device
+        )
+        drop = None
+        if training and features is not None and self.visual_dropout > 0:
+            drop = uniform((tokens.shape[0],), generator, device) < self.visual_dropout
+        logits = model(apply_mask(tokens, mask, core.mask_id), features, drop)
+        loss, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
+        logs = {"loss": loss.item(), "mask_ratio": ratios.mean().item(), "acc": (correct.sum() / counts.sum()).item()}
+        for i, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
+            logs[f"acc/level{core.given_levels + i}"] = c / n if n else float("nan")
+        return loss, logs
+
+
+@torch.no_grad()
+def masked_correct(
+    model: torch.nn.Module, batch: dict[str, Any], ratio: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct ``[Kp]``, masked ``[Kp]``) greedy predictions at a fixed mask `ratio`, with
+    the visual features (no augmentation, no dropout).  Sum these over a validation set."""
+    core = unwrap(model)
+    tokens, features, _ = prepare_batch(model, batch)
+    ratios = torch.full((tokens.shape[0],), float(ratio), device=tokens.device)
+    mask = level_mask(tuple(tokens.shape), ratios, core.given_levels, generator, tokens.device)
+    logits = model(apply_mask(tokens, mask, core.mask_id), features)
+    _, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
+    return correct, counts
+
+
+def masked_accuracy(
+    model: torch.nn.Module, batch: dict[str, Any], ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per-level masked-token accuracy ``[Kp]`` at a fixed mask `ratio` (validation: 0.3, 0.55, 0.9)."""
+    correct, counts = masked_correct(model, batch, ratio, generator)
+    return correct.double() / counts.clamp_min(1)
