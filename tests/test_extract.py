@@ -110,20 +110,20 @@ def test_rerun_with_other_settings_is_refused(extracted, clip_folder, capsys):
 def test_sigkill_halfway_then_rerun_gives_identical_data_set(extracted, clip_folder, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "vab.cli", "extract", str(clip_folder), "--out", str(out), *FAST,
-           "extract.chunk_size=2", "extract.batch_size=2"]
+           "extract.chunk_size=1", "extract.batch_size=1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     parts = out / "parts"
     while time.time() < deadline and proc.poll() is None:
-        if parts.exists() and len([p for p in parts.iterdir() if not p.name.startswith(".")]) >= 3:
+        if parts.exists() and len([p for p in parts.iterdir() if not p.name.startswith(".")]) >= 2:
             break
-        time.sleep(0.05)
+        time.sleep(0.005)
     assert proc.poll() is None, "extraction finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "data").exists()
     done_before = len([p for p in parts.iterdir() if not p.name.startswith(".")])
-    assert 0 < done_before < 10
+    assert 0 < done_before < 20
 
     assert vab_main(["extract", str(clip_folder), "--out", str(out), *FAST]) == 0
     a, b = load_columns(extracted), load_columns(out)
@@ -233,9 +233,10 @@ def test_reader_picks_middle_frame_in_eval_and_one_per_interval_in_training(labe
     ev = VABDataset(labelled, fps=2, train=False)[0]["features"]
     assert torch.equal(ev, full[[1, 3, 5, 7]])
     tr = VABDataset(labelled, fps=2, train=True)
-    torch.manual_seed(0)
+    assert torch.equal(tr[0]["features"], tr[0]["features"])  # a function of (seed, epoch, item)
     seen = set()
-    for _ in range(20):
+    for epoch in range(20):
+        tr.set_epoch(epoch)
         f = tr[0]["features"]
         picks = []
         for k in range(4):  # each returned frame comes from its own 2-frame interval
@@ -268,7 +269,7 @@ def test_reader_windows_and_mismatch_errors(labelled, tmp_path):
 @pytest.mark.slow
 def test_accelerate_two_processes_match_one(clip_folder, extracted, tmp_path):
     out = tmp_path / "multi"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no",
            str(REPO / "recipes/extract.py"), str(clip_folder), "--out", str(out), *FAST]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

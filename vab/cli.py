@@ -13,7 +13,7 @@ import sys
 import warnings
 
 # sub-command modules, in the order `vab --help` lists them
-COMMANDS = ["extract", "info"]
+COMMANDS = ["extract", "generate", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,3 +49,20 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+def launched_processes() -> int:
+    """Processes started by `accelerate launch` / torchrun (1 for a plain run)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_without_gpu() -> bool:
+    """Several processes launched on a machine with no accelerator device: Accelerate
+    forms a (gloo) process group only when told to use the CPU (`Accelerator(cpu=True)`).
+    Note that `accelerate launch --cpu` starts a single process; use `--multi_gpu`."""
+    if launched_processes() <= 1:
+        return False
+    probe = getattr(torch, "accelerator", None)
+    if probe is not None and hasattr(probe, "is_available"):
+        return not bool(probe.is_available())
+    return not torch.cuda.is_available()

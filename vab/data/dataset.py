@@ -9,6 +9,10 @@ Features may be stored at a higher fps than the model reads (the paper stores
 VGGSound at 5 fps and uses 1): training then picks one random stored frame per
 model interval, evaluation the middle one.  Clips may also be longer than the
 model's window: training takes a random aligned window, evaluation the first.
+
+The random choices are a function of (seed, epoch, item) only, never of a global
+RNG, so they are the same in any loader worker and after an exact resume; the
+training engine calls :meth:`VABDataset.set_epoch` before each epoch.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class VABDataset(torch.utils.data.Dataset):
         duration: seconds per item (default: as stored).
         train: random frame / window choice (True) or the deterministic middle / start.
         levels: keep only the first `levels` codebooks (default: all stored).
+        seed: seeds the training-time random choices (with the epoch and item).
     """
 
     def __init__(
@@ -94,11 +99,14 @@ class VABDataset(torch.utils.data.Dataset):
         duration: float | None = None,
         train: bool = True,
         levels: int | None = None,
+        seed: int = 0,
     ):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         self.info = load_infos(self.paths)
         info = self.info
         self.train = train
+        self.seed = int(seed)
+        self.epoch = 0
         self.duration = float(duration or info.duration)
         self.levels = levels or info.num_codebooks
         self.fps = float(fps or info.fps)
@@ -138,6 +146,10 @@ class VABDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the training-time random choices from epoch to epoch."""
+        self.epoch = int(epoch)
+
     @property
     def num_classes(self) -> int:
         return len(self.info.label_names)
@@ -149,9 +161,10 @@ class VABDataset(torch.utils.data.Dataset):
         n, i = self.index[item]
         table, remap = self.tables[n]
         info = self.info
+        rng = np.random.default_rng([self.seed, self.epoch, item]) if self.train else None
         start = 0
-        if self.train and self.window_starts > 1:
-            start = int(torch.randint(self.window_starts, ()).item())
+        if rng is not None and self.window_starts > 1:
+            start = int(rng.integers(self.window_starts))
         t0 = start * self.window_step
         tok0 = int(round(t0 * info.frame_rate))
         tokens = self._row(table, "tokens", i, np.int16)[: self.levels, tok0 : tok0 + self.num_tokens]
@@ -166,8 +179,8 @@ class VABDataset(torch.utils.data.Dataset):
         if info.has_visual:
             stored = self._row(table, "features", i, np.float16)
             f0 = int(round(t0 * info.fps))
-            if self.train and self.stride > 1:
-                offsets = torch.randint(self.stride, (self.num_frames,)).numpy()
+            if rng is not None and self.stride > 1:
+                offsets = rng.integers(self.stride, size=self.num_frames)
             else:
                 offsets = np.full(self.num_frames, self.stride // 2)
             pick = f0 + np.arange(self.num_frames) * self.stride + offsets

@@ -291,6 +291,14 @@ class VAB(nn.Module):
         model.slopes = alibi_slopes(len(model.slopes))
         return model.to(pick_device(str(device)))
 
+    # ------------------------------------------------------------------ generation
+    def generate(self, source: Any, **kwargs: Any) -> Any:
+        """Soundtrack for a video file or features ``[F, D]`` -> ``vab.generate.GenerationResult``
+        (waveform, sample_rate, tokens ``[K, T]``, timings); keywords as :func:`vab.generate.generate`."""
+        from vab.generate import generate
+
+        return generate(self, source, **kwargs)
+
 
 def model_class(model_type: str) -> type[VAB]:
     """The class for ``model.type`` (vab | coarse2fine)."""

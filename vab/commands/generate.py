@@ -1,0 +1,293 @@
+"""`vab generate VIDEOS... --checkpoint DIR --out DIR`: soundtracks for videos."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  vab generate clip.mp4 --checkpoint runs/tiny/model --out out/
+  vab generate videos/ 'more/**/*.mov' --checkpoint models/vab-encodec --out out/ --steps 16 --cfg 5
+  vab generate clip.mp4 --checkpoint models/vab-dac --c2f-checkpoint models/c2f-dac --out out/
+  vab generate clip.mp4 --checkpoint DIR --out out/ --edit 2.5-4.0,7-8     # regenerate two spans only
+  vab generate clip.mp4 --checkpoint DIR --out out/ --prompt door.wav --prompt-seconds 2
+
+For each video: OUT/<name>.wav (or .flac), OUT/<name>.mp4 (the original video stream copied,
+the new audio as its only track, as long as the video) and with --plot OUT/<name>.png.
+<name> is the file's stem; videos from different folders that share a stem are named
+after their folders too (a/clip.mp4 -> a__clip, b/clip.mp4 -> b__clip).
+Videos whose outputs all exist are skipped (so a killed batch re-run continues) unless
+--overwrite.  Every file is written to a temporary name and renamed when complete.
+Files that cannot be used are listed at the end and make the exit code 1; the others
+are still generated.
+
+Long videos are generated in windows of the model's trained length; each window carries
+the last --overlap seconds of the previous one as given tokens, and the last window ends
+at the video's end.  --batch-size videos are sampled together (one window of each per
+sampler call); the result for a video does not depend on the batch size.
+With --duration the audio covers the first seconds only and the mp4 keeps the whole
+video, silent after them.  --edit spans a-b regenerate tokens round(a*r) .. round(b*r)-1
+at the codec frame rate r; every other token of the video's own soundtrack is kept.
+"""
+
+FORMATS = ("wav", "flac")
+
+
+@dataclass
+class Outputs:
+    """The files one video gets."""
+
+    audio: Path
+    video: Path | None
+    plot: Path | None
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.audio, self.video, self.plot) if p is not None]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="soundtracks for videos (wav + muxed mp4), also editing and continuation",
+        description="Generate audio for videos with a VAB model: files, folders (searched recursively) or glob "
+        "patterns; any length.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or glob patterns")
+    p.add_argument("--checkpoint", required=True, help="model directory (config.yaml + model.safetensors)")
+    p.add_argument("--c2f-checkpoint", help="coarse-to-fine model directory (DAC: fills the 8 fine levels)")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--steps", type=int, default=16, help="decoding steps per window (default 16)")
+    s.add_argument("--cfg", type=float, default=5.0, dest="guidance", help="classifier-free guidance scale (default 5)")
+    s.add_argument("--mask-temperature", type=float, default=22.5, help="Gumbel noise on confidences (default 22.5)")
+    s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = argmax; default 1)")
+    s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    w = p.add_argument_group("windows and devices")
+    w.add_argument("--duration", type=float, help="seconds from the start to generate (default: the whole video)")
+    w.add_argument("--overlap", type=float, help="seconds each window carries from the previous one "
+                   "(default: a quarter of the model's window, 2.5 s for 10-s models)")
+    w.add_argument("--batch-size", type=int, default=1, help="videos sampled together (default 1)")
+    w.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    w.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on a GPU, fp32 on the CPU")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--format", default="wav", choices=FORMATS, help="audio file format (default wav)")
+    o.add_argument("--no-mux", action="store_true", help="write the audio only, no mp4")
+    o.add_argument("--overwrite", action="store_true", help="regenerate videos whose outputs exist")
+    o.add_argument("--plot", action="store_true", help="also write a PNG: frames above the spectrogram")
+    e = p.add_argument_group("editing and continuation")
+    e.add_argument("--edit", metavar="SPANS", help="regenerate only these spans of each video's own soundtrack, "
+                   "e.g. 2.5-4.0,7-8 (seconds); everything else is kept token for token")
+    e.add_argument("--prompt", metavar="AUDIO", help="continue this audio: its tokens are given at the start")
+    e.add_argument("--prompt-seconds", type=float, help="use only the first seconds of --prompt")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vab.errors import VabError
+    from vab.generate import Generator, Request
+    from vab.generation.conditions import parse_spans
+    from vab.generation.inputs import expand_inputs, unique_names
+    from vab.sampling import SamplingConfig
+
+    console = Console(stderr=True)
+    out = Path(args.out).expanduser()
+    ensure_writable(out)
+    sampling = SamplingConfig(
+        steps=args.steps, guidance=args.guidance, mask_temperature=args.mask_temperature,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+    )
+    if args.edit and args.prompt:
+        raise VabError("use either --edit or --prompt, not both")
+    if args.prompt_seconds is not None and not args.prompt:
+        raise VabError("--prompt-seconds needs --prompt")
+    if args.duration is not None and not args.duration > 0:
+        raise VabError(f"--duration must be > 0 seconds, got {args.duration}")
+    spans = parse_spans(args.edit) if args.edit else None
+    _check_device(args.device)
+
+    videos, problems = expand_inputs(args.inputs, exclude=out)
+    generator = Generator.from_pretrained(
+        args.checkpoint, args.c2f_checkpoint, device=args.device, precision=args.precision,
+        overlap=args.overlap, batch_size=args.batch_size,
+    )
+    if generator.coarse_only:
+        console.print(f"[yellow]note: decoding only the {generator.model.levels} coarse DAC levels "
+                      "(no --c2f-checkpoint): expect muffled audio")
+    prompt = generator.tokenize_prompt(args.prompt, args.prompt_seconds) if args.prompt else None
+
+    names = unique_names(videos)
+    rows: list[tuple] = []
+    requests = []
+    for video in videos:
+        outputs = plan_outputs(out, names[video], args)
+        if not args.overwrite and all(p.exists() for p in outputs.paths()):
+            rows.append((str(video), None, None, None, None, "exists, skipped"))
+            continue
+        remove_stale_temporaries(outputs)
+        requests.append(Request(source=video, duration=args.duration, edit=spans, prompt=prompt, key=outputs))
+
+    with _Bar(console, len(requests)) as bar:
+        for outcome in generator.run(requests, sampling, progress=bar.window):
+            video = Path(outcome.request.source)
+            if outcome.error is None:
+                try:
+                    write_outputs(outcome.result, video, outcome.request.key)
+                except VabError as exc:
+                    outcome.error = exc
+                except OSError as exc:  # disk full, folder removed: no point going on
+                    raise VabError(f"{out}: cannot write outputs for {video} ({exc.strerror or exc})") from None
+            if outcome.error is not None:
+                problems.append((str(video), reason(outcome.error, video)))
+            else:
+                r = outcome.result
+                rows.append((str(video), r.seconds, r.windows, r.timings["total"], r.real_time_factor,
+                             ", ".join(p.name for p in outcome.request.key.paths())))
+            bar.finished(outcome.request)
+
+    print_summary(console, rows, problems, out)
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------- outputs
+def ensure_writable(out: Path) -> None:
+    """Create `out` and prove a file can be written there, before any work is done."""
+    from vab.errors import VabError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise VabError(f"{out}: cannot write to the output folder ({exc.strerror or exc})") from None
+
+
+def plan_outputs(out: Path, name: str, args: argparse.Namespace) -> Outputs:
+    return Outputs(
+        audio=out / f"{name}.{args.format}",
+        video=None if args.no_mux else out / f"{name}.mp4",
+        plot=out / f"{name}.png" if args.plot else None,
+    )
+
+
+def remove_stale_temporaries(outputs: Outputs) -> None:
+    """Temporary files a killed run left for these outputs (see `vab.utils.atomic_path`)."""
+    for path in outputs.paths():
+        pattern = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}")
+        if path.parent.is_dir():
+            for leftover in path.parent.iterdir():
+                if pattern.fullmatch(leftover.name):
+                    leftover.unlink(missing_ok=True)
+
+
+def write_outputs(result, video: Path, outputs: Outputs) -> None:
+    """Write every output of one video, each atomically; if one fails, none of them stays."""
+    from vab import media
+    from vab.plot import read_frame_strip, save_plot
+
+    written: list[Path] = []
+    try:
+        # the mux first: it is what an odd input is most likely to refuse
+        if outputs.video is not None:
+            written.append(media.mux(video, result.waveform, result.sample_rate, outputs.video))
+        written.append(media.write_audio(outputs.audio, result.waveform, result.sample_rate))
+        if outputs.plot is not None:
+            frames = read_frame_strip(video, result.seconds)
+            written.append(save_plot(outputs.plot, result.waveform, result.sample_rate, frames, title=video.name))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def reason(exc: Exception, video: Path) -> str:
+    """The problem without the file name the list already shows."""
+    from vab.errors import MediaError
+
+    if isinstance(exc, MediaError):
+        return exc.problem
+    text = str(exc)
+    prefix = f"{video}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    from vab.errors import VabError
+
+    if device == "auto":
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise VabError(f"--device {device!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    mps = getattr(torch.backends, "mps", None)
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not (mps and mps.is_available())):
+        raise VabError(f"--device {device}: not available on this machine (try --device auto)")
+
+
+# ---------------------------------------------------------------------- progress and summary
+class _Bar:
+    """A rich progress bar: one line for the videos, one per video being generated (its windows)."""
+
+    def __init__(self, console, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self.videos = self.progress.add_task("videos", total=total)
+        self.tasks: dict[int, int] = {}
+
+    def window(self, request, done: int, total: int) -> None:
+        key = id(request)
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"  {Path(request.source).name} windows", total=total)
+        self.progress.update(self.tasks[key], completed=done, total=total)
+
+    def finished(self, request) -> None:
+        task = self.tasks.pop(id(request), None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.advance(self.videos)
+
+    def __enter__(self) -> "_Bar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def print_summary(console, rows: list[tuple], problems: list[tuple[str, str]], out: Path) -> None:
+    from rich.table import Table
+
+    if rows:
+        table = Table(title=f"vab generate -> {out}")
+        for name, justify in [("file", "left"), ("seconds", "right"), ("windows", "right"),
+                              ("time (s)", "right"), ("RTF", "right"), ("outputs", "left")]:
+            table.add_column(name, justify=justify, overflow="fold")
+        for file, seconds, windows, taken, rtf, outputs in rows:
+            if seconds is None:
+                table.add_row(file, "", "", "", "", outputs)
+            else:
+                table.add_row(file, f"{seconds:.2f}", str(windows), f"{taken:.1f}", f"{rtf:.2f}", outputs)
+        console.print(table)
+        console.print("RTF: wall seconds per second of audio (below 1 is faster than real time)")
+    if problems:
+        console.print(f"[red]{len(problems)} input(s) failed:")
+        for file, why in problems:
+            # one line per file, whatever the terminal width (easy to grep)
+            console.print(f"  {file}: {why}", markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,150 @@
+"""From a config to a training run: data sets, codec, model, engine, model directory.
+
+The recipes (`recipes/pretrain.py`, `recipes/coarse2fine.py`, the fine-tuning
+scripts) are thin wrappers around these functions, so every run is built the
+same way and checked the same way (data metadata against the model config).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vab.errors import VabError
+
+VALID_RATIOS = (0.3, 0.55, 0.9)
+
+
+def recipe_parser(description: str, default_config: str | None = None) -> argparse.ArgumentParser:
+    """The command line every training recipe shares: --config, --resume, --model-out, key=value overrides."""
+    p = argparse.ArgumentParser(
+        description=description,
+        epilog="Any other word of the form key=value overrides the config, e.g. "
+        "data.path=[data/vggsound,data/audioset] train.batch_size=60 train.lr=2e-4",
+    )
+    p.add_argument("--config", default=default_config, help="preset name, YAML file or model directory")
+    p.add_argument(
+        "--resume", nargs="?", const="true", default="false",
+        help="continue the run in train.output_dir from its latest checkpoint (or a given checkpoint folder); "
+        "'auto' resumes when a checkpoint exists",
+    )
+    p.add_argument("--model-out", help="model directory to write (default: RUN/model)")
+    p.set_defaults(overrides=[])
+    return p
+
+
+def resume_arg(value: str) -> bool | str:
+    return {"true": True, "false": False}.get(value.lower(), value) if isinstance(value, str) else value
+
+
+def data_paths(cfg: Any) -> list[str]:
+    paths = list(cfg.data.path)
+    if not paths:
+        raise VabError("no training data: set data.path=DIR (a `vab extract` output) or data.path=[DIR1,DIR2]")
+    return paths
+
+
+def load_codec_for(cfg: Any, data_dir: str | Path | None):
+    """The codec the data was tokenized with (the fitted spectral codec lives in the data / model dir)."""
+    from vab.codecs import build_codec
+
+    return build_codec(cfg.codec, directory=data_dir)
+
+
+def check_same_codec_state(paths: list[str]) -> None:
+    """Data sets tokenized by separately fitted spectral codecs cannot be mixed."""
+    files = [Path(p) / "codec.safetensors" for p in paths]
+    present = [f for f in files if f.exists()]
+    if present and (len(present) != len(files) or len({f.read_bytes() for f in present}) > 1):
+        raise VabError(
+            f"{', '.join(paths)}: tokenized by different fitted codecs; extract them with one codec "
+            "(pass codec.path=FIRST_DIR/codec.safetensors to `vab extract` for the others)"
+        )
+
+
+def build_datasets(cfg: Any, paths: list[str]):
+    """(train set, validation set or None) at the model's fps, duration and levels."""
+    from vab.data.dataset import VABDataset, check_matches_config, load_infos
+
+    info = load_infos(paths)
+    check_matches_config(info, cfg, source=", ".join(paths))
+    common = dict(fps=cfg.data.fps, duration=cfg.data.duration, levels=cfg.model.levels)
+    train_set = VABDataset(paths, cfg.data.train_split, train=True, seed=cfg.train.seed, **common)
+    try:
+        valid_set = VABDataset(paths, cfg.data.valid_split, train=False, **common)
+    except VabError:
+        valid_set = None
+    return train_set, valid_set, info
+
+
+def build_model(cfg: Any, codec, visual_dim: int):
+    from vab.model import VAB
+
+    levels = cfg.model.levels
+    if levels > codec.num_codebooks:
+        raise VabError(f"model.levels={levels} but the codec has {codec.num_codebooks} codebooks")
+    return VAB.from_config(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
+
+
+def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
+    """validate(model, loader) -> {"acc@<ratio>/level<k>", "acc@<ratio>"} at fixed mask ratios."""
+    from vab.pretraining import masked_correct, unwrap
+
+    def validate(model: torch.nn.Module, loader) -> dict[str, float]:
+        core = unwrap(model)
+        device = core.codebooks.device
+        out: dict[str, float] = {}
+        for ratio in ratios:
+            gen = torch.Generator(device=device).manual_seed(seed)
+            correct = counts = None
+            for batch in loader or []:
+                c, n = masked_correct(model, batch, ratio, gen)
+                correct = c if correct is None else correct + c
+                counts = n if counts is None else counts + n
+            if correct is None:
+                continue
+            for k, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
+                out[f"acc@{ratio}/level{core.given_levels + k}"] = c / max(n, 1)
+            out[f"acc@{ratio}"] = correct.sum().item() / max(counts.sum().item(), 1)
+        return out
+
+    return validate
+
+
+def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None = None) -> Path:
+    """Masked-token pretraining (VAB or coarse-to-fine, by ``cfg.model.type``) on the data sets
+    in ``cfg.data.path``; writes RUN (checkpoints, logs) and a model directory.  Returns the latter."""
+    from vab.data.dataset import collate
+    from vab.pretraining import PretrainObjective
+    from vab.train import Trainer
+
+    paths = data_paths(cfg)
+    check_same_codec_state(paths)
+    train_set, valid_set, info = build_datasets(cfg, paths)
+    if not info.has_visual:
+        raise VabError(f"{paths[0]}: audio-only data has no visual features; pretraining needs videos")
+    codec = load_codec_for(cfg, paths[0])
+    model = build_model(cfg, codec, info.visual_dim)
+    trainer = Trainer(
+        cfg.train, model, PretrainObjective(cfg), train_set, valid_set,
+        collate_fn=collate, validate=masked_accuracy_validation(), config=cfg, num_workers=cfg.data.num_workers,
+    )
+    trained = trainer.fit(resume=resume)
+    out = Path(model_out or Path(trainer.run_dir) / "model")
+    if trainer.accelerator.is_main_process:
+        save_model_dir(trained, codec, out)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def save_model_dir(model, codec, out: str | Path) -> Path:
+    """A self-contained model directory: config.yaml, model.safetensors, and the fitted codec if any."""
+    from vab.pretraining import unwrap
+
+    out = Path(out)
+    unwrap(model).save_pretrained(out)
+    codec.save(out)
+    return out

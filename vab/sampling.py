@@ -1,0 +1,382 @@
+"""Iterative parallel decoding of audio tokens (MaskGIT; paper section 3.3, DESIGN section 5).
+
+Every position that is not given starts as [MASK].  Steps are counted
+``i = 0 .. N-1`` (``N = steps``); at step i, for each example b separately:
+
+1. one forward (with classifier-free guidance: one batched ``[cond ; uncond]`` forward,
+   combined by :func:`guide_logits`);
+2. every position still masked draws a token from ``softmax(filtered logits / temperature)``
+   (:func:`filter_logits`: top-k, then top-p; temperature 0 = argmax);
+3. confidence = ``log p(drawn token) + tau * (1 - (i + 1) / N) * Gumbel``, with ``log p``
+   taken from the distribution the token was drawn from (guided, tempered, filtered;
+   at temperature 0 the guided, filtered logits at temperature 1), and ``tau`` =
+   ``mask_temperature``, so the noise anneals linearly to exactly 0 at the last step;
+4. of the positions masked at this step, the ``n_i`` least confident are masked again
+   and the others are committed for good, with ``n_i`` from :func:`mask_schedule`:
+   ``floor(N0_b * cos(pi/2 * (i + 1) / N))``, ``N0_b`` = the positions example b had to
+   generate, at least one committed per step while any remain, ``n_{N-1} = 0``.
+
+DESIGN counts steps from 1 (``cos(pi/2 * i/N)``, ``1 - i/N``): the same numbers.
+Given positions (prompt audio, edit spans kept, coarse levels, the overlap of a
+previous window) are never masked and never resampled.
+
+Randomness: example b owns a CPU ``torch.Generator`` seeded with ``seeds[b]``
+(default ``cfg.seed + b``) and draws exactly two uniforms per masked position per
+step from it (one for the token, one for the Gumbel noise).  Tokens are drawn by
+inverting the CDF with that uniform, which needs one number per position instead
+of one per vocabulary entry, so drawing on the CPU and moving the numbers stays
+cheap on any device.  Hence an example's output does not depend on the rest of
+its batch, and a seed draws the same numbers on every device.  (Bit-identical
+outputs across batch sizes also need the model's forward to give each example the same
+logits in any batch, as it does in the CPU tests; some GPU kernels round differently per
+batch size, and a token whose probabilities such rounding moves may then differ.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vab.errors import VabError
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SamplingConfig:
+    """Decoding settings; defaults are the paper's (16 steps, guidance 5, tau in 20-25)."""
+
+    steps: int = 16
+    # classifier-free guidance w: logits = u + w * (c - u); 1 = conditional only, 0 = unconditional only
+    guidance: float = 5.0
+    # tau of the Gumbel noise on confidences, annealed linearly to 0 at the last step
+    mask_temperature: float = 22.5
+    temperature: float = 1.0  # sampling temperature (0 = argmax)
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise VabError listing every out-of-range setting."""
+        problems = []
+        if not isinstance(self.steps, int) or self.steps < 1:
+            problems.append(f"steps must be an integer >= 1 (got {self.steps!r})")
+        if not math.isfinite(self.guidance):
+            problems.append(f"guidance must be a finite number (got {self.guidance!r})")
+        if not (self.mask_temperature >= 0 and math.isfinite(self.mask_temperature)):
+            problems.append(f"mask temperature must be >= 0 (got {self.mask_temperature!r})")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            problems.append(f"temperature must be >= 0 (got {self.temperature!r})")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            problems.append(f"top-k must be an integer >= 0 (got {self.top_k!r})")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top-p must be in (0, 1] (got {self.top_p!r})")
+        if problems:
+            raise VabError("sampling: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------- pieces
+def mask_schedule(num_masked: int | torch.Tensor, steps: int) -> torch.Tensor:
+    """Positions still masked after each step: ``[..., steps]`` long for ``num_masked``
+    (N0, an int or a long tensor of any shape).
+
+    ``n_i = min(floor(N0 * cos(pi/2 * (i + 1) / steps)), n_{i-1} - 1)`` clamped at 0,
+    with ``n_{-1} = N0``: the cosine schedule, committing at least one position per
+    step while any remain; the last entry is 0.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 (got {steps})")
+    n0 = torch.as_tensor(num_masked, dtype=torch.long).cpu()
+    frac = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+    # the tolerance makes exact products floor to themselves: 10 * cos(pi/3) is 5 (not 4.999...)
+    target = torch.floor(n0[..., None].double() * torch.cos(math.pi / 2 * frac) + 1e-6).long()
+    target[..., -1] = 0  # cos(pi/2) is 6e-17 in floating point, not 0
+    out = torch.empty_like(target)
+    prev = n0
+    for i in range(steps):
+        prev = torch.minimum(target[..., i], prev - 1).clamp_min(0)
+        out[..., i] = prev
+    return out
+
+
+def mask_noise_scale(mask_temperature: float, step: int, steps: int) -> float:
+    """Scale of the Gumbel noise on confidences at step ``step`` (0-based) of ``steps``:
+    ``tau * (1 - (step + 1) / steps)``, linear, exactly 0 at the last step."""
+    return mask_temperature * (steps - step - 1) / steps
+
+
+def guide_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance ``u + w * (c - u)``; exactly ``c`` at w = 1 and ``u`` at w = 0."""
+    return torch.lerp(uncond, cond, float(guidance))
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Logits ``[..., V]`` with everything outside the top-k, then outside the top-p
+    nucleus of what is left, set to -inf.  The most likely token is always kept."""
+    vocab = logits.shape[-1]
+    if 0 < top_k < vocab:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
+        drop_sorted = before >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def draw_tokens(logits: torch.Tensor, uniform: torch.Tensor, cfg: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens ``[M]`` and their log-probabilities ``[M]`` for guided logits ``[M, V]`` (float32)
+    and one uniform ``[M]`` in [0, 1) per row (inverse-CDF sampling)."""
+    if cfg.temperature == 0:
+        logp = filter_logits(logits, cfg.top_k, cfg.top_p).log_softmax(dim=-1)
+        tokens = logp.argmax(dim=-1)
+    else:
+        scaled = logits if cfg.temperature == 1 else logits / cfg.temperature
+        logp = filter_logits(scaled, cfg.top_k, cfg.top_p).log_softmax(dim=-1)
+        cdf = logp.exp().cumsum(dim=-1)  # non-decreasing, so searchsorted applies
+        total = cdf[:, -1:]
+        # strictly below the total: a token with zero mass is then never picked
+        target = torch.minimum(uniform[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
+        tokens = torch.searchsorted(cdf, target, right=True).squeeze(1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(1)
+
+
+def gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise from uniforms in [0, 1)."""
+    tiny = torch.finfo(uniform.dtype).tiny
+    return -torch.log(-torch.log(uniform.clamp(tiny, 1 - torch.finfo(uniform.dtype).eps)))
+
+
+# ---------------------------------------------------------------------- decoding
+@torch.inference_mode()
+def sample_tokens(
+    model: nn.Module,
+    features: torch.Tensor | None,
+    *,
+    num_frames: int | None = None,
+    given: torch.Tensor | None = None,
+    given_mask: torch.Tensor | None = None,
+    cfg: SamplingConfig | None = None,
+    seeds: list[int] | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Decode audio tokens ``[B, K, T]`` (long, on the model's device; K = ``model.levels``).
+
+    features: frame features ``[B, F, D]``, or None for unconditional generation (then
+    guidance is moot and one forward per step is run).
+    num_frames: T, audio frames to generate; default ``given``'s length, else the
+    features' duration at the codec frame rate, else the model's trained length.
+    given, given_mask: ``[B, K, T]`` tokens and where they are given (True = kept as is,
+    never masked nor resampled).  Without ``given_mask`` the positions of ``given``
+    that are not ``model.mask_id`` are given.  Levels below ``model.given_levels``
+    (coarse-to-fine) must be given.
+    seeds: one seed per example (default ``cfg.seed + b``).
+    progress: called as ``progress(step, steps)`` after every step.
+    """
+    cfg = cfg if cfg is not None else SamplingConfig()
+    cfg.validate()
+    device = model_device(model)
+    batch, length = _batch_and_length(model, features, num_frames, given, seeds)
+    seeds = list(seeds) if seeds is not None else [cfg.seed + b for b in range(batch)]
+    tokens = _initial_tokens(model, batch, length, given, given_mask, device)
+    if features is not None:
+        features = features.to(device)
+    first = int(model.given_levels)
+    steps = cfg.steps
+
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    masked = tokens[:, first:] == model.mask_id  # [B, L, T]; L = predicted levels
+    schedule = mask_schedule(masked.flatten(1).sum(1), steps).to(device)  # [B, N]
+    positions = torch.arange(masked[0].numel(), device=device)
+
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(steps):
+            counts = masked.flatten(1).sum(1).tolist()
+            if sum(counts):  # later steps of a finished batch have nothing to do
+                cond, uncond = _forward(model, tokens, features, cfg.guidance)
+                rows = cond[masked].float()  # [M, V], example-major order
+                if uncond is not None:
+                    rows = guide_logits(rows, uncond[masked].float(), cfg.guidance)
+                noise = torch.cat(
+                    [torch.rand(2, n, generator=g) for n, g in zip(counts, generators)], dim=1
+                ).to(device)
+                drawn, confidence = draw_tokens(rows, noise[0], cfg)
+                tau = mask_noise_scale(cfg.mask_temperature, i, steps)
+                if tau > 0:
+                    confidence = confidence + tau * gumbel(noise[1])
+
+                # rank the masked positions of each example, least confident first;
+                # positions not masked sort last (+inf) and are never picked
+                conf = torch.full(masked.shape, float("inf"), device=device)
+                conf[masked] = confidence
+                order = conf.flatten(1).argsort(dim=1, stable=True)
+                remask_sorted = positions[None] < schedule[:, i : i + 1]
+                remask = torch.empty_like(remask_sorted).scatter_(1, order, remask_sorted).view_as(masked)
+
+                predicted = tokens[:, first:]  # a view: writes land in `tokens`
+                predicted[masked] = drawn
+                predicted[remask] = model.mask_id
+                masked = remask
+            if progress is not None:
+                progress(i + 1, steps)
+    finally:
+        model.train(was_training)
+    return tokens
+
+
+def coarse_to_fine(
+    model: nn.Module,
+    coarse: torch.Tensor,
+    features: torch.Tensor | None,
+    cfg: SamplingConfig | None = None,
+    *,
+    seeds: list[int] | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Fine levels for coarse tokens ``[B, >=given_levels, T]`` with a coarse-to-fine model:
+    returns ``[B, model.levels, T]`` (e.g. DAC: 4 coarse given, 8 fine decoded).
+    Default config: :class:`SamplingConfig` with 36 steps (paper appendix D.1)."""
+    g = int(model.given_levels)
+    if g < 1:
+        raise VabError("coarse_to_fine: the model predicts every level (given_levels is 0); use a coarse-to-fine model")
+    if coarse.dim() != 3 or coarse.shape[1] < g:
+        raise VabError(
+            f"coarse tokens have shape {tuple(coarse.shape)}; the coarse-to-fine model needs [batch, >={g} levels, time]"
+        )
+    batch, _, length = coarse.shape
+    given = torch.full((batch, model.levels, length), model.mask_id, dtype=torch.long, device=coarse.device)
+    given[:, :g] = coarse[:, :g]
+    given_mask = torch.zeros(given.shape, dtype=torch.bool, device=coarse.device)
+    given_mask[:, :g] = True
+    return sample_tokens(
+        model, features, given=given, given_mask=given_mask,
+        cfg=cfg if cfg is not None else SamplingConfig(steps=36), seeds=seeds, progress=progress,
+    )
+
+
+# ---------------------------------------------------------------------- helpers
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _forward(
+    model: nn.Module, tokens: torch.Tensor, features: torch.Tensor | None, guidance: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(conditional or only logits, unconditional logits or None), ``[B, L, T, V]`` each."""
+    batch = tokens.shape[0]
+    if features is None or guidance == 1:
+        return model(tokens, features), None
+    if guidance == 0:
+        # the same null-visual input as the unconditional half of a guided forward
+        return model(tokens, features, drop_visual=torch.ones(batch, dtype=torch.bool, device=tokens.device)), None
+    drop = torch.arange(2 * batch, device=tokens.device) >= batch
+    both = model(torch.cat([tokens, tokens]), torch.cat([features, features]), drop_visual=drop)
+    return both[:batch], both[batch:]
+
+
+def _batch_and_length(
+    model: nn.Module,
+    features: torch.Tensor | None,
+    num_frames: int | None,
+    given: torch.Tensor | None,
+    seeds: list[int] | None,
+) -> tuple[int, int]:
+    sizes = {}
+    if features is not None:
+        if features.dim() != 3:
+            raise VabError(f"visual features have shape {tuple(features.shape)}; expected [batch, frames, dim]")
+        sizes["features"] = features.shape[0]
+    if given is not None:
+        if given.dim() != 3:
+            raise VabError(f"given tokens have shape {tuple(given.shape)}; expected [batch, levels, time]")
+        sizes["given tokens"] = given.shape[0]
+    if seeds is not None:
+        sizes["seeds"] = len(seeds)
+    if len(set(sizes.values())) > 1:
+        raise VabError("batch sizes differ: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    batch = next(iter(sizes.values()), 1)
+    if batch < 1:
+        raise VabError("nothing to sample: the batch is empty")
+
+    if given is not None:
+        length = given.shape[2]
+        if num_frames is not None and num_frames != length:
+            raise VabError(f"num_frames is {num_frames} but the given tokens have {length} frames")
+    elif num_frames is not None:
+        length = int(num_frames)
+    elif features is not None:
+        length = int(round(features.shape[1] / float(model.fps) * float(model.frame_rate)))
+    else:
+        length = int(model.num_audio_frames)
+    if length < 1:
+        raise VabError(f"nothing to sample: {length} audio frames requested")
+    return batch, length
+
+
+def _initial_tokens(
+    model: nn.Module,
+    batch: int,
+    length: int,
+    given: torch.Tensor | None,
+    given_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """``[B, K, T]`` long: given values where given, ``mask_id`` elsewhere."""
+    levels, first, mask_id = int(model.levels), int(model.given_levels), int(model.mask_id)
+    tokens = torch.full((batch, levels, length), mask_id, dtype=torch.long, device=device)
+    if given is None:
+        if given_mask is not None:
+            raise VabError("given_mask needs the given tokens")
+        if first:
+            raise VabError(f"the model needs the first {first} (coarse) levels as given tokens")
+        return tokens
+    if given.shape[1] != levels:
+        raise VabError(f"given tokens have {given.shape[1]} levels; the model has {levels}")
+    if given.dtype.is_floating_point or given.dtype == torch.bool:
+        raise VabError(f"given tokens must be integers (got {given.dtype})")
+    given = given.to(device=device, dtype=torch.long)
+    if given_mask is None:
+        given_mask = given != mask_id
+    else:
+        if given_mask.shape != given.shape:
+            raise VabError(f"given_mask has shape {tuple(given_mask.shape)}; the given tokens {tuple(given.shape)}")
+        given_mask = given_mask.to(device=device, dtype=torch.bool)
+    values = given[given_mask]
+    if values.numel() and (values.min() < 0 or values.max() >= model.codebook_size):
+        raise VabError(
+            f"given tokens out of range: values must be in [0, {model.codebook_size}) where given "
+            f"(found {int(values.min())}..{int(values.max())})"
+        )
+    if first and not bool(given_mask[:, :first].all()):
+        raise VabError(f"the first {first} (coarse) levels must be given everywhere")
+    return torch.where(given_mask, given, tokens)
+
+
+__all__ = [
+    "SamplingConfig",
+    "coarse_to_fine",
+    "draw_tokens",
+    "filter_logits",
+    "guide_logits",
+    "gumbel",
+    "mask_noise_scale",
+    "mask_schedule",
+    "model_device",
+    "sample_tokens",
+]
