@@ -172,7 +172,7 @@ class VABDataset(torch.utils.data.Dataset):
         ids = table.column("labels")[i].as_py()
         labels[remap[ids]] = 1.0
         out: dict[str, Any] = {
-            "tokens": torch.from_numpy(np.ascontiguousarray(tokens)),
+            "tokens": torch.from_numpy(np.array(tokens)),  # a writable copy of the memory-mapped row
             "labels": torch.from_numpy(labels),
             "id": table.column("id")[i].as_py(),
         }

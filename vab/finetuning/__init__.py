@@ -1,0 +1,1 @@
+"""Fine-tuning the pretrained VAB backbone: retrieval (contrastive) and classification."""
