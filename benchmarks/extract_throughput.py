@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.mediagen makes the clips
 
 from vab.config import load_config
 from vab.data.extract import extract

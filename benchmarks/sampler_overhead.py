@@ -72,6 +72,49 @@ class TimedModel(nn.Module):
         return out
 
 
+def random_model(cfg) -> VAB:
+    """The preset's model, seeded random weights, random codebooks of the codec's shape."""
+    frame_rate, codebook_size, dim = codec_shape(cfg)
+    torch.manual_seed(0)
+    codebooks = [torch.randn(codebook_size, dim) for _ in range(cfg.model.levels)]
+    return VAB.from_config(cfg, codebooks, visual_dim(cfg), frame_rate).eval()
+
+
+def random_condition(model: VAB, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(features ``[B, F, D]``, given ``[B, K, T]`` or None, given_mask or None) for one window:
+    random frame features, and for a coarse-to-fine model random coarse tokens as given."""
+    b, t = batch, model.num_audio_frames
+    features = torch.randn(b, model.num_frames, model.visual_dim)
+    given = given_mask = None
+    if model.given_levels:  # coarse-to-fine: the coarse levels are given
+        given = torch.randint(0, model.codebook_size, (b, model.levels, t))
+        given_mask = torch.zeros(b, model.levels, t, dtype=torch.bool)
+        given_mask[:, : model.given_levels] = True
+    return features, given, given_mask
+
+
+def guided_batch(
+    model: VAB, features: torch.Tensor, given: torch.Tensor | None, given_mask: torch.Tensor | None, guidance: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens, features, drop_visual) of one forward as the sampler runs it on fully masked
+    tokens: ``[cond ; uncond]`` stacked (2B rows) when guided, else the B rows alone."""
+    b, t = features.shape[0], model.num_audio_frames
+    masked = torch.full((b, model.levels, t), model.mask_id, dtype=torch.long)
+    if given is not None:
+        masked = torch.where(given_mask, given, masked)
+    rows = 2 * b if guidance not in (0.0, 1.0) else b
+    drop = torch.arange(rows) >= b
+    return masked.repeat(rows // b, 1, 1), features.repeat(rows // b, 1, 1), drop
+
+
+def run_forwards(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], steps: int) -> None:
+    """`steps` forwards of the `guided_batch` output, in inference mode."""
+    tokens, features, drop = batch
+    with torch.inference_mode():
+        for _ in range(steps):
+            model(tokens, features, drop_visual=drop)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny")
@@ -82,32 +125,14 @@ def main() -> None:
     args = p.parse_args()
 
     cfg = load_config(args.preset)
-    frame_rate, codebook_size, dim = codec_shape(cfg)
-    torch.manual_seed(0)
-    codebooks = [torch.randn(codebook_size, dim) for _ in range(cfg.model.levels)]
-    model = VAB.from_config(cfg, codebooks, visual_dim(cfg), frame_rate).eval()
+    model = random_model(cfg)
     b, t = args.batch, model.num_audio_frames
-    features = torch.randn(b, model.num_frames, model.visual_dim)
-    given = given_mask = None
-    if model.given_levels:  # coarse-to-fine: the coarse levels are given
-        given = torch.randint(0, codebook_size, (b, model.levels, t))
-        given_mask = torch.zeros(b, model.levels, t, dtype=torch.bool)
-        given_mask[:, : model.given_levels] = True
+    features, given, given_mask = random_condition(model, b)
     sampling = SamplingConfig(steps=args.steps, guidance=args.guidance)
-    guided = args.guidance not in (0.0, 1.0)
-
-    masked = torch.full((b, model.levels, t), model.mask_id, dtype=torch.long)
-    if given is not None:
-        masked = torch.where(given_mask, given, masked)
-    rows = 2 * b if guided else b
-    batch_tokens = masked.repeat(rows // b, 1, 1)
-    batch_features = features.repeat(rows // b, 1, 1)
-    drop = torch.arange(rows) >= b
+    batch = guided_batch(model, features, given, given_mask, args.guidance)
 
     def forwards() -> None:
-        with torch.inference_mode():
-            for _ in range(args.steps):
-                model(batch_tokens, batch_features, drop_visual=drop)
+        run_forwards(model, batch, args.steps)
 
     timed = TimedModel(model)
     best_fwd = best_total = best_inside = float("inf")

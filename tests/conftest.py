@@ -25,3 +25,12 @@ def video_factory(tmp_path):
         return make_video(tmp_path / name, **kwargs)
 
     return _make
+
+
+def free_port() -> int:
+    """A free TCP port on localhost, so concurrent `accelerate launch` runs do not collide on 29500."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

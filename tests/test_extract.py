@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import free_port
 import torch
 
 from tests.mediagen import make_video
@@ -269,7 +271,7 @@ def test_reader_windows_and_mismatch_errors(labelled, tmp_path):
 @pytest.mark.slow
 def test_accelerate_two_processes_match_one(clip_folder, extracted, tmp_path):
     out = tmp_path / "multi"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no",
            str(REPO / "recipes/extract.py"), str(clip_folder), "--out", str(out), *FAST]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 from tests.mediagen import make_video
 from vab.cli import main as vab_main
 
@@ -70,7 +72,7 @@ def test_two_processes_follow_one_process_with_double_accumulation(tiny_data, tm
     one = run_recipe([*common, "train.grad_accum=2", f"train.output_dir={tmp_path / 'one'}"])
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_recipe([*common, "train.grad_accum=1", f"train.output_dir={tmp_path / 'two'}"],
-                     ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                     ["-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no"])
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = loss_curve(tmp_path / "one"), loss_curve(tmp_path / "two")

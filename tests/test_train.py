@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 # sub-command modules, in the order `vab --help` lists them
-COMMANDS = ["extract", "generate", "info"]
+COMMANDS = ["extract", "generate", "info", "embed", "search", "curate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,7 +113,7 @@ def print_summary(console, summary, out: str) -> None:
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1])[:10]:
         console.print(f"  failed x{count}: {reason}")
     if summary.failed or summary.failed_before:
-        console.print(f"[yellow]{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl")
+        console.print(f"[yellow]{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl", soft_wrap=True)
 
 
 def register(sub) -> None:

@@ -35,6 +35,7 @@ from vab.data.store import (
     DataInfo,
     describe_difference,
     load_dataset_dir,
+    quiet_datasets,
     read_failures,
     write_part,
 )
@@ -388,6 +389,7 @@ def merge_parts(out: str | Path) -> int:
             else datasets.Dataset.from_dict({k: [] for k in features_schema(info)}, features=features_schema(info))
         )
         merged = merged.sort("index")
+        quiet_datasets()
         tmp = out / f".{DATA_DIR}.merging"
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -116,10 +116,18 @@ def features_schema(info: DataInfo):
     return datasets.Features(cols)
 
 
+def quiet_datasets() -> None:
+    """`datasets` prints a progress bar for every save; vab shows its own progress."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def write_part(directory: str | Path, info: DataInfo, rows: dict[str, list | np.ndarray]) -> None:
     """Write one part atomically (a killed write leaves no part that looks complete)."""
     import datasets
 
+    quiet_datasets()
     from vab.utils import atomic_path
 
     ds = datasets.Dataset.from_dict(rows, features=features_schema(info))

@@ -1,0 +1,72 @@
+"""Classification evaluation: mAP (macro mean of per-class AP, scikit-learn), top-1 accuracy, per-class CSV.
+
+    python eval/classification.py --checkpoint runs/cls/model data.path=[data/vggsound] \
+        --split test --csv per_class.csv --json results.json
+
+`--checkpoint` is a classifier directory written by finetune/classification.py.
+Classes without a positive clip in the split have no AP: they are left out of
+the mean and their CSV row has ap = nan.  For multi-label data a clip counts as
+correct when its top-scoring class is one of its labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from vab.cli import parse_with_overrides
+from vab.config import load_config
+from vab.errors import VabError
+from vab.finetuning.classification import evaluate_classifier, write_per_class_csv
+from vab.runner import data_paths
+from vab.utils import atomic_path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="classifier directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--csv", help="write per-class AP / positives / top-1 recall to this CSV file")
+    p.add_argument("--json", help="also write the overall metrics to this JSON file")
+    p.set_defaults(overrides=[])
+    return p
+
+
+def print_table(metrics: dict, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    skipped = sum(1 for r in rows if math.isnan(r["ap"]))
+    title = f"classification: {int(metrics['clips'])} clips, {len(rows)} classes"
+    if skipped:
+        title += f" ({skipped} without positives, left out of mAP)"
+    table = Table(title=title)
+    table.add_column("mAP", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_row(f"{100 * metrics['mAP']:.2f}", f"{100 * metrics['accuracy']:.2f}")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_with_overrides(parser(), argv)
+    try:
+        paths = data_paths(load_config(None, args.overrides))
+        metrics, rows = evaluate_classifier(args.checkpoint, paths, args.split, args.batch_size, args.device)
+        print_table(metrics, rows)
+        if args.csv:
+            write_per_class_csv(rows, args.csv)
+        if args.json:
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps(metrics, indent=2))
+    except VabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""`vab embed INPUT --checkpoint MODEL_DIR --out INDEX_DIR`: audio and video embeddings of clips."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  vab embed data/vggsound --checkpoint models/vab-retrieval --out index/vggsound --split test
+  vab embed videos/ --checkpoint models/vab-retrieval --out index/videos
+  vab embed manifest.csv --checkpoint models/vab-retrieval --out index/mine
+
+INPUT is an extracted data set (a `vab extract` output: its stored tokens and features are
+used), a video file, a folder of videos (searched recursively) or a manifest (csv / jsonl);
+media are tokenized and encoded on the fly with the model's codec and frame encoder (the
+first model window of each clip).  Writes INDEX_DIR/embeddings.safetensors (audio [N, W],
+video [N, W], L2-normalised) and INDEX_DIR/index.json (ids, paths, labels, model).
+Files that cannot be used are listed at the end and make the exit code 1.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "embed", help="audio and video embeddings of clips, for `vab search` and `vab curate`",
+        description="Embed clips (audio and video separately) with a VAB model.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="INPUT", help="extracted data set, video, folder of videos or manifest")
+    p.add_argument("--checkpoint", required=True, help="model directory (config.yaml + model.safetensors)")
+    p.add_argument("--out", required=True, help="index folder to write")
+    p.add_argument("--split", help="only clips of this split (data sets and manifests with splits)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per model call for data sets (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    index, problems = build_index(args.input, args.checkpoint, split=args.split, device=args.device,
+                                  batch_size=args.batch_size, console=console)
+    if index is not None:
+        index.save(args.out)
+        console.print(f"embedded {len(index)} clip(s) -> {args.out}")
+    report_problems(console, problems)
+    return 1 if problems or index is None else 0
+
+
+def build_index(source: str, checkpoint: str, *, split: str | None = None, device: str = "cpu",
+                batch_size: int = 16, console=None):
+    """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts."""
+    from vab.errors import VabError
+    from vab.search import Embedder, is_dataset_dir
+
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise VabError(f"{source}: no such file or folder")
+    embedder = Embedder(checkpoint, device=device, batch_size=batch_size)
+    if is_dataset_dir(path):
+        from vab.data.dataset import VABDataset
+
+        total = len(VABDataset([path], split, train=False))
+        with ClipBar(console, total) as advance:
+            return embedder.embed_dataset(path, split, progress=advance), []
+    rows, problems = media_rows(path, split)
+    with ClipBar(console, len(rows)) as advance:
+        index, failed = embedder.embed_files(rows, progress=advance)
+    return index, problems + failed
+
+
+def media_rows(path: Path, split: str | None):
+    """Manifest rows for a video file, a folder of videos or a manifest file."""
+    from vab.data.manifest import MEDIA_SUFFIXES, ManifestRow, read_manifest
+    from vab.errors import VabError
+    from vab.generation.inputs import expand_inputs, unique_names
+
+    if path.is_dir() or path.suffix.lower() in MEDIA_SUFFIXES:
+        videos, problems = expand_inputs([str(path)])
+        names = unique_names(videos)
+        rows = [ManifestRow(index=i, id=names[v], path=str(v)) for i, v in enumerate(videos)]
+        return rows, problems
+    manifest = read_manifest(path)
+    if split is not None:
+        manifest = manifest.select(split)
+    if not manifest.rows:
+        raise VabError(f"{path}: no clips" + (f" in split {split!r}" if split else ""))
+    return list(manifest.rows), []
+
+
+class ClipBar:
+    """A rich progress bar over clips; yields ``advance(n)``."""
+
+    def __init__(self, console, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console, disable=console is None)
+        self.task = self.progress.add_task("clips", total=total)
+
+    def __enter__(self):
+        self.progress.start()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def report_problems(console, problems: list[tuple[str, str]]) -> None:
+    if problems:
+        console.print(f"[red]{len(problems)} input(s) failed:")
+        for file, why in problems:
+            console.print(f"  {file}: {why}", markup=False, highlight=False, soft_wrap=True)

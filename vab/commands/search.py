@@ -1,0 +1,83 @@
+"""`vab search INDEX --query CLIP_OR_FILE --by video --in audio`: cross-modal search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  vab search index/videos --query dog.mp4 --by video --in audio     # which clips sound like this video looks
+  vab search index/videos --query bark.wav --by audio --in video     # which videos fit this sound
+  vab search index/vggsound --query clip0042 --by video --in audio --top 10 --json
+
+The query is a clip id of the index (its stored embedding is used) or a media file,
+embedded on the fly (first model window) with the model that built the index
+(--checkpoint to use another copy of it).  Scores are cosine similarities.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search", help="clips that sound like a video looks, or videos that fit a sound",
+        description="Query an embedding index (`vab embed`) across modalities.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("index", metavar="INDEX_DIR", help="folder written by `vab embed`")
+    p.add_argument("--query", required=True, help="clip id in the index, or a video / audio file")
+    p.add_argument("--by", choices=["video", "audio"], default="video", help="modality of the query (default video)")
+    p.add_argument("--in", dest="within", choices=["audio", "video"], default=None,
+                   help="modality searched (default: the other one)")
+    p.add_argument("--top", type=int, default=5, help="results to show (default 5)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.add_argument("--checkpoint", help="model directory for file queries (default: the one recorded in the index)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vab.search import Index, search
+
+    index = Index.load(args.index)
+    within = args.within or ("audio" if args.by == "video" else "video")
+    vector = query_vector(index, args.query, args.by, args.checkpoint, args.device)
+    hits = search(index, vector, within, args.top)
+    results = [
+        {"rank": r + 1, "id": index.ids[i], "path": index.paths[i], "cosine": round(score, 6),
+         "labels": index.labels[i] if index.labels else []}
+        for r, (i, score) in enumerate(hits)
+    ]
+    if args.json:
+        print(json.dumps({"query": args.query, "by": args.by, "in": within, "results": results}, indent=1))
+    else:
+        show(results, args.query, args.by, within)
+    return 0
+
+
+def query_vector(index, query: str, by: str, checkpoint: str | None, device: str):
+    """``[W]``: the stored embedding of clip `query`, or the embedding of the file `query`."""
+    from vab.errors import VabError
+    from vab.search import Embedder
+
+    row = index.position(query)
+    if row is not None:
+        return index.embeddings(by)[row]
+    if not Path(query).expanduser().is_file():
+        raise VabError(f"{query}: neither a clip id of the index nor a file")
+    model_dir = checkpoint or index.model_dir
+    if not model_dir:
+        raise VabError("the index records no model directory; pass --checkpoint for file queries")
+    return Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+
+
+def show(results: list[dict], query: str, by: str, within: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{query} ({by}) -> nearest {within}")
+    for name, justify in [("rank", "right"), ("id", "left"), ("path", "left"), ("labels", "left"), ("cosine", "right")]:
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in results:
+        table.add_row(str(r["rank"]), r["id"], r["path"], ", ".join(r["labels"]), f"{r['cosine']:.4f}")
+    Console().print(table)

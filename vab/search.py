@@ -1,0 +1,295 @@
+"""Cross-modal search over clip embeddings (DESIGN section 5, issue 5).
+
+An index is a folder::
+
+    INDEX/embeddings.safetensors   audio [N, W], video [N, W] float32, L2-normalised
+    INDEX/index.json               ids, paths, labels, splits, the model directory
+
+Embeddings are the mean-pooled first expert layers (`vab.finetuning.pooling`),
+audio and video from two separate passes, so the cosine between a video row and
+an audio row says how well that sound fits that picture.  Clips come from an
+extracted data set (tokens + features stored) or from media files, tokenized and
+encoded on the fly with the model's own codec and frame encoder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from vab.errors import MediaError, VabError
+
+EMBEDDINGS_FILE = "embeddings.safetensors"
+INDEX_FILE = "index.json"
+MODALITIES = ("audio", "video")
+
+Progress = Callable[[int], None]  # called with the number of clips just finished
+
+
+@dataclass
+class Index:
+    """Clip embeddings with their ids: `audio` / `video` ``[N, W]`` L2-normalised float32."""
+
+    ids: list[str]
+    paths: list[str]
+    audio: torch.Tensor
+    video: torch.Tensor
+    labels: list[list[str]] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    model_dir: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def embeddings(self, modality: str) -> torch.Tensor:
+        """``[N, W]`` audio or video embeddings."""
+        if modality not in MODALITIES:
+            raise VabError(f"modality {modality!r}: expected audio or video")
+        return self.audio if modality == "audio" else self.video
+
+    def position(self, clip_id: str) -> int | None:
+        try:
+            return self.ids.index(clip_id)
+        except ValueError:
+            return None
+
+    def save(self, directory: str | Path) -> Path:
+        """Write both files atomically (the JSON last: an index without it is incomplete)."""
+        from safetensors.torch import save_file
+
+        from vab.utils import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {"audio": self.audio.float().contiguous().cpu(), "video": self.video.float().contiguous().cpu()}
+        with atomic_path(directory / EMBEDDINGS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "vab-index"})
+        record = {
+            "model_dir": self.model_dir, "ids": self.ids, "paths": self.paths,
+            "labels": self.labels or [[] for _ in self.ids], "splits": self.splits or [None for _ in self.ids],
+        }
+        with atomic_path(directory / INDEX_FILE) as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Index":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta, weights = directory / INDEX_FILE, directory / EMBEDDINGS_FILE
+        if not meta.is_file() or not weights.is_file():
+            raise VabError(f"{directory}: not an embedding index (needs {INDEX_FILE} and {EMBEDDINGS_FILE}; "
+                           "make one with `vab embed`)")
+        try:
+            record = json.loads(meta.read_text())
+            ids, paths = list(record["ids"]), list(record["paths"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VabError(f"{meta}: unreadable index ({type(exc).__name__})") from None
+        try:
+            tensors = load_file(str(weights))
+            audio, video = tensors["audio"], tensors["video"]
+        except (SafetensorError, KeyError, OSError) as exc:
+            raise VabError(f"{weights}: unreadable embeddings ({type(exc).__name__})") from None
+        if not (audio.shape == video.shape and audio.ndim == 2 and len(audio) == len(ids) == len(paths)):
+            raise VabError(f"{directory}: {INDEX_FILE} lists {len(ids)} clips but {EMBEDDINGS_FILE} holds "
+                           f"{tuple(audio.shape)} / {tuple(video.shape)}")
+        return cls(ids=ids, paths=paths, audio=audio, video=video, labels=record.get("labels") or [],
+                   splits=record.get("splits") or [], model_dir=str(record.get("model_dir", "")))
+
+
+def search(index: Index, query: torch.Tensor, within: str, top: int = 5) -> list[tuple[int, float]]:
+    """The `top` clips whose `within` embeddings are closest to `query` ``[W]`` (L2-normalised):
+    [(row, cosine)], best first; ties keep index order."""
+    if top < 1:
+        raise VabError(f"--top must be at least 1, got {top}")
+    bank = index.embeddings(within)
+    if query.shape != bank.shape[1:]:
+        raise VabError(f"query embedding has shape {tuple(query.shape)}, the index {tuple(bank.shape[1:])} "
+                       "(embedded with another model?)")
+    scores = bank.float() @ query.float()
+    order = torch.argsort(-scores, stable=True)[:top]
+    return [(int(i), float(scores[i])) for i in order]
+
+
+def pair_scores(index: Index) -> torch.Tensor:
+    """``[N]`` cosine between each clip's own audio and video embeddings."""
+    return (index.audio.float() * index.video.float()).sum(dim=-1)
+
+
+class Embedder:
+    """A model directory (eval mode) turned into a clip -> embeddings function.
+
+    The codec and frame encoder are built only when media files are embedded."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16):
+        from vab.model.vab import VAB
+
+        self.model_dir = Path(model_dir)
+        self.model = VAB.from_pretrained(self.model_dir, device=device).eval()
+        self.cfg = self.model.config
+        self.batch_size = int(batch_size)
+        self._codec = None
+        self._visual = None
+
+    # ------------------------------------------------------------------ tensors
+    def embed_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio ``[B, W]``, video ``[B, W]``) for ``tokens`` ``[B, K, T]`` and ``features`` ``[B, F, D]``."""
+        from vab.finetuning.pooling import embeddings
+
+        with torch.inference_mode():
+            a, v = embeddings(self.model, batch)
+        return a.float().cpu(), v.float().cpu()
+
+    def embed_one(self, modality: str, value: torch.Tensor) -> torch.Tensor:
+        """``[W]`` embedding of tokens ``[K, T]`` (audio) or features ``[F, D]`` (video)."""
+        import torch.nn.functional as F
+
+        from vab.finetuning.pooling import pooled
+
+        if modality == "audio":
+            mode, batch = "audio", {"tokens": value[None]}
+        else:
+            # the batch reader wants tokens even for a picture-only pass; they are not read
+            blank = torch.zeros(1, self.model.levels, 1, dtype=torch.long)
+            mode, batch = "visual", {"tokens": blank, "features": value[None]}
+        with torch.inference_mode():
+            h = pooled(self.model, batch, mode)
+        return F.normalize(h.float(), dim=-1)[0].cpu()
+
+    # ------------------------------------------------------------------ extracted data sets
+    def embed_dataset(self, data_dir: str | Path, split: str | None = None,
+                      progress: Progress | None = None) -> Index:
+        """Every clip (of `split`) of a `vab extract` output, as the model reads it."""
+        from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
+
+        info = load_infos([data_dir])
+        check_matches_config(info, self.cfg, source=str(data_dir))
+        if not info.has_visual:
+            raise VabError(f"{data_dir}: audio-only data set; embedding needs videos")
+        data = VABDataset([data_dir], split, fps=self.cfg.data.fps, duration=self.cfg.data.duration,
+                          train=False, levels=self.model.levels)
+        loader = torch.utils.data.DataLoader(data, batch_size=self.batch_size, collate_fn=collate)
+        audio, video, ids = [], [], []
+        for batch in loader:
+            a, v = self.embed_batch(batch)
+            audio.append(a)
+            video.append(v)
+            ids += batch["id"]
+            if progress:
+                progress(len(batch["id"]))
+        paths, labels, splits = [], [], []
+        for n, i in data.index:
+            table, _ = data.tables[n]
+            paths.append(table.column("path")[i].as_py())
+            splits.append(table.column("split")[i].as_py())
+            labels.append([info.label_names[c] for c in table.column("labels")[i].as_py()])
+        return Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
+                     splits=splits, model_dir=str(self.model_dir.resolve()))
+
+    # ------------------------------------------------------------------ media files
+    @property
+    def codec(self):
+        if self._codec is None:
+            from vab.generation.loading import load_codec
+
+            self._codec = load_codec(self.model, self.model_dir)
+        return self._codec
+
+    @property
+    def visual(self):
+        if self._visual is None:
+            from vab.generation.loading import load_visual
+
+            self._visual = load_visual(self.model)
+        return self._visual
+
+    def _window(self):
+        from vab.config import ExtractConfig
+
+        return ExtractConfig(duration=float(self.cfg.data.duration), fps=float(self.cfg.data.fps),
+                             max_short_side=int(self.cfg.extract.max_short_side))
+
+    def tokens_of(self, wav: np.ndarray) -> torch.Tensor:
+        """Waveform ``[N]`` at the codec's rate -> tokens ``[levels, T]`` (T fixed by the model window)."""
+        with torch.inference_mode():
+            codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).view(1, 1, -1))
+        t = int(self.model.num_audio_frames)
+        codes = codes[0, : self.model.levels, :t]
+        if codes.shape[-1] < t:  # codecs may drop a trailing partial frame
+            codes = torch.cat([codes, codes[:, -1:].expand(-1, t - codes.shape[-1])], dim=-1)
+        return codes
+
+    def features_of(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames ``[F, H, W, 3]`` -> features ``[F, D]``."""
+        return self.visual.encode(frames).float()
+
+    def embed_media(self, path: str | Path, modality: str) -> torch.Tensor:
+        """``[W]`` embedding of one modality of a media file (first model window)."""
+        from vab import media
+
+        path = str(path)
+        window = self._window()
+        info = media.probe(path)  # MediaError names the file and the problem
+        if modality == "audio":
+            if not info.has_audio:
+                raise MediaError(path, "no audio stream")
+            wav = media.read_audio(path, self.codec.sample_rate, 0.0, window.duration)
+            return self.embed_one("audio", self.tokens_of(wav))
+        if not info.has_video:
+            raise MediaError(path, "no video stream (an audio file can only be a --by audio query)")
+        frames, _ = media.read_frames(path, window.fps, 0.0, window.duration, max_short_side=window.max_short_side)
+        if len(frames) == 0:
+            raise MediaError(path, "no decodable video frames")
+        want = int(round(window.duration * window.fps))
+        if len(frames) < want:  # as extraction does: repeat the last frame
+            frames = np.concatenate([frames, np.repeat(frames[-1:], want - len(frames), axis=0)])
+        return self.embed_one("video", self.features_of(frames[:want]))
+
+    def embed_files(self, rows: Iterable[Any], progress: Progress | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
+        """Manifest rows (``id``, ``path``, ``labels``, ``split``, ``start``) -> (index of the clips that
+        worked or None, [(path, one-line reason)] for the others)."""
+        from vab.data.extract import decode_clip
+
+        window = self._window()
+        audio, video, ids, paths, labels, splits = [], [], [], [], [], []
+        problems: list[tuple[str, str]] = []
+        for row in rows:
+            try:
+                wav, frames = decode_clip(row.path, window, self.codec.sample_rate, row.start)
+                batch = {"tokens": self.tokens_of(wav)[None], "features": self.features_of(frames)[None]}
+            except MediaError as exc:
+                problems.append((row.path, exc.problem))
+            except Exception as exc:  # an exotic file must not stop a folder
+                problems.append((row.path, f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            else:
+                a, v = self.embed_batch(batch)
+                audio.append(a)
+                video.append(v)
+                ids.append(row.id)
+                paths.append(row.path)
+                labels.append(list(row.labels))
+                splits.append(row.split)
+            if progress:
+                progress(1)
+        if not ids:
+            return None, problems
+        index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
+                      splits=splits, model_dir=str(self.model_dir.resolve()))
+        return index, problems
+
+
+def is_dataset_dir(path: str | Path) -> bool:
+    from vab.data.store import META_FILE
+
+    return (Path(path) / META_FILE).is_file()
+
+
+def is_index_dir(path: str | Path) -> bool:
+    return (Path(path) / INDEX_FILE).is_file()
