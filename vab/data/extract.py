@@ -119,6 +119,20 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def _die_with_parent(_worker_id: int) -> None:
+    """A decoding worker whose parent was killed would block forever on a full result
+    pipe (holding its memory); on Linux, ask the kernel to kill it with the parent."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _done_ids(out: Path) -> tuple[set[str], set[str]]:
     """Ids already stored (data/ and parts/) and ids recorded as failures."""
     stored: set[str] = set()
@@ -286,6 +300,7 @@ def extract(
         batch_size=max(1, cfg.batch_size),
         num_workers=cfg.num_workers,
         collate_fn=_collate,
+        worker_init_fn=_die_with_parent,
     )
     buffer: dict[str, list] = {k: [] for k in ("index", "id", "path", "split", "labels", "tokens", "features")}
     pending_failures: list[dict[str, Any]] = []
