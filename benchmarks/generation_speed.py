@@ -1,15 +1,15 @@
 """Time to generate 10 s of audio: token sampling against the model forwards it cannot
 avoid, codec decoding, total and real-time factor.
 
-    python benchmarks/generation_speed.py                     # every case, big models from 2 measured steps
+    python benchmarks/generation_speed.py                     # every case, big models from 3 measured steps
     python benchmarks/generation_speed.py --cases tiny        # seconds
-    python benchmarks/generation_speed.py --measure-steps 0   # every step for real (~25 min on 2 CPU cores)
+    python benchmarks/generation_speed.py --measure-steps 0   # every step for real (~15 min on an idle 2-core CPU)
 
 Cases (random weights throughout: timing does not depend on them):
 
 - `tiny`: the tiny preset (4-s windows, so 10 s take several overlapping windows), its
-  spectral codec fitted on a few seconds of synthetic audio; decoding is Griffin-Lim.
-- `vab-encodec`: the 403M preset, T = 750 per 10-s window, EnCodec 24 kHz (random init).
+  spectral codec fitted on 30 s of synthetic audio (seconds of k-means); decoding is Griffin-Lim.
+- `vab-encodec`: the ~400M-parameter preset, T = 750 per 10-s window, EnCodec 24 kHz (random init).
 - `dac`: `vab-dac` for the 4 coarse levels (T = 500) then `c2f-dac` for the 8 fine ones
   (36 steps, as generation always runs it), DAC 16 kHz decoding (random init).
 
@@ -183,11 +183,10 @@ def make_model(preset: str, codec: AudioCodec) -> VAB:
     return VAB.from_config(cfg, codebooks, visual_dim(cfg), codec.frame_rate).eval()
 
 
-def warm_up(model: VAB) -> None:
-    """One short guided forward, so one-time set-up is not charged to the first timed step."""
-    tokens = torch.full((2, model.levels, 25), model.mask_id, dtype=torch.long)
-    with torch.inference_mode():
-        model(tokens, torch.randn(2, 1, model.visual_dim), drop_visual=torch.tensor([False, True]))
+def warm_up(model: VAB, guidance: float) -> None:
+    """One untimed full-size guided forward: the first one pays for allocating its
+    activations (about 25 % slower at the big sizes), which no later step does."""
+    run_forwards(model, guided_batch(model, *random_condition(model, 1), guidance), 1)
 
 
 # ---------------------------------------------------------------------- timing
@@ -231,7 +230,7 @@ def measure(case: str, args: argparse.Namespace) -> Result:
     codec = make_codec(presets[0])
     models = [make_model(preset, codec) for preset in presets]
     for model in models:
-        warm_up(model)
+        warm_up(model, args.guidance)
     cheap = case in CHEAP
     limit = 0 if cheap else args.measure_steps
     repeat = args.repeat if args.repeat else (3 if cheap else 1)
@@ -286,7 +285,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="audio to generate")
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--measure-steps", type=int, default=2,
+    p.add_argument("--measure-steps", type=int, default=3,
                    help="real forwards per sampler pass in the big cases, the rest extrapolated (0 = all)")
     p.add_argument("--repeat", type=int, default=0, help="runs per case, best kept (default: 3 for tiny, 1 else)")
     args = p.parse_args()
