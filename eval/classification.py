@@ -16,9 +16,8 @@ import json
 import math
 import sys
 
-from vab.cli import parse_with_overrides
+from vab.cli import run_script
 from vab.config import load_config
-from vab.errors import VabError
 from vab.finetuning.classification import evaluate_classifier, write_per_class_csv
 from vab.runner import data_paths
 from vab.utils import atomic_path
@@ -51,21 +50,20 @@ def print_table(metrics: dict, rows: list[dict]) -> None:
     Console().print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_with_overrides(parser(), argv)
-    try:
-        paths = data_paths(load_config(None, args.overrides))
-        metrics, rows = evaluate_classifier(args.checkpoint, paths, args.split, args.batch_size, args.device)
-        print_table(metrics, rows)
-        if args.csv:
-            write_per_class_csv(rows, args.csv)
-        if args.json:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(metrics, indent=2))
-    except VabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def evaluate(args: argparse.Namespace) -> int:
+    paths = data_paths(load_config(None, args.overrides))
+    metrics, rows = evaluate_classifier(args.checkpoint, paths, args.split, args.batch_size, args.device)
+    print_table(metrics, rows)
+    if args.csv:
+        write_per_class_csv(rows, args.csv)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parser(), evaluate, argv)
 
 
 if __name__ == "__main__":

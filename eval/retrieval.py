@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from vab.cli import parse_with_overrides
+from vab.cli import run_script
 from vab.config import load_config
 from vab.errors import VabError
 from vab.finetuning.contrastive import evaluate_retrieval
@@ -50,23 +50,22 @@ def print_table(results: dict) -> None:
     Console().print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_with_overrides(parser(), argv)
-    try:
-        if args.per_class is not None and args.per_class < 1:
-            raise VabError(f"--per-class {args.per_class}: must be at least 1")
-        paths = data_paths(load_config(None, args.overrides))
-        results = evaluate_retrieval(
-            args.checkpoint, paths, args.split, args.per_class, args.seed, args.batch_size, args.device
-        )
-        print_table(results)
-        if args.json:
-            with atomic_path(args.json) as tmp:
-                tmp.write_text(json.dumps(results, indent=2))
-    except VabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def evaluate(args: argparse.Namespace) -> int:
+    if args.per_class is not None and args.per_class < 1:
+        raise VabError(f"--per-class {args.per_class}: must be at least 1")
+    paths = data_paths(load_config(None, args.overrides))
+    results = evaluate_retrieval(
+        args.checkpoint, paths, args.split, args.per_class, args.seed, args.batch_size, args.device
+    )
+    print_table(results)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parser(), evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from vab.cli import parse_with_overrides
+from vab.cli import run_script
 from vab.errors import VabError
 from vab.finetuning.classification import LOSSES, finetune_classifier
 from vab.finetuning.pooling import MODES
@@ -31,17 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balanced", action="store_true", help="class-balanced sampling")
     parser.add_argument("--loss", choices=LOSSES, default="auto", help="auto: BCE for multi-label data, else CE")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
-    args = parse_with_overrides(parser, argv)
-    try:
-        if args.config is not None:
-            raise VabError("--config is not used here: the model config comes from --init (override keys with key=value)")
-        out = finetune_classifier(
-            args.init, args.mode, args.overrides, linear_probe=args.linear_probe, balanced=args.balanced,
-            loss=args.loss, smoothing=args.label_smoothing, resume=resume_arg(args.resume), model_out=args.model_out,
-        )
-    except VabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_script(parser, train, argv)
+
+
+def train(args) -> int:
+    if args.config is not None:
+        raise VabError("--config is not used here: the model config comes from --init (override keys with key=value)")
+    out = finetune_classifier(
+        args.init, args.mode, args.overrides, linear_probe=args.linear_probe, balanced=args.balanced,
+        loss=args.loss, smoothing=args.label_smoothing, resume=resume_arg(args.resume), model_out=args.model_out,
+    )
     print(f"classifier written to {out}")
     return 0
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from vab.cli import parse_with_overrides
+from vab.cli import run_script
 from vab.config import load_config
-from vab.errors import VabError
 from vab.finetuning.contrastive import finetune_retrieval
 from vab.runner import recipe_parser, resume_arg
 
@@ -25,13 +24,12 @@ from vab.runner import recipe_parser, resume_arg
 def main(argv: list[str] | None = None) -> int:
     parser = recipe_parser(__doc__)
     parser.add_argument("--init", required=True, help="model directory to start from (pretrained VAB)")
-    args = parse_with_overrides(parser, argv)
-    try:
-        cfg = load_config(args.config or args.init, args.overrides)
-        out = finetune_retrieval(cfg, args.init, resume=resume_arg(args.resume), model_out=args.model_out)
-    except VabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_script(parser, train, argv)
+
+
+def train(args) -> int:
+    cfg = load_config(args.config or args.init, args.overrides)
+    out = finetune_retrieval(cfg, args.init, resume=resume_arg(args.resume), model_out=args.model_out)
     print(f"model written to {out}")
     return 0
 

@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import sys
 
-from vab.cli import parse_with_overrides
+from vab.cli import run_script
 from vab.config import load_config
-from vab.errors import VabError
 from vab.runner import pretrain, recipe_parser, resume_arg
 
 
-def main(default_config: str | None = None, doc: str = __doc__) -> int:
-    args = parse_with_overrides(recipe_parser(doc, default_config))
-    try:
-        cfg = load_config(args.config, args.overrides)
-        out = pretrain(cfg, resume=resume_arg(args.resume), model_out=args.model_out)
-    except VabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def train(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    out = pretrain(cfg, resume=resume_arg(args.resume), model_out=args.model_out)
     print(f"model written to {out}")
     return 0
+
+
+def main(default_config: str | None = None, doc: str = __doc__, argv: list[str] | None = None) -> int:
+    return run_script(recipe_parser(doc, default_config), train, argv)
 
 
 if __name__ == "__main__":

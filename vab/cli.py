@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 import warnings
+from typing import Callable
 
 # sub-command modules, in the order `vab --help` lists them
 COMMANDS = ["extract", "generate", "info", "embed", "search", "curate"]
@@ -44,9 +45,33 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
+    """Run `call`; a user error (VabError) becomes one line on stderr and exit code 2,
+    Ctrl-C becomes "interrupted" and 130.  With `verbose` user errors raise (full traceback)."""
     from vab.errors import VabError
 
+    try:
+        return int(call() or 0)
+    except VabError as exc:
+        if verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run_script(
+    parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None], argv: list[str] | None = None
+) -> int:
+    """The `main` of every script in recipes/, finetune/ and eval/: parse `argv` (key=value words
+    become ``args.overrides``), run ``body(args)`` and turn user errors into one-line messages."""
+    args = parse_with_overrides(parser, argv)
+    return guarded(lambda: body(args))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_with_overrides(parser, argv)
     if not getattr(args, "func", None):
@@ -55,16 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        return int(args.func(args) or 0)
-    except VabError as exc:
-        if args.verbose:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return guarded(lambda: args.func(args), verbose=args.verbose)
 
 
 if __name__ == "__main__":
