@@ -3,14 +3,17 @@
 Class c has its own visual feature direction and its own small set of likely audio
 tokens per level, so audio alone, video alone and both predict the class, and the
 audio and video of one clip belong together.  Written in the `vab extract` layout
-(meta.yaml + data/) with the tiny preset's geometry, so every reader and recipe works.
+(meta.yaml + data/ + a fitted spectral codec) with the tiny preset's geometry, so every
+reader and recipe works.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vab.data.store import DATA_DIR, DataInfo, write_part
 
@@ -30,7 +33,8 @@ def make_synthetic_dataset(
     swap_audio: list[int] | None = None,
 ) -> Path:
     """Write the data set; `per_class` maps split -> clips per class (default train 16, valid 4,
-    test 4).  `swap_audio` lists clip indices whose tokens come from another class."""
+    test 4).  `swap_audio` lists clip indices whose tokens come from another class.  The
+    spectral codec beside it is fitted on one tone per class, so the stored data decodes."""
     per_class = per_class or {"train": 16, "valid": 4, "test": 4}
     rng = np.random.default_rng(seed)
     T = int(round(duration * frame_rate))
@@ -70,7 +74,19 @@ def make_synthetic_dataset(
     rows["tokens"] = np.stack(rows["tokens"])
     rows["features"] = np.stack(rows["features"])
     write_part(out / DATA_DIR, info, rows)
+    fit_codec(classes, levels, codebook_size, frame_rate).save(out)
     return out
+
+
+def fit_codec(classes: int, levels: int, codebook_size: int, frame_rate: float, sample_rate: int = 16000):
+    """A spectral codec fitted on a one-second tone per class (frequencies 220 Hz * 1.5^c)."""
+    from vab.codecs.spectral import SpectralCodec
+
+    t = torch.arange(sample_rate) / sample_rate
+    n_tones = max(classes, codebook_size // int(frame_rate) + 1)  # enough frames for the k-means
+    tones = [0.3 * torch.sin(2 * math.pi * 220.0 * 1.5 ** (c % 8) * (1 + c // 8) * t) for c in range(n_tones)]
+    codec = SpectralCodec(sample_rate, frame_rate, n_fft=1024, levels=levels, codebook_size=codebook_size)
+    return codec.fit(tones)
 
 
 def tiny_overrides(path: str | Path, codebook_size: int = 32) -> list[str]:

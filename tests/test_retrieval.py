@@ -29,24 +29,11 @@ SMALL = ["model.width=48", "model.layers=2", "model.expert_layers=1", "model.hea
 TRAIN = ["train.tracker=none", "train.warmup_steps=3", "train.checkpoint_every=0", "train.batch_size=16"]
 
 
-def fitted_codec(data: Path) -> None:
-    """The synthetic set has no fitted spectral codec; fit one on noise (tokens are synthetic anyway)."""
-    from vab.codecs.spectral import SpectralCodec
-
-    if (data / "codec.safetensors").exists():
-        return
-    g = torch.Generator().manual_seed(0)
-    wavs = [torch.randn(32000, generator=g) * torch.linspace(0.01, 1.0, 32000) for _ in range(2)]
-    SpectralCodec(n_fft=1024, codebook_size=32).fit(wavs).save(data)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    out = make_synthetic_dataset(
+    return make_synthetic_dataset(
         tmp_path_factory.mktemp("data") / "synth", classes=CLASSES, per_class={"train": 8, "valid": 1, "test": 1}
     )
-    fitted_codec(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -264,3 +251,29 @@ def test_eval_classification_script_reports_map_accuracy_and_csv(data, finetuned
     assert 0 <= metrics["accuracy"] <= 1
     assert main(["--checkpoint", str(finetuned), f"data.path=[{data}]"]) == 2  # not a classifier directory
     assert "classifier" in capsys.readouterr().err
+
+
+def test_pooled_reads_only_the_inputs_of_its_mode():
+    from vab.errors import VabError
+    from vab.finetuning.pooling import pooled
+
+    model = small_vab().eval()
+    batch = synthetic_batch()
+    with torch.inference_mode():
+        visual_only = pooled(model, {"features": batch["features"]}, "visual")
+        assert torch.equal(visual_only, pooled(model, batch, "visual"))
+        assert pooled(model, {"tokens": batch["tokens"]}, "audio").shape == (8, 48)
+        with pytest.raises(VabError, match="audio-visual embedding needs tokens"):
+            pooled(model, {"features": batch["features"]}, "audio-visual")
+        with pytest.raises(VabError, match="audio embedding needs tokens"):
+            pooled(model, {"features": batch["features"]}, "audio")
+
+
+def test_synthetic_data_set_carries_a_fitted_codec_that_decodes_its_tokens(data):
+    from vab.codecs.spectral import SpectralCodec
+    from vab.data.dataset import VABDataset
+
+    codec = SpectralCodec(n_fft=1024, codebook_size=32).load_state_file(data / "codec.safetensors")
+    tokens = torch.as_tensor(VABDataset([data], "test", train=False, fps=2.0, duration=1.0, levels=4)[0]["tokens"])
+    wav = codec.decode(tokens.long()[None])
+    assert wav.shape == (1, 1, 16000) and torch.isfinite(wav).all() and wav.abs().max() > 0

@@ -31,10 +31,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def prepare_batch(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(tokens long ``[B, levels, T]``, features float32 ``[B, F, D]`` | None, labels | None) on the model's device."""
+    """(tokens long ``[B, levels, T]`` | None, features float32 ``[B, F, D]`` | None, labels | None)
+    on the model's device; a part the batch does not hold is None."""
     core = unwrap(model)
     device = core.codebooks.device
-    tokens = torch.as_tensor(batch["tokens"]).to(device=device, dtype=torch.long)[:, : core.levels]
+    tokens = batch.get("tokens")
+    if tokens is not None:
+        tokens = torch.as_tensor(tokens).to(device=device, dtype=torch.long)[:, : core.levels]
     features = batch.get("features")
     if features is not None:
         features = torch.as_tensor(features).to(device=device, dtype=torch.float32)

@@ -156,9 +156,7 @@ class Embedder:
         if modality == "audio":
             mode, batch = "audio", {"tokens": value[None]}
         else:
-            # the batch reader wants tokens even for a picture-only pass; they are not read
-            blank = torch.zeros(1, self.model.levels, 1, dtype=torch.long)
-            mode, batch = "visual", {"tokens": blank, "features": value[None]}
+            mode, batch = "visual", {"features": value[None]}
         with torch.inference_mode():
             h = pooled(self.model, batch, mode)
         return F.normalize(h.float(), dim=-1)[0].cpu()

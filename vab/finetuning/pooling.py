@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from vab.errors import VabError
+
 MODES = ("audio", "visual", "audio-visual")
 
 
@@ -19,13 +21,17 @@ def pooled(model: torch.nn.Module, batch: dict[str, Any], mode: str) -> torch.Te
     """Mean-pooled expert-layer output ``[B, W]`` for `mode` (audio | visual | audio-visual).
 
     `batch` holds ``tokens`` ``[B, K, T]`` and/or ``features`` ``[B, F, D]`` as the data set
-    yields them (any dtype; moved to the model's device here)."""
+    yields them (any dtype; moved to the model's device here); a mode needs only its own inputs."""
     from vab.pretraining import prepare_batch, unwrap
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     core = unwrap(model)
     tokens, features, _ = prepare_batch(model, batch)
+    needs = {"audio": ("tokens",), "visual": ("features",), "audio-visual": ("tokens", "features")}[mode]
+    missing = [name for name, value in (("tokens", tokens), ("features", features)) if name in needs and value is None]
+    if missing:
+        raise VabError(f"{mode} embedding needs {' and '.join(missing)}, which this batch does not hold")
     if mode == "audio":
         h = core.encode_audio(tokens)
     elif mode == "visual":
