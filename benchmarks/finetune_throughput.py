@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +44,7 @@ from pretrain_throughput import (  # noqa: E402
     per_preset,
     random_batch,
     rss_mb,
+    run_preset,
 )
 
 OBJECTIVES = ("pretrain", "retrieval", "classify-audio", "classify-visual", "classify-audio-visual", "linear-probe")
@@ -135,16 +134,6 @@ def worker(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def run_preset(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
-    """`worker` in a fresh Python process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", preset, "--worker-out", str(out),
-               "--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup)]
-        subprocess.run(cmd, check=True)
-        return json.loads(out.read_text())
-
-
 def print_results(results: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -178,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     batch = per_preset(args.batch_size, DEFAULT_BATCH)
     steps = per_preset(args.steps, DEFAULT_STEPS)
-    results = [run_preset(preset, batch.get(preset, 2), steps.get(preset, 3), args.warmup) for preset in args.presets]
+    results = [run_preset(preset, batch.get(preset, 2), steps.get(preset, 3), args.warmup, __file__)
+               for preset in args.presets]
     print_results(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_line(), "results": results}, indent=2))

@@ -226,11 +226,11 @@ def train_worker(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
     }
 
 
-def run_preset(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
-    """`train_worker` in a fresh Python process."""
+def run_preset(preset: str, batch_size: int, steps: int, warmup: int, script: str | Path = __file__) -> dict:
+    """`script --worker PRESET` (its measuring function) in a fresh Python process; its JSON result."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", preset, "--worker-out", str(out),
+        cmd = [sys.executable, str(Path(script).resolve()), "--worker", preset, "--worker-out", str(out),
                "--batch-size", str(batch_size), "--steps", str(steps), "--warmup", str(warmup)]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
