@@ -188,6 +188,10 @@ def test_short_and_silent_videos_flac_plot_and_no_mux(tmp_path, videos, model_di
     only_audio = tmp_path / "audio_only"
     assert generate_cli(videos["short"], "--checkpoint", model_dir, "--out", only_audio, "--no-mux") == 0
     assert visible(only_audio) == {"short.wav"}
+    cut = tmp_path / "cut"
+    assert generate_cli(videos["nine"], "--checkpoint", model_dir, "--out", cut, "--duration", "1.5") == 0
+    assert abs(audio_seconds(cut / "nine.wav") - 1.5) <= 1 / 50
+    assert 1.5 <= media.probe(cut / "nine.mp4").duration <= 1.5 + 0.2  # the mp4 is cut with the audio
 
 
 # ---------------------------------------------------------------------- batches

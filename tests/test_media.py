@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import tracemalloc
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -341,6 +342,23 @@ def test_mux_copies_video_and_replaces_audio(clips, tmp_path, seconds):
     if seconds < 2.0:  # zero padded to the video's length
         assert np.abs(x[int(1.3 * 24000) : int(1.95 * 24000)]).max() < 1e-3
     assert [p.name for p in tmp_path.iterdir()] == ["muxed.mp4"]
+
+
+def test_mux_with_seconds_keeps_only_the_start_of_the_video(clips, tmp_path):
+    src = clips["cfr"]  # 2 s at 25 fps
+    out = media.mux(src, tone(3.0, 24000, 1000.0), 24000, tmp_path / "cut.mp4", seconds=0.8)
+    kept, original = video_packets(out), video_packets(src)
+    cut = Fraction(4, 5)  # packet times are exact fractions; the float 0.8 is a little above 4/5
+    shown = [p for p in original if p[1] < cut]
+    assert shown and all(p in kept for p in shown)  # every frame shown before the cut, bytes unchanged
+    assert kept == original[: len(kept)] and all(dts < cut for _, _, dts in kept)
+    assert 0.8 <= media.probe(out).duration <= 0.8 + 4 / 25
+    assert len(media.read_audio(out, 24000)) <= 0.8 * 24000 + 1024
+    frames, times = media.read_frames(out, fps=25)
+    assert len(frames) == 20 and times[-1] < 0.8  # every frame before the cut decodes
+    # a cut past the end changes nothing
+    longer = media.mux(src, tone(3.0, 24000, 1000.0), 24000, tmp_path / "whole.mp4", seconds=5.0)
+    assert video_packets(longer) == original
 
 
 @needs_rotation

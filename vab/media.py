@@ -501,14 +501,18 @@ def write_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int) -> P
 
 
 def mux(
-    video_path: str | os.PathLike, wav: np.ndarray, sample_rate: int, out_path: str | os.PathLike
+    video_path: str | os.PathLike, wav: np.ndarray, sample_rate: int, out_path: str | os.PathLike,
+    seconds: float | None = None,
 ) -> Path:
     """Copy `video_path` to `out_path` with its video packets unchanged and `wav`
     ([N] or [C, N] float32, `sample_rate` Hz) as the only audio track (AAC).
 
     The audio is cut or zero-padded to the video's length, so the output is no longer
-    than the video.  Any original audio track is dropped.  Written atomically; the
-    container follows the suffix of `out_path` (.mp4, .mov, .mkv ...).
+    than the video.  With `seconds`, only the first `seconds` of the video are kept
+    (packets are copied, not re-encoded, so the cut falls on the first packet in decode
+    order at or after that time; every frame shown before it stays decodable).  Any
+    original audio track is dropped.  Written atomically; the container follows the
+    suffix of `out_path` (.mp4, .mov, .mkv ...).
     """
     out_path = Path(out_path)
     wav = _as_channels(wav)
@@ -521,6 +525,10 @@ def mux(
             raise MediaError(video_path, "no video stream")
         start_pts, end_pts = _packet_span(src, vin, video_path)
         video_seconds = float((end_pts - start_pts) * vin.time_base)
+        cut = None
+        if seconds is not None and seconds < video_seconds:
+            video_seconds = float(seconds)
+            cut = start_pts + int(math.ceil(video_seconds / vin.time_base - 1e-6))
         _rewind(src, video_path)
         with atomic_path(out_path) as tmp:
             try:
@@ -537,7 +545,7 @@ def mux(
                 exact = out.format.name in _EDIT_LIST_FORMATS
                 audio = _fit_audio(wav, sample_rate, video_seconds, None if exact else aout.sample_rate)
                 try:
-                    _interleave(src, vin, out, vout, aout, _audio_frames(audio, sample_rate, layout), start_pts)
+                    _interleave(src, vin, out, vout, aout, _audio_frames(audio, sample_rate, layout), start_pts, cut)
                 except _AV_ERRORS as e:
                     raise MediaError(video_path, f"cannot remux into {out_path} ({_reason(e)})") from None
     return out_path
@@ -563,13 +571,19 @@ def _aac_rate(sample_rate: int) -> int:
     return sample_rate if sample_rate in rates else next((r for r in rates if r >= sample_rate), rates[-1])
 
 
-def _interleave(src, vin, out, vout, aout, frames: Iterator[av.AudioFrame], start_pts: int) -> None:
-    """Copy video packets and encode audio frames, in time order, so the output is
-    interleaved without the muxer buffering either stream."""
+def _interleave(
+    src, vin, out, vout, aout, frames: Iterator[av.AudioFrame], start_pts: int, cut: int | None = None
+) -> None:
+    """Copy video packets (those decoded before `cut`, in the stream's time base, when given)
+    and encode audio frames, in time order, so the output is interleaved without the muxer
+    buffering either stream."""
     pending = next(frames, None)
     for packet in src.demux(vin):
         if packet.dts is None:  # the demuxer's end-of-stream packet
             continue
+        # dts <= pts: every frame shown before the cut, and each frame it refers to, is kept
+        if cut is not None and packet.dts >= cut:
+            break
         t = float((packet.dts - start_pts) * vin.time_base)
         while pending is not None and pending.pts / pending.sample_rate <= t:
             out.mux(aout.encode(pending))

@@ -29,8 +29,8 @@ Long videos are generated in windows of the model's trained length; each window 
 the last --overlap seconds of the previous one as given tokens, and the last window ends
 at the video's end.  --batch-size videos are sampled together (one window of each per
 sampler call); the result for a video does not depend on the batch size.
-With --duration the audio covers the first seconds only and the mp4 keeps the whole
-video, silent after them.  --edit spans a-b regenerate tokens round(a*r) .. round(b*r)-1
+With --duration only the first seconds are generated, and the mp4 is cut there too
+(video packets are copied, so the cut is exact to a frame).  --edit spans a-b regenerate tokens round(a*r) .. round(b*r)-1
 at the codec frame rate r; every other token of the video's own soundtrack is kept.
 """
 
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             video = Path(outcome.request.source)
             if outcome.error is None:
                 try:
-                    write_outputs(outcome.result, video, outcome.request.key)
+                    write_outputs(outcome.result, video, outcome.request.key, outcome.request.duration)
                 except VabError as exc:
                     outcome.error = exc
                 except OSError as exc:  # disk full, folder removed: no point going on
@@ -190,8 +190,9 @@ def remove_stale_temporaries(outputs: Outputs) -> None:
                     leftover.unlink(missing_ok=True)
 
 
-def write_outputs(result, video: Path, outputs: Outputs) -> None:
-    """Write every output of one video, each atomically; if one fails, none of them stays."""
+def write_outputs(result, video: Path, outputs: Outputs, duration: float | None = None) -> None:
+    """Write every output of one video, each atomically; if one fails, none of them stays.
+    With `duration` (seconds) the mp4 keeps only that much of the video."""
     from vab import media
     from vab.plot import read_frame_strip, save_plot
 
@@ -199,7 +200,7 @@ def write_outputs(result, video: Path, outputs: Outputs) -> None:
     try:
         # the mux first: it is what an odd input is most likely to refuse
         if outputs.video is not None:
-            written.append(media.mux(video, result.waveform, result.sample_rate, outputs.video))
+            written.append(media.mux(video, result.waveform, result.sample_rate, outputs.video, duration))
         written.append(media.write_audio(outputs.audio, result.waveform, result.sample_rate))
         if outputs.plot is not None:
             frames = read_frame_strip(video, result.seconds)
