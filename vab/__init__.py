@@ -1,1 +1,50 @@
+"""vab: Vision to Audio and Beyond.
 
+The small public API (imported lazily, so ``import vab`` stays cheap for the CLI)::
+
+    import vab
+    model = vab.load_pretrained("runs/tiny/model")        # any model directory
+    result = vab.generate(model, "clip.mp4")               # GenerationResult: waveform [N], sample_rate, tokens [K, T]
+    cfg = vab.load_config("tiny", ["train.lr=1e-4"])       # a preset, YAML file or model directory + overrides
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "VAB": ("vab.model", "VAB"),
+    "generate": ("vab.generate", "generate"),
+    "Generator": ("vab.generate", "Generator"),
+    "SamplingConfig": ("vab.sampling", "SamplingConfig"),
+    "load_config": ("vab.config", "load_config"),
+    "VabError": ("vab.errors", "VabError"),
+}
+
+
+def load_pretrained(directory: str | Path, device: str = "cpu") -> Any:
+    """The model in a model directory (``config.yaml`` + ``model.safetensors``), of the class
+    its ``model.type`` names; only YAML and safetensors are read."""
+    from vab.config import load_config
+    from vab.errors import VabError
+    from vab.model import model_class
+
+    config = Path(directory) / "config.yaml"
+    if not config.is_file():
+        raise VabError(f"{directory}: not a model directory (no config.yaml)")
+    return model_class(str(load_config(config).model.type)).from_pretrained(directory, device=device)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'vab' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load_pretrained", *_LAZY]
