@@ -17,7 +17,7 @@ from tests.mediagen import make_video, tone
 from vab import media
 from vab.cli import main
 from vab.errors import VabError
-from vab.generate import Generator, Request
+from vab.generator import Generator, Request
 from vab.generation.codec_chunks import decode_chunked, encode_chunked
 from vab.generation.features import video_seconds
 from vab.generation.inputs import expand_inputs, unique_names

@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "VAB": ("vab.model", "VAB"),
-    "generate": ("vab.generate", "generate"),
-    "Generator": ("vab.generate", "Generator"),
+    "generate": ("vab.generator", "generate"),
+    "Generator": ("vab.generator", "Generator"),
     "SamplingConfig": ("vab.sampling", "SamplingConfig"),
     "load_config": ("vab.config", "load_config"),
     "VabError": ("vab.errors", "VabError"),

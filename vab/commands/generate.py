@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vab.errors import VabError
-    from vab.generate import Generator, Request
+    from vab.generator import Generator, Request
     from vab.generation.conditions import parse_spans
     from vab.generation.inputs import expand_inputs, unique_names
     from vab.sampling import SamplingConfig

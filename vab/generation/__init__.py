@@ -1,4 +1,4 @@
-"""The pieces of `vab.generate`, one idea per module: window plans (`windows`), chunked
+"""The pieces of `vab.generator`, one idea per module: window plans (`windows`), chunked
 codec runs (`codec_chunks`), per-window features (`features`), edit / prompt conditions
 (`conditions`), checked loading of codec, encoder and coarse-to-fine model (`loading`),
 and command-line inputs (`inputs`)."""

@@ -170,7 +170,7 @@ class Generator:
         if codec is not None:
             check_codec(model, codec)
         self.codec.to(self.device)
-        self.visual = visual if visual is not None else load_visual(model)
+        self.visual = visual if visual is not None else load_visual(model, directory)
         self.c2f = c2f.eval() if c2f is not None else None
         if self.c2f is not None:
             check_c2f(model, self.c2f, self.codec)
@@ -345,7 +345,7 @@ class Generator:
             cfg = sampling if phase.steps is None else dataclasses.replace(sampling, steps=phase.steps)
             t0 = time.perf_counter()
             with self._autocast():
-                out = sample_tokens(
+                out = _sampler(phase.model)(
                     phase.model,
                     torch.stack([it[4] for it in items]).to(self.device),
                     given=torch.stack([it[3] for it in items]).to(self.device),
@@ -428,6 +428,15 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         precision = "bf16" if device.type in ("cuda", "mps") else "fp32"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _sampler(model: Any) -> Callable[..., torch.Tensor]:
+    """MaskGIT decoding for VAB models; the autoregressive baseline decodes step by step."""
+    if getattr(model, "autoregressive", False):
+        from vab.baselines.sampling import sample_autoregressive
+
+        return sample_autoregressive
+    return sample_tokens
 
 
 def _window_seed(seed: int, phase: str, index: int) -> int:
