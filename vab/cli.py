@@ -7,14 +7,18 @@ User errors (:class:`vab.errors.VabError`) are printed as one line with no trace
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 import warnings
 from typing import Callable
 
+# write failures reported as one line (disk full, quota exceeded, read-only file system)
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
 # sub-command modules, in the order `vab --help` lists them
-COMMANDS = ["extract", "generate", "info", "embed", "search", "curate"]
+COMMANDS = ["demo", "synth", "extract", "generate", "info", "embed", "search", "curate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +64,12 @@ def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # the disk filled up or the output went read-only mid-run: the user's environment, not a bug
+        if verbose or exc.errno not in _DISK_ERRNOS:
+            raise
+        print(f"error: {exc.filename or 'output'}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        return 2
 
 
 def run_script(

@@ -205,7 +205,7 @@ class Embedder:
         if self._visual is None:
             from vab.generation.loading import load_visual
 
-            self._visual = load_visual(self.model)
+            self._visual = load_visual(self.model, self.model_dir)
         return self._visual
 
     def _window(self):
@@ -243,6 +243,8 @@ class Embedder:
         if not info.has_video:
             raise MediaError(path, "no video stream (an audio file can only be a --by audio query)")
         frames, _ = media.read_frames(path, window.fps, 0.0, window.duration, max_short_side=window.max_short_side)
+        if len(frames) == 0 and 0 < info.duration < window.duration:  # shorter than half a frame interval
+            frames, _ = media.read_frames(path, 1.0 / info.duration, 0.0, info.duration, window.max_short_side)
         if len(frames) == 0:
             raise MediaError(path, "no decodable video frames")
         want = int(round(window.duration * window.fps))
@@ -256,6 +258,7 @@ class Embedder:
         from vab.data.extract import decode_clip
 
         window = self._window()
+        _ = (self.codec, self.visual)  # a broken codec or encoder is one error, not one per file
         audio, video, ids, paths, labels, splits = [], [], [], [], [], []
         problems: list[tuple[str, str]] = []
         for row in rows:

@@ -77,7 +77,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -99,7 +98,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vab.utils import launched_processes, launched_without_gpu
+from vab.utils import check_writable_dir, launched_processes, launched_without_gpu
 from vab.errors import ConfigError, VabError
 from vab.training import checkpoints as ckpt
 from vab.training.console import TrainConsole, format_line
@@ -187,6 +186,7 @@ class Trainer:
         self.run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         _check_config(cfg)
+        check_writable_dir(self.run_dir, "the run")  # before any step, not at the first checkpoint
         if isinstance(train_set, IterableDataset) or not hasattr(train_set, "__len__"):
             raise TypeError("Trainer needs a map-style training set (with __len__ and __getitem__)")
 
@@ -598,7 +598,16 @@ class Trainer:
             raise VabError(f"{folder}: missing {rng_file.name}")
         if self.ema is not None and not (folder / "ema.safetensors").exists():
             raise VabError(f"{folder}: has no EMA weights (it was written with train.ema=0)")
-        self.accelerator.load_state(str(folder))
+        try:
+            self.accelerator.load_state(str(folder))
+        except Exception as exc:  # damaged or foreign files (pickles with code are refused: weights_only)
+            reason = (str(exc).strip().splitlines() or [""])[0][:160]
+            if "Weights only load failed" in reason:
+                reason = "a file holds objects other than tensors, which are not unpickled"
+            raise VabError(
+                f"{folder}: cannot load the training state ({type(exc).__name__}: {reason}); "
+                "resume from an earlier checkpoint folder with --resume FOLDER"
+            ) from None
         load_generator(self.generator, rng_file)
         if self.ema is not None:
             self.ema.load(folder)

@@ -51,6 +51,22 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
                 tmp.unlink()
 
 
+def check_writable_dir(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise VabError unless folder `path` exists and is writable, or could be created there
+    (its nearest existing ancestor is a writable folder).  Creates nothing: call it before
+    long work whose result goes to `path`."""
+    from vab.errors import VabError
+
+    target = Path(path).expanduser().absolute()
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise VabError(f"{target}: cannot write {what} here ({probe} is a file, not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise VabError(f"{target}: cannot write {what} here (no write permission on {probe})")
+
+
 def launched_processes() -> int:
     """Processes started by `accelerate launch` / torchrun (1 for a plain run)."""
     return int(os.environ.get("WORLD_SIZE", "1"))

@@ -50,7 +50,7 @@ def read_weights(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         message = str(exc)
-        if "Weights only load failed" in message and ("global" in message or "Unsupported class" in message):
+        if "Weights only load failed" in message and ("global" in message.lower() or "Unsupported class" in message):
             raise VabError(
                 f"{KEY}={path}: holds objects other than tensors, which vab does not unpickle "
                 f"(torch.load(weights_only=True)); re-save its state dict as .safetensors"

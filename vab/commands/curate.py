@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.keep_fraction is not None and not 0 < args.keep_fraction <= 1:
         raise VabError(f"--keep-fraction must be in (0, 1], got {args.keep_fraction}")
+    from vab.utils import check_writable_dir
+
+    for output in [args.out] + ([args.plot] if args.plot else []):  # before embedding, not after
+        check_writable_dir(Path(output).expanduser().absolute().parent, "output")
     source = Path(args.input).expanduser()
     if is_index_dir(source):
         index = Index.load(source)

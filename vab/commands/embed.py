@@ -38,7 +38,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from vab.utils import check_writable_dir
+
     console = Console(stderr=True)
+    check_writable_dir(Path(args.out), "the index")  # before any work, not after it
     index, problems = build_index(args.input, args.checkpoint, split=args.split, device=args.device,
                                   batch_size=args.batch_size, console=console)
     if index is not None:

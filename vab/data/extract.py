@@ -108,6 +108,11 @@ def decode_clip(
         return wav, None
     frames, _ = media.read_frames(path, cfg.fps, start, t1, max_short_side=cfg.max_short_side)
     want = int(round(cfg.duration * cfg.fps))
+    if len(frames) == 0 and info.duration is not None and 0 < info.duration - start < cfg.duration:
+        # a video shorter than half a frame interval (one frame, a blink): no sample time falls
+        # inside it, so take the frame at its middle (repeated below like any short video's)
+        span = info.duration - start
+        frames, _ = media.read_frames(path, 1.0 / span, start, start + span, max_short_side=cfg.max_short_side)
     if len(frames) == 0:
         raise MediaError(path, "no decodable video frames")
     if len(frames) < want:  # short video: repeat the last frame, as the paper does

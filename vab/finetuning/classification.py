@@ -356,7 +356,10 @@ def finetune_classifier(
     from vab.model import VAB
     from vab.runner import build_datasets, check_same_codec_state, data_paths, load_codec_for
     from vab.train import Trainer
+    from vab.utils import check_writable_dir
 
+    if model_out is not None:  # written after training: refuse a bad place before it
+        check_writable_dir(model_out, "the classifier directory")
     if mode not in MODES:
         raise VabError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     init = Path(init)
@@ -372,7 +375,9 @@ def finetune_classifier(
         raise VabError(f"{paths[0]}: the data set has no labels to classify")
     loss = resolve_loss(loss, info.multi_label)
     backbone = VAB.from_pretrained(init)
-    classifier = Classifier(backbone, len(info.label_names), mode, info.label_names)
+    with torch.random.fork_rng(devices=[]):  # the new head starts alike in every run of one config
+        torch.manual_seed(int(cfg.train.seed))
+        classifier = Classifier(backbone, len(info.label_names), mode, info.label_names)
     if balanced:
         train_set = BalancedDataset(train_set, dataset_labels(train_set), seed=cfg.train.seed)
     objective = ClassificationObjective(loss, smoothing, cfg.train.mixup_prob, cfg.train.roll_prob)

@@ -188,6 +188,10 @@ def finetune_retrieval(
     ``cfg.train`` settings; writes RUN and a model directory (default RUN/model).  Returns it."""
     from vab.data.dataset import collate
     from vab.errors import VabError
+    from vab.utils import check_writable_dir
+
+    if model_out is not None:  # written after training: refuse a bad place before it
+        check_writable_dir(model_out, "the model directory")
     from vab.model import VAB
     from vab.runner import build_datasets, check_same_codec_state, data_paths, load_codec_for
     from vab.train import Trainer

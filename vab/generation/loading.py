@@ -66,12 +66,13 @@ def check_codec(model: Any, codec: AudioCodec, where: str | Path | None = None) 
             )
 
 
-def load_visual(model: Any) -> VisualEncoder:
-    """The frame encoder of ``model.config.visual``; its feature size must be the model's."""
+def load_visual(model: Any, where: str | Path | None = None) -> VisualEncoder:
+    """The frame encoder of ``model.config.visual``; its feature size must be the model's.
+    `where` (the model directory) prefixes the error."""
     encoder = build_visual_encoder(model.config.visual)
     if encoder.dim != model.visual_dim:
         raise VabError(
-            f"the {encoder.name} frame encoder gives {encoder.dim}-d features; the model reads {model.visual_dim}-d"
+            f"{f'{where}: ' if where else ''}the {encoder.name} frame encoder gives {encoder.dim}-d features; the model reads {model.visual_dim}-d"
         )
     return encoder
 
