@@ -120,3 +120,96 @@ def per_class_subset(labels: Sequence[int] | Array, k: int, seed: int = 0) -> np
         idx = np.flatnonzero(lab == c)
         chosen.append(rng.permutation(idx)[:k] if len(idx) > k else idx)
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- generation: FAD and KL
+def gaussian_statistics(embeddings: Array) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[D]`` and covariance ``[D, D]`` (unbiased, float64) of embeddings ``[N, D]``, N >= 2."""
+    x = _numpy(embeddings).astype(np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"embeddings must be [N, D] with N >= 2, got {x.shape}")
+    return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def frechet_distance(
+    mu1: Array, sigma1: Array, mu2: Array, sigma2: Array, *, eps: float = 1e-6, max_imaginary: float = 1e-3
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
+    ``|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``.
+
+    The square root of the (non-symmetric) product comes from scipy's ``sqrtm``.  When it is
+    not finite, or has an imaginary part above `max_imaginary` (singular covariances, e.g.
+    fewer clips than dimensions, make sqrtm unstable), it is retried once with `eps` added to
+    both diagonals.  If the retry still has a large imaginary part the covariances are not
+    usable (not positive semi-definite): VabError rather than a meaningless number.
+    """
+    from vab.errors import VabError
+
+    m1, m2 = _numpy(mu1).astype(np.float64).ravel(), _numpy(mu2).astype(np.float64).ravel()
+    s1, s2 = np.atleast_2d(_numpy(sigma1).astype(np.float64)), np.atleast_2d(_numpy(sigma2).astype(np.float64))
+    if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.size, m1.size):
+        raise ValueError(f"shapes differ: mu {m1.shape} / {m2.shape}, sigma {s1.shape} / {s2.shape}")
+    covmean = _sqrtm(s1 @ s2)
+    if not _usable_root(covmean, max_imaginary):
+        offset = np.eye(m1.size) * eps
+        covmean = _sqrtm((s1 + offset) @ (s2 + offset))
+        if not np.isfinite(covmean).all():
+            raise VabError("Frechet distance: the covariance square root is not finite even with a diagonal offset")
+    if np.iscomplexobj(covmean):
+        worst = float(np.max(np.abs(covmean.imag)))
+        if worst > max_imaginary:
+            raise VabError(
+                f"Frechet distance: the covariance square root has an imaginary part of {worst:.3g} "
+                f"(> {max_imaginary:g}); the covariances are not positive semi-definite"
+            )
+        covmean = covmean.real
+    diff = m1 - m2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+
+
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    import warnings
+
+    from scipy import linalg
+
+    with warnings.catch_warnings():  # singular products are expected; the caller checks the result
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        return linalg.sqrtm(matrix)
+
+
+def _usable_root(root: np.ndarray, max_imaginary: float) -> bool:
+    if not np.isfinite(root).all():
+        return False
+    return not np.iscomplexobj(root) or float(np.max(np.abs(root.imag))) <= max_imaginary
+
+
+def frechet_audio_distance(real: Array, generated: Array, **kwargs) -> float:
+    """FAD between two sets of embeddings ``[N1, D]`` and ``[N2, D]`` (kwargs: :func:`frechet_distance`)."""
+    return frechet_distance(*gaussian_statistics(real), *gaussian_statistics(generated), **kwargs)
+
+
+def softmax(logits: Array, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax (float64)."""
+    x = _numpy(logits).astype(np.float64)
+    x = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def kl_divergence(p_real: Array, p_generated: Array, eps: float = 1e-10) -> float:
+    """Mean over clips of KL(real || generated) = sum_c p log(p / q), in nats.
+
+    p_real, p_generated: label distributions ``[N, C]`` (rows sum to 1, e.g. the softmax of a
+    classifier's logits), row i of each from the same clip.  `eps` keeps log finite where q is 0.
+    """
+    p = _numpy(p_real).astype(np.float64)
+    q = _numpy(p_generated).astype(np.float64)
+    if p.shape != q.shape or p.ndim != 2:
+        raise ValueError(f"p_real {p.shape} and p_generated {q.shape} must both be [N, C]")
+    terms = np.where(p > 0, p * (np.log(np.maximum(p, eps)) - np.log(np.maximum(q, eps))), 0.0)
+    return float(terms.sum(axis=1).mean())
+
+
+def label_kl(real_logits: Array, generated_logits: Array) -> float:
+    """KL(real || generated) between the softmax distributions of logits ``[N, C]``, averaged over clips."""
+    return kl_divergence(softmax(real_logits), softmax(generated_logits))

@@ -1,0 +1,193 @@
+"""Generation evaluation (paper Table 1): FAD, KL and speed of one or more models on held-out clips.
+
+    python eval/generation.py --checkpoint runs/tiny/model data.path=[data/mine] --split test --out eval/gen
+    python eval/generation.py --checkpoint runs/vab/model --checkpoint runs/foleygen/model \
+        data.path=[data/vggsound] --embedder vggish:/weights/vggish-10086976.pth \
+        --classifier panns:/weights/Cnn14_mAP=0.431.pth --out eval/table1
+    python eval/generation.py --checkpoint runs/tiny/model --videos clips.csv --duration 10 \
+        --classifier own:runs/classify-audio/model
+
+Clips come from an extracted data set (`data.path=...`, `--split`; generated from the stored
+frame features) or from a manifest / folder of videos (`--videos`; frames read and encoded,
+so that time counts in the speed).  Every `--checkpoint` (repeat it to compare models, e.g.
+VAB and the autoregressive baseline) is scored against the same real audio in one table.
+Autoregressive models (model.type=foleygen) sample with --ar-cfg / --ar-top-k (FoleyGen's
+3 and 256), the others with --steps / --cfg / --mask-temperature (the paper's 16, 5, 22.5).
+
+Real audio (`--real`): `auto` takes the original media file when it exists, else the
+codec's decoding of the clip's stored tokens (an upper bound, not the truth); the output
+says which was used.  Scorers: `--embedder` for FAD, `--classifier` for KL:
+  logmel          weights-free log-mel statistics / band distribution (default; offline, but
+                  not comparable with published numbers)
+  vggish:PATH     VGGish (the paper's FAD embedder), weights file vggish-10086976.pth
+  panns:PATH      PANNs Cnn14, Cnn14_mAP=0.431.pth: 2048-d embedding and 527 AudioSet classes
+  own:DIR         a classifier directory from finetune/classification.py --mode audio
+Nothing is downloaded.  Writes OUT/generation.json and OUT/generation.md (and with
+--save-audio the generated wavs under OUT/audio/<model>/).  Exit code 1 when clips failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from vab.cli import run_script
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", action="append", required=True,
+                   help="model directory; repeat to score several models in one table")
+    p.add_argument("--label", action="append", help="table name per --checkpoint (default: the directory)")
+    p.add_argument("--videos", help="manifest or folder of videos (instead of an extracted data set)")
+    p.add_argument("--root", help="folder that relative manifest paths are resolved against")
+    p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every clip)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N clips")
+    p.add_argument("--duration", type=float, help="seconds per video with --videos (default: the model's window)")
+    p.add_argument("--source", default="auto", choices=["auto", "features", "video"],
+                   help="generate from stored features (data sets; default) or from the video files")
+    p.add_argument("--real", default="auto", choices=["auto", "media", "tokens"],
+                   help="real audio: media file, decoded stored tokens, or media when it exists (default)")
+    p.add_argument("--embedder", default="logmel", help="FAD embedder: logmel | vggish:PATH | panns:PATH | own:DIR")
+    p.add_argument("--classifier", default="logmel",
+                   help="KL label model: logmel | panns:PATH | own:DIR | none (default logmel)")
+    s = p.add_argument_group("sampling (as vab generate)")
+    s.add_argument("--steps", type=int, default=16)
+    s.add_argument("--cfg", type=float, default=5.0, dest="guidance")
+    s.add_argument("--mask-temperature", type=float, default=22.5)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--ar-cfg", type=float, default=3.0, dest="ar_guidance",
+                   help="guidance for autoregressive models (FoleyGen: 3)")
+    s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", default="eval-generation", help="folder for generation.json / generation.md")
+    o.add_argument("--save-audio", action="store_true", help="also write the generated wavs to OUT/audio/")
+    p.set_defaults(overrides=[])
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vab import generation_eval as ge
+    from vab.audio_eval import build_classifier, build_scorer
+    from vab.config import load_config
+    from vab.errors import VabError
+    from vab.runner import data_paths
+    from vab.sampling import SamplingConfig
+    from vab.utils import atomic_path
+
+    console = Console(stderr=True)
+    split = None if args.split == "all" else args.split
+    if args.limit is not None and args.limit < 1:
+        raise VabError(f"--limit must be >= 1, got {args.limit}")
+    sampling = SamplingConfig(steps=args.steps, guidance=args.guidance, mask_temperature=args.mask_temperature,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    ar_sampling = dataclasses.replace(sampling, guidance=args.ar_guidance, top_k=args.ar_top_k)
+    cfg = load_config(None, args.overrides)
+    for checkpoint in args.checkpoint:
+        if not (Path(checkpoint) / "config.yaml").is_file():
+            raise VabError(f"{checkpoint}: not a model directory (no config.yaml)")
+    if args.videos:
+        if args.source == "features":
+            raise VabError("--source features needs an extracted data set (data.path=...), not --videos")
+        duration = args.duration or float(load_config(Path(args.checkpoint[0]) / "config.yaml").data.duration)
+        clips = ge.manifest_clips(args.videos, split, duration, root=args.root, limit=args.limit)
+    else:
+        clips = ge.dataset_clips(data_paths(cfg), split, args.limit)
+    # a decoding setting the data set does not record, for its stored real tokens
+    decode = {}
+    if any(o.startswith("codec.griffin_lim_iters=") for o in args.overrides):
+        decode["griffin_lim_iters"] = int(cfg.codec.griffin_lim_iters)
+    embedder = build_scorer(args.embedder, args.device)
+    classifier = None if args.classifier == "none" else build_classifier(args.classifier, args.device)
+
+    out = Path(args.out)
+    with _Bar(console) as bar:
+        report = ge.evaluate(
+            args.checkpoint, clips, sampling, embedder, classifier,
+            embedder_name=args.embedder, classifier_name=None if classifier is None else args.classifier,
+            labels=args.label, real_mode=args.real, real_codec=decode, source=args.source, device=args.device,
+            precision=args.precision, batch_size=args.batch_size,
+            save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
+        )
+    with atomic_path(out / "generation.json") as tmp:
+        tmp.write_text(json.dumps(report.to_json(), indent=2))
+    with atomic_path(out / "generation.md") as tmp:
+        tmp.write_text(report.markdown())
+    print_table(console, report)
+    console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}")
+    return 1 if report.failures else 0
+
+
+def print_table(console, report) -> None:
+    from rich.table import Table
+
+    from vab.generation_eval import short_spec
+
+    table = Table(title=f"generation: {report.clips} clips, real audio = {report.real_audio}",
+                  caption=f"FAD: {report.embedder}; KL: {report.classifier or 'none'}")
+    for name in ("model", "type", "clips", f"FAD ({short_spec(report.embedder)})",
+                 f"KL ({short_spec(report.classifier)})", "s / clip", "RTF"):
+        table.add_column(name, justify="left" if name in ("model", "type") else "right", overflow="fold")
+    for m in report.models:
+        table.add_row(m.name, m.model_type, f"{m.clips}" + (f" ({m.failed} failed)" if m.failed else ""),
+                      _fmt(m.fad), _fmt(m.kl), f"{m.seconds_per_clip:.3f}", f"{m.real_time_factor:.3f}")
+    console.print(table)
+    for m in report.models:
+        if m.note:
+            console.print(f"[yellow]{m.name}: {m.note}")
+    if report.failures:
+        console.print(f"[red]{len(report.failures)} clip(s) failed:")
+        for f in report.failures:
+            console.print(f"  {f['model'] or 'real audio'} {f['clip']}: {f['problem']}", markup=False, soft_wrap=True)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+class _Bar:
+    """One rich progress line per stage (real audio, then each model's generation)."""
+
+    def __init__(self, console):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console)
+        self.tasks: dict[str, int] = {}
+
+    def update(self, what: str, done: int, total: int) -> None:
+        if what not in self.tasks:
+            self.tasks[what] = self.progress.add_task(what, total=total)
+        self.progress.update(self.tasks[what], completed=done, total=total)
+
+    def __enter__(self) -> _Bar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

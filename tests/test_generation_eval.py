@@ -1,0 +1,354 @@
+"""Generation metrics (FAD, KL), the audio scorers and their weight loaders, and eval/generation.py end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.mediagen import make_video
+from tests.synthdata import make_synthetic_dataset, tiny_overrides
+from vab.audio_eval import build_classifier, build_scorer
+from vab.audio_eval.logmel import LogMelEmbedder
+from vab.audio_eval.panns import Cnn14, PANNsEmbedder
+from vab.audio_eval.vggish import VGGishEmbedder, VGGishNet
+from vab.errors import VabError
+from vab.metrics import (
+    frechet_audio_distance,
+    frechet_distance,
+    gaussian_statistics,
+    kl_divergence,
+    label_kl,
+    softmax,
+)
+
+SMALL = ["model.width=32", "model.layers=2", "model.expert_layers=1", "model.heads=2", "model.ffn=64"]
+RUN = ["train.tracker=none", "train.batch_size=8", "train.checkpoint_every=0", "train.valid_every=0"]
+# 2-s clips and windows keep generation and decoding cheap
+SHORT = ["data.duration=2.0", "extract.duration=2.0"]
+TINY_VGGISH = {"widths": (4, 4, 8, 8), "hidden": 16}
+TINY_CNN14 = {"widths": (4, 4, 8, 8, 8, 16), "classes": 5}
+
+
+def tone(freq: float, seconds: float = 2.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- Frechet distance
+def test_frechet_matches_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    v1, v2 = rng.uniform(0.2, 3.0, 6), rng.uniform(0.2, 3.0, 6)
+    closed = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(closed, rel=1e-9, abs=1e-9)
+    assert frechet_distance(mu1, np.diag(v1), mu1, np.diag(v1)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_of_full_covariances_matches_one_dimensional_formula_and_is_symmetric():
+    a = np.array([[2.0, 0.3], [0.3, 1.0]])
+    b = np.array([[1.0, -0.2], [-0.2, 0.5]])
+    mu = np.zeros(2)
+    assert frechet_distance(mu, a, mu, b) == pytest.approx(frechet_distance(mu, b, mu, a), rel=1e-9)
+    # one dimension: (m1 - m2)^2 + (s1 - s2)^2
+    assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4.0 + 1.0)
+
+
+def test_frechet_of_samples_approaches_the_population_value():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.0, 1.0, size=(20000, 3))
+    y = rng.normal(1.0, 2.0, size=(20000, 3))
+    # each dimension: 1^2 + (1 - 2)^2 = 2
+    assert frechet_audio_distance(x, y) == pytest.approx(6.0, rel=0.05)
+
+
+def test_frechet_survives_rank_deficient_covariances():
+    rng = np.random.default_rng(2)
+    # 5 samples in 32 dimensions: both covariances have rank 4
+    x, y = rng.normal(size=(5, 32)), rng.normal(size=(5, 32)) + 0.5
+    d = frechet_audio_distance(x, y)
+    assert math.isfinite(d) and d > 0
+    # exactly singular: a covariance of zeros
+    mu, sigma = gaussian_statistics(x)
+    assert math.isfinite(frechet_distance(mu, sigma, mu, np.zeros_like(sigma)))
+
+
+def test_frechet_refuses_a_large_imaginary_part():
+    # not positive semi-definite: sqrt(diag(1, -1)) has an imaginary entry of 1
+    with pytest.raises(VabError, match="imaginary"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+
+
+def test_gaussian_statistics_shapes_and_errors():
+    mu, sigma = gaussian_statistics(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]))
+    assert mu.tolist() == [2.0, 3.0] and sigma.shape == (2, 2) and sigma[0, 0] == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        gaussian_statistics(np.zeros((1, 4)))
+
+
+# ---------------------------------------------------------------------- KL
+def test_kl_is_zero_for_identical_and_positive_otherwise():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(7, 5))
+    p = softmax(logits)
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert label_kl(logits, logits) == pytest.approx(0.0, abs=1e-12)
+    q = softmax(logits + rng.normal(size=logits.shape))
+    assert kl_divergence(p, q) > 0
+    # direction: KL(real || generated), the mean of per-clip KLs
+    expected = np.mean(np.sum(p * np.log(p / q), axis=1))
+    assert kl_divergence(p, q) == pytest.approx(expected, rel=1e-9)
+    assert kl_divergence(p, q) != pytest.approx(kl_divergence(q, p), rel=1e-6)
+
+
+def test_kl_with_zeros_stays_finite():
+    p = np.array([[1.0, 0.0], [0.5, 0.5]])
+    q = np.array([[0.0, 1.0], [0.5, 0.5]])
+    value = kl_divergence(p, q)
+    assert math.isfinite(value) and value > 5  # an impossible label is heavily penalised
+    assert kl_divergence(q[:1], p[:1]) == pytest.approx(kl_divergence(p[:1], q[:1]))
+    with pytest.raises(ValueError):
+        kl_divergence(p, q[:1])
+
+
+# ---------------------------------------------------------------------- the log-mel embedder
+def test_logmel_is_deterministic_and_tells_sounds_apart():
+    e = LogMelEmbedder()
+    low, high = tone(300), tone(3000)
+    noise = np.random.default_rng(4).normal(0, 0.1, 32000).astype(np.float32)
+    a, b = e.embed_at(low, 16000), e.embed_at(low, 16000)
+    assert a.shape == (3, 128) and np.array_equal(a, b)
+    assert np.array_equal(e.label_probs_at(low, 16000), LogMelEmbedder().label_probs_at(low, 16000))
+    same = np.linalg.norm(e.embed_at(low, 16000) - e.embed_at(tone(300, 2.0) * 1.0, 16000))
+    assert same == 0.0
+    far = [np.linalg.norm(e.embed_at(low, 16000).mean(0) - e.embed_at(x, 16000).mean(0)) for x in (high, noise)]
+    assert min(far) > 10
+    # the band distribution puts the tone's mass where the tone is
+    p_low, p_high = (e.label_probs_at(x, 16000).mean(0) for x in (low, high))
+    assert np.argmax(p_low) < np.argmax(p_high)
+    assert kl_divergence(p_low[None], p_high[None]) > 1.0
+    # FAD: two renditions of one sound are closer than two different sounds
+    low2 = tone(310)
+    assert frechet_audio_distance(e.embed_at(low, 16000), e.embed_at(low2, 16000), eps=1e-3) < frechet_audio_distance(
+        e.embed_at(low, 16000), e.embed_at(high, 16000), eps=1e-3)
+
+
+def test_scorers_resample_and_take_short_clips():
+    e = LogMelEmbedder()
+    at_8k = e.embed_at(tone(300, 2.0, 8000), 8000)
+    at_16k = e.embed_at(tone(300, 2.0), 16000)
+    assert at_8k.shape == at_16k.shape
+    assert np.abs(at_8k.mean(0) - at_16k.mean(0))[:20].max() < 2.0  # same tone after resampling (low bands)
+    assert e.embed_at(np.zeros(100, np.float32), 16000).shape == (1, 128)
+
+
+def test_build_scorer_specs():
+    assert build_scorer("logmel").name == "logmel"
+    assert build_classifier("logmel").has_labels
+    for bad, words in [("mfcc", "expected one of"), ("vggish", "needs a local path"), ("logmel:x", "takes no path")]:
+        with pytest.raises(VabError, match=words):
+            build_scorer(bad)
+
+
+# ---------------------------------------------------------------------- weight loaders
+def test_published_layouts_have_the_published_sizes():
+    with torch.device("meta"):  # shapes only, no 600 MB of weights
+        vggish, cnn14 = VGGishNet().state_dict(), Cnn14().state_dict()
+    assert sum(v.numel() for v in vggish.values()) == 72_141_184
+    assert tuple(vggish["embeddings.0.weight"].shape) == (4096, 12288)
+    assert {k.split(".")[1] for k in vggish if k.startswith("features.")} == {"0", "3", "6", "8", "11", "13"}
+    cnn = {k: tuple(v.shape) for k, v in cnn14.items()}
+    assert cnn["spectrogram_extractor.stft.conv_real.weight"] == (513, 1, 1024)
+    assert cnn["logmel_extractor.melW"] == (513, 64)
+    assert cnn["conv_block6.conv2.weight"] == (2048, 2048, 3, 3)
+    assert cnn["fc_audioset.weight"] == (527, 2048)
+    assert "bn0.running_var" in cnn and "conv_block1.bn1.num_batches_tracked" in cnn
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_vggish_loads_saved_random_weights(tmp_path, suffix):
+    torch.manual_seed(0)
+    net = VGGishNet(**TINY_VGGISH).eval()
+    path = tmp_path / f"vggish{suffix}"
+    if suffix == ".pth":
+        torch.save(net.state_dict(), path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    loaded = VGGishEmbedder.from_file(path, **TINY_VGGISH)
+    wav = torch.from_numpy(tone(440, 2.0))
+    expected = VGGishEmbedder(net).embed(wav)
+    got = loaded.embed(wav)
+    assert got.shape == (2, 128) and torch.allclose(got, expected)
+
+
+def test_panns_loads_a_nested_checkpoint_and_gives_distributions(tmp_path):
+    torch.manual_seed(0)
+    net = Cnn14(**TINY_CNN14).eval()
+    path = tmp_path / "Cnn14.pth"
+    torch.save({"model": net.state_dict(), "iteration": 3}, path)  # the released checkpoint's layout
+    loaded = PANNsEmbedder.from_file(path, **TINY_CNN14)
+    wav = torch.from_numpy(tone(440, 1.5, 32000))
+    assert torch.allclose(loaded.embed(wav), PANNsEmbedder(net).embed(wav))
+    probs = loaded.label_probs(wav)
+    assert probs.shape == (1, 5) and torch.allclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_weight_loaders_explain_missing_and_wrong_files(tmp_path):
+    missing = tmp_path / "nowhere" / "vggish-10086976.pth"
+    with pytest.raises(VabError, match=r"nowhere.*no such VGGish weight file.*download vggish-10086976\.pth"):
+        VGGishEmbedder.from_file(missing)
+    with pytest.raises(VabError, match="Cnn14_mAP=0.431.pth"):
+        build_scorer(f"panns:{tmp_path / 'absent.pth'}")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(VabError, match="not a readable VGGish weight file"):
+        VGGishEmbedder.from_file(garbage)
+    other = tmp_path / "other.pth"  # a real state dict, of another network
+    torch.save(Cnn14(**TINY_CNN14).state_dict(), other)
+    with pytest.raises(VabError, match=r"other\.pth: not VGGish weights: .*missing keys"):
+        VGGishEmbedder.from_file(other, **TINY_VGGISH)
+    wrong_size = tmp_path / "wrong.pth"
+    torch.save(VGGishNet(**TINY_VGGISH).state_dict(), wrong_size)
+    with pytest.raises(VabError, match="shape mismatches"):
+        VGGishEmbedder.from_file(wrong_size, widths=(4, 4, 8, 16), hidden=16)
+
+
+# ---------------------------------------------------------------------- clips
+def test_dataset_clips_reads_a_split_and_keeps_ids_distinct_across_data_sets(tmp_path):
+    from vab.generation_eval import dataset_clips
+
+    small = {"per_class": {"train": 1, "test": 1}, "duration": 2.0, "frames": 4}
+    a = make_synthetic_dataset(tmp_path / "a", **small)
+    b = make_synthetic_dataset(tmp_path / "b", **small)
+    one = dataset_clips([a], "test")
+    assert [c.id for c in one.clips] == [f"clip{i:04d}" for i in range(4, 8)]
+    assert one.clips[0].tokens.shape == (4, 100) and one.clips[0].labels == ["class0"]
+    both = dataset_clips([a, b], "test", limit=6)
+    # only the ids that repeat get their data set's name
+    assert [c.id for c in both.clips] == ["a/clip0004", "a/clip0005", "clip0006", "clip0007", "b/clip0004", "b/clip0005"]
+    with pytest.raises(VabError, match="no clips in split 'valid'"):
+        dataset_clips([a], "valid")
+
+
+# ---------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data dir, model dir, audio classifier dir): synthetic data, a few pretraining steps,
+    a few audio fine-tuning steps."""
+    from vab.config import load_config
+    from vab.finetuning.classification import finetune_classifier
+    from vab.runner import pretrain
+
+    root = tmp_path_factory.mktemp("geneval")
+    data = make_synthetic_dataset(root / "data", per_class={"train": 4, "test": 1}, duration=2.0, frames=4)
+    model = pretrain(load_config("tiny", tiny_overrides(data) + SHORT + SMALL + RUN + [
+        "train.max_steps=4", "train.warmup_steps=1", "train.lr=2e-3", "codec.griffin_lim_iters=2",
+        f"train.output_dir={root / 'pre'}",
+    ]))
+    classifier = finetune_classifier(model, "audio", tiny_overrides(data) + SHORT + RUN + [
+        "train.max_steps=3", "train.lr=3e-3", f"train.output_dir={root / 'cls'}"])
+    return data, Path(model), Path(classifier)
+
+
+def eval_script():
+    spec = importlib.util.spec_from_file_location("eval_generation", Path(__file__).parents[1] / "eval" / "generation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_generation_scores_two_models_on_stored_data(trained, tmp_path):
+    data, model, classifier = trained
+    out = tmp_path / "out"
+    code = eval_script().main([
+        "--checkpoint", str(model), "--checkpoint", str(model), "--label", "vab", "--label", "again",
+        *tiny_overrides(data), "codec.griffin_lim_iters=2", "--split", "test", "--steps", "2",
+        "--classifier", f"own:{classifier}", "--limit", "3",
+        "--out", str(out), "--save-audio",
+    ])
+    assert code == 0
+    report = json.loads((out / "generation.json").read_text())
+    assert report["clips"] == 3 and report["split"] == "test"
+    # the synthetic clips' media paths do not exist: the real audio is the decoded stored tokens
+    assert report["real_audio"] == "codec decoding of the stored real tokens"
+    assert report["real_audio_counts"] == {"media": 0, "tokens": 3}
+    assert [m["name"] for m in report["models"]] == ["vab", "again"]
+    for m in report["models"]:
+        assert m["clips"] == 3 and m["failed"] == 0 and m["model_type"] == "vab"
+        for key in ("fad", "kl", "seconds_per_clip", "real_time_factor"):
+            assert isinstance(m[key], float) and math.isfinite(m[key]) and m[key] >= 0, key
+        assert m["fad"] > 0 and m["audio_seconds"] == pytest.approx(3 * 2.0)
+    # same model, same seed: the same soundtracks, hence the same scores
+    a, b = report["models"]
+    assert a["fad"] == pytest.approx(b["fad"]) and a["kl"] == pytest.approx(b["kl"])
+    md = (out / "generation.md").read_text()
+    assert "| vab | vab | 3 |" in md and "| FAD (logmel) | KL (own) |" in md and f"KL classifier: own:{classifier}" in md
+    assert len(list((out / "audio" / "vab").glob("*.wav"))) == 3
+
+
+def test_eval_generation_on_videos_uses_the_media_audio(trained, tmp_path):
+    _, model, _ = trained
+    videos = tmp_path / "videos"
+    for i, freq in enumerate((300.0, 600.0, 1200.0)):
+        make_video(videos / f"v{i}.mp4", seconds=1.5, fps=4, width=32, height=32, freq=freq)
+    out = tmp_path / "out"
+    code = eval_script().main(["--checkpoint", str(model), "--videos", str(videos), "--steps", "2", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "generation.json").read_text())
+    assert report["real_audio"] == "original media files" and report["source"] == "video files"
+    (m,) = report["models"]
+    assert m["clips"] == 3 and math.isfinite(m["fad"]) and math.isfinite(m["kl"])
+    assert m["audio_seconds"] == pytest.approx(4.5, abs=0.1)
+
+
+def test_eval_generation_refuses_bad_inputs(trained, tmp_path, capsys):
+    data, model, _ = trained
+    script = eval_script()
+    assert script.main(["--checkpoint", str(tmp_path / "none"), *tiny_overrides(data)]) == 2
+    assert "not a model directory" in capsys.readouterr().err
+    assert script.main(["--checkpoint", str(model), *tiny_overrides(data), "--real", "media",
+                        "--out", str(tmp_path / "o")]) == 2
+    assert "real audio for fewer than 2 clips" in capsys.readouterr().err
+    assert script.main(["--checkpoint", str(model), *tiny_overrides(data), "--embedder",
+                        f"vggish:{tmp_path / 'v.pth'}", "--out", str(tmp_path / "o")]) == 2
+    assert "no such VGGish weight file" in capsys.readouterr().err
+    assert script.main(["--checkpoint", str(model), *tiny_overrides(data), "--classifier", f"own:{model}",
+                        "--out", str(tmp_path / "o")]) == 2
+    assert "classifier.yaml: missing" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_generation_compares_vab_with_the_autoregressive_baseline(trained, tmp_path):
+    """The issue's comparison: a tiny VAB and a tiny FoleyGen trained on the same data, one table."""
+    from vab.config import load_config
+    from vab.runner import pretrain
+
+    data, model, classifier = trained
+    baseline = pretrain(load_config("foleygen-tiny", tiny_overrides(data) + SHORT + RUN + [
+        "model.width=32", "model.layers=2", "model.heads=2", "model.ffn=64", "train.max_steps=3",
+        "train.warmup_steps=1", "codec.griffin_lim_iters=2", f"train.output_dir={tmp_path / 'fg'}",
+    ]))
+    out = tmp_path / "out"
+    code = eval_script().main([
+        "--checkpoint", str(model), "--checkpoint", str(baseline), *tiny_overrides(data), "codec.griffin_lim_iters=2",
+        "--steps", "2", "--classifier", f"own:{classifier}", "--limit", "3", "--out", str(out),
+    ])
+    assert code == 0
+    report = json.loads((out / "generation.json").read_text())
+    vab_row, ar_row = report["models"]
+    assert (vab_row["model_type"], ar_row["model_type"]) == ("vab", "foleygen")
+    assert vab_row["name"] != ar_row["name"] and report["clips"] == 3
+    for row in (vab_row, ar_row):
+        assert row["clips"] == 3 and all(math.isfinite(row[k]) for k in ("fad", "kl", "seconds_per_clip"))
+    # each model decodes with its own settings: FoleyGen's guidance 3 and top-k 256
+    assert (ar_row["sampling"]["guidance"], ar_row["sampling"]["top_k"]) == (3.0, 256)
+    assert (vab_row["sampling"]["guidance"], vab_row["sampling"]["steps"]) == (5.0, 2)
+    assert "sampling of " in (out / "generation.md").read_text()

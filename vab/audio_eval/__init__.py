@@ -1,0 +1,58 @@
+"""Audio scorers for generation metrics (FAD embeddings, KL label distributions).
+
+Specs as the command line gives them:
+
+==================  ====================================================================
+``logmel``          weights-free log-mel statistics (:mod:`vab.audio_eval.logmel`)
+``vggish:PATH``     VGGish from a local weight file (:mod:`vab.audio_eval.vggish`)
+``panns:PATH``      PANNs Cnn14 from a local weight file (:mod:`vab.audio_eval.panns`)
+``own:DIR``         the project's own audio classifier directory (:mod:`vab.audio_eval.own`)
+==================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vab.audio_eval.base import AudioEmbedder, clip_distribution
+from vab.errors import VabError
+
+KINDS = ("logmel", "vggish", "panns", "own")
+
+
+def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder:
+    """An :class:`AudioEmbedder` from a spec ``KIND`` or ``KIND:PATH`` (see the module doc)."""
+    kind, _, path = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise VabError(f"audio scorer {spec!r}: expected one of logmel, vggish:PATH, panns:PATH, own:DIR")
+    if kind == "logmel":
+        if path:
+            raise VabError(f"audio scorer {spec!r}: logmel takes no path")
+        from vab.audio_eval.logmel import LogMelEmbedder
+
+        return LogMelEmbedder()
+    if not path:
+        raise VabError(f"audio scorer {spec!r}: {kind} needs a local path ({kind}:PATH); nothing is downloaded")
+    if kind == "vggish":
+        from vab.audio_eval.vggish import VGGishEmbedder
+
+        return VGGishEmbedder.from_file(path, device)
+    if kind == "panns":
+        from vab.audio_eval.panns import PANNsEmbedder
+
+        return PANNsEmbedder.from_file(path, device)
+    from vab.audio_eval.own import OwnClassifier
+
+    return OwnClassifier(path, device)
+
+
+def build_classifier(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder:
+    """Like :func:`build_scorer`, but the scorer must have a label space (for KL)."""
+    scorer = build_scorer(spec, device)
+    if not scorer.has_labels:
+        raise VabError(f"audio scorer {spec!r} gives no label distribution; use panns:PATH, own:DIR or logmel")
+    return scorer
+
+
+__all__ = ["KINDS", "AudioEmbedder", "build_classifier", "build_scorer", "clip_distribution"]

@@ -1,0 +1,63 @@
+"""Reading a published audio model's weights from a file the user downloaded.
+
+Nothing is fetched: the user points at a local file; a missing or unusable file is a
+one-line VabError naming the path and what to download.  `.pth` / `.pt` files are read
+with ``torch.load(weights_only=True)`` (tensors and plain containers only, never
+arbitrary pickled objects); `.safetensors` files with safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vab.errors import VabError
+
+
+def read_state_dict(path: str | os.PathLike, what: str, download: str) -> dict[str, torch.Tensor]:
+    """The state dict in `path` (a checkpoint's ``model`` / ``state_dict`` entry when nested).
+
+    `what` names the model, `download` says where its weight file comes from; both go into
+    the error when the file is missing or unreadable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise VabError(f"{path}: no such {what} weight file (download {download})")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise VabError(f"{path}: not a readable {what} weight file ({first}); expected {download}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VabError(f"{path}: holds no {what} state dict (expected {download})")
+    return state
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> nn.Module:
+    """Load `state` into `module` strictly; a key or shape mismatch is one VabError line."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)})")
+        raise VabError(f"{path}: not {what} weights: " + "; ".join(parts))
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    return module.eval()
