@@ -87,7 +87,7 @@ class DataConfig:
 class ModelConfig:
     """The multiway Transformer (paper appendix B.2, Table 7)."""
 
-    type: str = "vab"  # vab | coarse2fine
+    type: str = "vab"  # vab | coarse2fine | foleygen (the autoregressive baseline, vab/baselines)
     width: int = 1024
     layers: int = 24
     expert_layers: int = 12  # first layers with per-modality LayerNorm + FFN
@@ -97,6 +97,11 @@ class ModelConfig:
     levels: int = 4  # codec levels modelled (the first `levels` codebooks)
     given_levels: int = 0  # coarse-to-fine: leading levels given as condition, never predicted
     alibi: str = "time"  # time | index | none
+    # foleygen only: which frames an audio step may attend to (all | causal | frame, FoleyGen 2.4),
+    # and how video conditions it: prefix (FoleyGen) or concat (V-AURA: frames repeated to the
+    # audio frame rate, concatenated channel-wise with the audio embeddings)
+    visual_mask: str = "all"
+    conditioning: str = "prefix"
 
 
 @dataclass

@@ -86,7 +86,10 @@ def build_model(cfg: Any, codec, visual_dim: int):
     levels = cfg.model.levels
     if levels > codec.num_codebooks:
         raise VabError(f"model.levels={levels} but the codec has {codec.num_codebooks} codebooks")
-    return VAB.from_config(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
+    # initialised from train.seed: two runs of one config (or a run and its resumed twin) start alike
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.train.seed))
+        return VAB.from_config(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
 
 
 def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
@@ -115,12 +118,16 @@ def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
 
 
 def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None = None) -> Path:
-    """Masked-token pretraining (VAB or coarse-to-fine, by ``cfg.model.type``) on the data sets
+    """Masked-token pretraining (VAB or coarse-to-fine, by ``cfg.model.type``; next-token training for
+    the autoregressive ``foleygen`` baseline) on the data sets
     in ``cfg.data.path``; writes RUN (checkpoints, logs) and a model directory.  Returns the latter."""
     from vab.data.dataset import collate
     from vab.pretraining import PretrainObjective
     from vab.train import Trainer
+    from vab.utils import check_writable_dir
 
+    if model_out is not None:  # written after training: refuse a bad place before it
+        check_writable_dir(model_out, "the model directory")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
     train_set, valid_set, info = build_datasets(cfg, paths)
@@ -128,9 +135,15 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
         raise VabError(f"{paths[0]}: audio-only data has no visual features; pretraining needs videos")
     codec = load_codec_for(cfg, paths[0])
     model = build_model(cfg, codec, info.visual_dim)
+    if cfg.model.type == "foleygen":  # the autoregressive baseline: next-token loss, validated on its own loss
+        from vab.baselines.objective import AutoregressiveObjective
+
+        objective, validate = AutoregressiveObjective(cfg), None
+    else:
+        objective, validate = PretrainObjective(cfg), masked_accuracy_validation()
     trainer = Trainer(
-        cfg.train, model, PretrainObjective(cfg), train_set, valid_set,
-        collate_fn=collate, validate=masked_accuracy_validation(), config=cfg, num_workers=cfg.data.num_workers,
+        cfg.train, model, objective, train_set, valid_set,
+        collate_fn=collate, validate=validate, config=cfg, num_workers=cfg.data.num_workers,
     )
     trained = trainer.fit(resume=resume)
     out = Path(model_out or Path(trainer.run_dir) / "model")

@@ -27,7 +27,7 @@ from vab.model.multiway import ALIBI_MODES, MultiwayLayer, alibi_bias, alibi_pos
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPES = ("vab", "coarse2fine")
+MODEL_TYPES = ("vab", "coarse2fine", "foleygen")
 
 #: parts reported by :meth:`VAB.num_parameters`
 PARTS = ("total", "expert_layers", "embeddings", "attention", "experts", "shared_ffn", "heads")
@@ -281,10 +281,13 @@ class VAB(nn.Module):
             visual_dim, frame_rate = int(metadata["visual_dim"]), float(metadata["frame_rate"])
         except (KeyError, ValueError):
             raise VabError(f"{weights_path}: not a VAB weights file (metadata lacks visual_dim / frame_rate)") from None
-        with torch.device("meta"):
-            model = model_class(cfg.model.type)(
-                cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate
-            )
+        try:
+            with torch.device("meta"):
+                model = model_class(cfg.model.type)(
+                    cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate
+                )
+        except ConfigError as exc:  # say which model directory holds the bad config
+            raise ConfigError(f"{config_path}: {exc}") from None
         check_tensors(weights_path, model.state_dict(), tensors)
         model.load_state_dict(tensors, strict=True, assign=True)
         # non-persistent buffers were built on the meta device
@@ -293,21 +296,25 @@ class VAB(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def generate(self, source: Any, **kwargs: Any) -> Any:
-        """Soundtrack for a video file or features ``[F, D]`` -> ``vab.generate.GenerationResult``
-        (waveform, sample_rate, tokens ``[K, T]``, timings); keywords as :func:`vab.generate.generate`."""
-        from vab.generate import generate
+        """Soundtrack for a video file or features ``[F, D]`` -> ``vab.generator.GenerationResult``
+        (waveform, sample_rate, tokens ``[K, T]``, timings); keywords as :func:`vab.generator.generate`."""
+        from vab.generator import generate
 
         return generate(self, source, **kwargs)
 
 
 def model_class(model_type: str) -> type[VAB]:
-    """The class for ``model.type`` (vab | coarse2fine)."""
+    """The class for ``model.type`` (vab | coarse2fine | foleygen, the autoregressive baseline)."""
     if model_type == "vab":
         return VAB
     if model_type == "coarse2fine":
         from vab.model.coarse2fine import Coarse2Fine
 
         return Coarse2Fine
+    if model_type == "foleygen":
+        from vab.baselines.foleygen import FoleyGen
+
+        return FoleyGen
     raise ConfigError(f"model.type: unknown model type {model_type!r} (expected one of {', '.join(MODEL_TYPES)})")
 
 

@@ -1,0 +1,42 @@
+"""eval/speed.py: the report arithmetic and argument checks (timing itself is a benchmark,
+never asserted in tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _speed():
+    spec = importlib.util.spec_from_file_location("speed_eval", REPO / "eval" / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(preset: str, batch: int, seconds: float, extrapolated: bool = False) -> dict:
+    return {"pair": "tiny" if "tiny" in preset else "paper", "preset": preset, "model": preset, "params_m": 1.5,
+            "batch": batch, "seconds_per_clip": seconds, "extrapolated": extrapolated, "forwards_real": 8,
+            "forwards": 753, "windows": 1, "peak_rss_mb": 700.0, "cores_used": 1.9, "threads": 2}
+
+
+def test_speedups_pair_models_at_the_same_batch_and_the_table_says_what_was_extrapolated():
+    speed = _speed()
+    rows = [_row("tiny", 1, 2.0), _row("tiny", 8, 1.0), _row("foleygen-tiny", 1, 6.0), _row("foleygen-tiny", 8, 0.5),
+            _row("vab-encodec", 1, 100.0, True), _row("foleygen-encodec", 1, 50.0, True)]
+    gains = speed.speedups(rows)
+    assert gains == {("tiny", 1): 3.0, ("tiny", 8): 0.5, ("paper", 1): 0.5}
+    header = {"command": "python eval/speed.py", "machine": "x", "load_start": 1.0, "load_end": 2.0, "seconds": 10.0,
+              "notes": "notes"}
+    text = speed.markdown(rows, header, gains)
+    assert "| 3.00x |" in text and "| 0.50x |" in text
+    assert text.count("extrapolated from 8 of 753 forwards") == 2 and text.count("measured, all steps") == 4
+
+
+def test_bad_arguments_are_one_line_errors(capsys):
+    speed = _speed()
+    assert speed.main(["--ar-measure-steps", "1", "--pairs", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ar-measure-steps" in err and "\n" not in err and "Traceback" not in err
