@@ -1,0 +1,135 @@
+"""Measures of generated soundtracks that need no generated audio to train on.
+
+* Class agreement: :class:`SoundClassifier` (scikit-learn logistic regression on
+  log-mel statistics) is trained on the REAL training clips' audio only (the demo adds
+  their codec round trip, still real audio), then labels
+  each generated soundtrack; the share that names the class of the object shown.
+* Timing agreement: per audio frame (50 Hz), "sound present" (frame energy above a
+  threshold chosen on real training clips, :func:`fit_threshold`; the demo uses their codec
+  round trip, whose silence is the decoder's floor like generated audio's) against "object
+  visible" (the world's ground truth); the share of frames where they agree.
+
+Both come with their chance levels (:func:`timing_chance`): an honest number says how
+far it is from what a model ignoring the picture would get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+FRAME_RATE = 50.0  # Hz, frames of the energy / visibility comparison
+N_MELS = 48
+
+
+def _frames(wav: np.ndarray, sample_rate: int, frame_rate: float) -> torch.Tensor:
+    """float32 ``[T, hop]``: consecutive non-overlapping frames (the tail zero-padded)."""
+    hop = int(round(sample_rate / frame_rate))
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32))
+    count = max(1, -(-len(x) // hop))
+    x = torch.nn.functional.pad(x, (0, count * hop - len(x)))
+    return x.view(count, hop)
+
+
+def frame_energy_db(wav: np.ndarray, sample_rate: int, frame_rate: float = FRAME_RATE) -> np.ndarray:
+    """RMS level per frame in dB re. full scale, ``[ceil(N / hop)]``."""
+    rms = _frames(wav, sample_rate, frame_rate).pow(2).mean(dim=1).sqrt()
+    return (20 * torch.log10(rms.clamp_min(1e-6))).numpy()
+
+
+def log_mel(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """dB log-mel spectrogram ``[T, N_MELS]`` at 50 frames / s."""
+    import torchaudio
+
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=1024, hop_length=int(sample_rate / FRAME_RATE), n_mels=N_MELS, power=2.0
+    )
+    spec = mel(torch.as_tensor(np.asarray(wav, dtype=np.float32)))
+    return (10 * torch.log10(spec.clamp_min(1e-10))).T.numpy()
+
+
+def sound_features(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``[3 * N_MELS]``: mean and std of the log-mel frames where something sounds (within
+    25 dB of the loudest frame), and their mean shape relative to their own level, so the
+    statistics describe the sound, not how long or how loud it plays."""
+    m = log_mel(wav, sample_rate)
+    level = m.max(axis=1)
+    active = m[level >= level.max() - 25.0]
+    mean = active.mean(axis=0)
+    return np.concatenate([mean, active.std(axis=0), mean - mean.max()]).astype(np.float32)
+
+
+class SoundClassifier:
+    """Logistic regression on :func:`sound_features`; fitted on real audio only."""
+
+    def __init__(self, sample_rate: int):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.sample_rate = int(sample_rate)
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+
+    def features(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([sound_features(w, self.sample_rate) for w in wavs])
+
+    def fit(self, wavs: Sequence[np.ndarray], labels: Sequence[int]) -> "SoundClassifier":
+        self.model.fit(self.features(wavs), np.asarray(labels))
+        return self
+
+    def predict(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.predict(self.features(wavs))
+
+
+def agreement(predicted: Sequence[int], shown: Sequence[int]) -> float:
+    """Share of soundtracks labelled with the class of the object shown."""
+    p, s = np.asarray(predicted), np.asarray(shown)
+    return float((p == s).mean()) if len(s) else float("nan")
+
+
+def fit_threshold(energies: Sequence[np.ndarray], visible: Sequence[np.ndarray]) -> float:
+    """The dB level that best separates visible from invisible frames on REAL clips."""
+    e = np.concatenate([np.asarray(x)[: len(v)] for x, v in zip(energies, visible)])
+    v = np.concatenate([np.asarray(v)[: len(x)] for x, v in zip(energies, visible)])
+    candidates = np.linspace(-90.0, 0.0, 181)
+    scores = [((e > c) == v).mean() for c in candidates]
+    best = float(np.max(scores))
+    # the middle of the best plateau: as far as possible from both distributions
+    good = candidates[np.asarray(scores) >= best - 1e-9]
+    return float(0.5 * (good.min() + good.max()))
+
+
+def timing_agreement(energy: np.ndarray, visible: np.ndarray, threshold: float) -> float:
+    """Share of frames where "energy above threshold" equals "visible" (common length)."""
+    n = min(len(energy), len(visible))
+    return float(((np.asarray(energy[:n]) > threshold) == np.asarray(visible[:n])).mean())
+
+
+@dataclass
+class TimingResult:
+    agreement: float  # mean over clips
+    majority: float  # always answer the more frequent state
+    shuffled: float  # each soundtrack scored against ANOTHER clip's visibility
+
+    @property
+    def chance(self) -> float:
+        return max(self.majority, self.shuffled)
+
+
+def timing_scores(
+    energies: Sequence[np.ndarray], visible: Sequence[np.ndarray], threshold: float, seed: int = 0
+) -> TimingResult:
+    """Timing agreement of soundtracks with their own clips' visibility, and two chance levels."""
+    n = len(energies)
+    own = [timing_agreement(e, v, threshold) for e, v in zip(energies, visible)]
+    share = float(np.mean(np.concatenate([np.asarray(v, dtype=float) for v in visible])))
+    rng = np.random.default_rng(seed)
+    shift = rng.permutation(n) if n > 1 else np.zeros(1, dtype=int)
+    # a derangement (no clip paired with itself): a random cyclic shift of a permutation
+    other = np.roll(shift, 1) if n > 1 else shift
+    pairs = dict(zip(shift.tolist(), other.tolist()))
+    shuffled = [timing_agreement(energies[i], visible[pairs[i]], threshold) for i in range(n)]
+    return TimingResult(float(np.mean(own)), max(share, 1 - share), float(np.mean(shuffled)))

@@ -1,0 +1,134 @@
+"""The demo's summary: rows of (measure, value, chance, target), printed as a rich table
+and written as ``DIR/report.md`` with the paths of what was made."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vab.demo.pipeline import MODES, DemoResult
+
+#: acceptance targets of the full demo (issue 7); the quick demo is only checked loosely
+TARGETS = {
+    "class agreement": 0.80, "timing agreement": 0.80, "retrieval video->audio R@1": 0.50,
+    "retrieval audio->video R@1": 0.50, **{f"classification accuracy ({m})": 0.90 for m in MODES},
+}
+
+
+@dataclass
+class Row:
+    measure: str
+    value: float
+    chance: float | None
+    note: str = ""
+
+    @property
+    def target(self) -> float | None:
+        return TARGETS.get(self.measure)
+
+
+def summary_rows(result: DemoResult) -> list[Row]:
+    """Every number of the demo with its chance level."""
+    rows: list[Row] = []
+    g = result.stages["generate"].results if "generate" in result.stages else None
+    if g:
+        rows += [
+            Row("class agreement", g["class_agreement"], g["class_chance"],
+                f"judge on real test audio {g['judge_on_real_test']:.0%}, on codec round trip {g['judge_on_codec_test']:.0%}"),
+            Row("timing agreement", g["timing_agreement"], g["timing_chance"],
+                f"real audio {g['timing_real']:.2f}, codec round trip {g['timing_codec']:.2f}; chance = max(majority "
+                f"{g['timing_majority']:.2f}, another clip's timing {g['timing_shuffled']:.2f})"),
+        ]
+    r = result.stages["retrieval"].results if "retrieval" in result.stages else None
+    if r:
+        for direction in ("video->audio", "audio->video"):
+            m = r[direction]
+            chance = 1.0 / r["clips"]
+            rows.append(Row(f"retrieval {direction} R@1", m["R@1"], chance, f"{r['clips']} held-out clips"))
+            rows.append(Row(f"retrieval {direction} R@5", m["R@5"], min(1.0, 5 * chance), f"median rank {m['MedR']:g}"))
+    c = result.stages["classify"].results if "classify" in result.stages else None
+    if c:
+        classes = g["classes"] if g else None
+        for mode in MODES:
+            m = c[mode]
+            rows.append(Row(f"classification accuracy ({mode})", m["accuracy"], 1.0 / classes if classes else None,
+                            f"mAP {m['mAP']:.3f}, {int(m['clips'])} clips"))
+    return rows
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def print_summary(result: DemoResult, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"vab demo ({result.settings.name}) -> {result.out}")
+    for name, justify in [("measure", "left"), ("value", "right"), ("chance", "right"), ("target", "right"),
+                          ("", "left"), ("note", "left")]:
+        table.add_column(name, justify=justify, overflow="fold")
+    for row in summary_rows(result):
+        ok = "" if row.target is None else ("ok" if row.value >= row.target else "below")
+        table.add_row(row.measure, _fmt(row.value), _fmt(row.chance), _fmt(row.target), ok, row.note)
+    console.print(table)
+    stages = ", ".join(f"{k} {v.seconds:.0f} s" + (" (earlier run)" if v.skipped else "") for k, v in result.stages.items())
+    console.print(f"stages: {stages}; this run {result.seconds:.0f} s wall")
+    console.print(f"report: {result.out / 'report.md'}")
+
+
+def write_report(result: DemoResult) -> Path:
+    """DIR/report.md: the settings, the numbers against chance, stage times and file paths."""
+    from vab.utils import atomic_path
+
+    s = result.settings
+    out = result.out
+    lines = [
+        f"# vab demo ({s.name})", "",
+        f"Synthetic world: {s.classes} classes, {s.train} / {s.valid} / {s.test} train / valid / test clips of "
+        f"{s.seconds:g} s at {s.fps:g} fps, {s.size} x {s.size} pixels, seed {s.seed}. Each clip shows one object "
+        "(its class: a shape in a colour) that appears and disappears 1-3 times at random places; its sound plays "
+        "exactly while it is visible.", "",
+        f"Model: the `tiny` preset with `{' '.join(s.overrides)}`, features at {s.fps:g} fps; "
+        f"pretraining {s.pretrain_steps} steps, retrieval fine-tuning {s.retrieval_steps} steps, "
+        f"classification fine-tuning {s.classify_steps} steps per mode (batch {s.batch_size}).", "",
+        "## Results (held-out test split)", "",
+        "| measure | value | chance | target | note |", "|---|---:|---:|---:|---|",
+    ]
+    for row in summary_rows(result):
+        lines.append(f"| {row.measure} | {_fmt(row.value)} | {_fmt(row.chance)} | {_fmt(row.target)} | {row.note} |")
+    lines += [
+        "", "Class agreement: a logistic regression on log-mel statistics, trained on the real training clips' "
+        "audio only (as recorded and after the codec's encode + decode round trip; never on generated audio), "
+        "labels each generated soundtrack; the share naming the class of the object shown. "
+        "Timing agreement: per 20-ms audio frame, sound present (energy above a threshold chosen on the real "
+        "training clips after the codec round trip, since generated audio leaves through the same decoder: "
+        f"{result.stages['generate'].results['energy_threshold_db']:.1f} dBFS) against object "
+        "visible (ground truth).  Targets are those of the full demo." if "generate" in result.stages else "",
+        "", "## Stage wall times", "", "| stage | seconds |", "|---|---:|",
+    ]
+    for name, rec in result.stages.items():
+        lines.append(f"| {name} | {rec.seconds:.1f}{' (earlier run)' if rec.skipped else ''} |")
+    total = sum(rec.seconds for rec in result.stages.values())
+    lines += [
+        f"| total | {total:.1f} |", "",
+        f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}; "
+        f"this invocation took {result.seconds:.1f} s wall.", "",
+        "## Files", "",
+        f"- synthetic world: `{out / 'world'}` (`manifest.csv` with the visible spans, `world.json`)",
+        f"- extracted data set: `{out / 'data'}`",
+        f"- pretrained model: `{out / 'model'}` (try `vab generate any.mp4 --checkpoint {out / 'model'}`)",
+        f"- retrieval model: `{out / 'retrieval'}`",
+        *[f"- {m} classifier: `{out / f'classify-{m}'}`" for m in MODES],
+    ]
+    if "generate" in result.stages:
+        g = result.stages["generate"].results
+        lines.append(f"- generated soundtracks (wav + muxed mp4 for every held-out clip): `{g['folder']}`")
+        lines += [f"  - `{p}`" for p in g["examples"]]
+    path = out / "report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return path
