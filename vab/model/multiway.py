@@ -78,8 +78,12 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         b, length, width = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        # SDPA wants the float mask in the query's dtype (bf16 / fp16 under autocast)
-        mask = None if bias is None else bias.to(q.dtype)
+        # SDPA wants the float mask in the query's dtype (bf16 / fp16 under autocast), and a 4-D
+        # mask: with [H, L, L] the CPU falls back to the unfused math kernel (2-3x slower)
+        mask = None
+        if bias is not None:
+            mask = bias.to(q.dtype)
+            mask = mask[None] if mask.dim() == 3 else mask
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
