@@ -78,30 +78,51 @@ class PretrainObjective:
         self.mixup_prob = float(t.mixup_prob) if augment else 0.0
         self.roll_prob = float(t.roll_prob) if augment else 0.0
 
-    def __call__(
+    def training_inputs(
         self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]:
+        """(core model, tokens ``[B, K, T]``, features ``[B, F, D]`` or None): the batch after
+        training-time augmentation (mixup, rolling); in eval mode the clean batch."""
         core = unwrap(model)
         tokens, features, labels = prepare_batch(model, batch)
-        device = tokens.device
-        training = core.training
-        if training:
+        if core.training:
             tokens, features, _ = augment(
                 tokens, features, labels, mixup_prob=self.mixup_prob, roll_prob=self.roll_prob,
                 frame_rate=core.frame_rate, fps=core.fps, generator=generator,
             )
+        return core, tokens, features
+
+    def visual_drop(
+        self, core: torch.nn.Module, tokens: torch.Tensor, features: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor | None:
+        """``[B]`` bool: examples whose visual features become the null embedding (classifier-
+        free guidance), drawn in training mode only; None when nothing is dropped."""
+        if not core.training or features is None or self.visual_dropout <= 0:
+            return None
+        return uniform((tokens.shape[0],), generator, tokens.device) < self.visual_dropout
+
+    def __call__(
+        self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        core, tokens, features = self.training_inputs(model, batch, generator)
         mask, ratios = pretraining_mask(
-            tuple(tokens.shape), self.mask_mean, self.mask_std, core.given_levels, generator, device
+            tuple(tokens.shape), self.mask_mean, self.mask_std, core.given_levels, generator, tokens.device
         )
-        drop = None
-        if training and features is not None and self.visual_dropout > 0:
-            drop = uniform((tokens.shape[0],), generator, device) < self.visual_dropout
+        drop = self.visual_drop(core, tokens, features, generator)
         logits = model(apply_mask(tokens, mask, core.mask_id), features, drop)
         loss, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
-        logs = {"loss": loss.item(), "mask_ratio": ratios.mean().item(), "acc": (correct.sum() / counts.sum()).item()}
-        for i, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
-            logs[f"acc/level{core.given_levels + i}"] = c / n if n else float("nan")
-        return loss, logs
+        return loss, {"loss": loss.item(), "mask_ratio": ratios.mean().item(),
+                      **accuracy_logs(correct, counts, core.given_levels)}
+
+
+def accuracy_logs(correct: torch.Tensor, counts: torch.Tensor, first_level: int = 0) -> dict[str, float]:
+    """``acc`` over all predicted tokens and ``acc/level<k>`` per level, from per-level
+    correct and total counts ``[K]`` (level numbers start at `first_level`)."""
+    logs = {"acc": (correct.sum() / counts.sum()).item()}
+    for i, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
+        logs[f"acc/level{first_level + i}"] = c / n if n else float("nan")
+    return logs
 
 
 @torch.no_grad()

@@ -290,31 +290,11 @@ class FoleyGen(nn.Module):
         return torch.stack([head(h) for head in self.heads], dim=1)
 
     # ------------------------------------------------------------------ bookkeeping
-    def part_of(self, name: str) -> str:
-        """The part of :data:`vab.model.PARTS` a parameter belongs to (no experts here)."""
-        if name.startswith(("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")):
-            return "embeddings"
-        if name.startswith(("final_norm.", "heads.")):
-            return "heads"
-        if ".attn." in name or ".attn_norm." in name:
-            return "attention"
-        if ".ffn." in name:
-            return "shared_ffn"
-        raise KeyError(name)
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters per part, as :meth:`VAB.parameter_counts` (``vab info``)."""
-        counts = dict.fromkeys(PARTS, 0)
-        for name, p in self.named_parameters():
-            counts["total"] += p.numel()
-            counts[self.part_of(name)] += p.numel()
-        return counts
-
-    def num_parameters(self, part: str = "total") -> int:
-        """Trainable parameters in `part` (one of :data:`vab.model.PARTS`; frozen codebooks excluded)."""
-        if part not in PARTS:
-            raise ValueError(f"unknown part {part!r} (expected one of {', '.join(PARTS)})")
-        return self.parameter_counts()[part]
+    # counted as VAB counts (expert_layers is 0 here, so that part stays empty)
+    EMBEDDING_PREFIXES = ("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")
+    part_of = VAB.part_of
+    parameter_counts = VAB.parameter_counts
+    num_parameters = VAB.num_parameters
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """``config.yaml`` + ``model.safetensors``, the same model directory format as VAB."""

@@ -204,9 +204,12 @@ class VAB(nn.Module):
         return self._run(torch.cat([visual, self.embed_audio(tokens)], dim=1), visual.shape[1], self.expert_layers)
 
     # ------------------------------------------------------------------ parameter counts
+    #: parameter-name prefixes counted as "embeddings" by :meth:`part_of`
+    EMBEDDING_PREFIXES: tuple[str, ...] = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
+
     def part_of(self, name: str) -> str:
         """The part (embeddings | attention | experts | shared_ffn | heads) a parameter belongs to."""
-        if name.startswith(("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")):
+        if name.startswith(self.EMBEDDING_PREFIXES):
             return "embeddings"
         if name.startswith(("final_norm.", "heads.")):
             return "heads"
