@@ -277,3 +277,20 @@ def test_training_checkpoint_with_a_pickle_is_refused_on_resume(synthetic, tmp_p
     err = one_error_line(capsys)
     assert f"{checkpoint}: cannot load the training state" in err and "not unpickled" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_damaged_objective_rng_file_is_one_error_naming_it(damage, tmp_path):
+    from safetensors.torch import save_file
+
+    from vab.errors import VabError
+    from vab.training.rng import load_generator, save_generator
+
+    path = tmp_path / "objective_rng.safetensors"
+    save_generator(torch.Generator().manual_seed(3), path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        save_file({"weights": torch.zeros(3)}, str(path))
+    with pytest.raises(VabError, match=re.escape(f"{path}: not a saved random-generator state")):
+        load_generator(torch.Generator(), path)

@@ -40,7 +40,15 @@ def save_generator(gen: torch.Generator, path: str | Path) -> None:
 
 
 def load_generator(gen: torch.Generator, path: str | Path) -> None:
-    gen.set_state(load_file(str(path))["state"])
+    """Restore `gen` from a file written by :func:`save_generator`; VabError naming the file
+    when it is damaged or holds no generator state."""
+    from vab.errors import VabError
+
+    try:
+        gen.set_state(load_file(str(path))["state"])
+    except Exception as exc:  # truncated or foreign file: safetensors / torch raise assorted types
+        raise VabError(f"{path}: not a saved random-generator state ({type(exc).__name__}); "
+                       "resume from an earlier checkpoint folder with --resume FOLDER") from None
 
 
 @contextlib.contextmanager
