@@ -46,7 +46,7 @@ class DemoSettings:
     fps: float = 8.0  # the world's video rate = the rate features are stored and read at
     size: int = 64  # pixels, square frames
     seed: int = 0
-    pretrain_steps: int = 600
+    pretrain_steps: int = 1200  # 600 steps gave class agreement 0.48, 1200 gave 0.94 (docs/BENCHMARKS.md)
     retrieval_steps: int = 200
     classify_steps: int = 60
     batch_size: int = 32
