@@ -29,19 +29,17 @@ keeps VAB's attributes (``levels``, ``mask_id``, ``num_frames``, ``num_audio_fra
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from vab.baselines.visual_masks import check_visual_mask, frame_of_step, visual_attention_mask
 from vab.errors import ConfigError, VabError
 from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions, alibi_slopes
-from vab.model.vab import PARTS, VAB, _check_model_config
+from vab.model.vab import VAB, _check_model_config, init_token_geometry
 
 CONDITIONINGS = ("prefix", "concat")
 
@@ -120,19 +118,11 @@ class FoleyGen(nn.Module):
         super().__init__()
         m = cfg.model
         _check_foleygen_config(m, codebooks, visual_dim, frame_rate, cfg.data)
-        self.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
-        self.levels = int(m.levels)
+        # the codec's codebooks are not read by this model; they are kept (as a buffer) so a model
+        # directory is self-contained and generation can check (or rebuild) the codec as for VAB
+        init_token_geometry(self, cfg, codebooks, visual_dim, frame_rate)
         self.given_levels = 0
         self.expert_layers = 0
-        self.codebook_size = int(codebooks.shape[1])
-        self.mask_id = self.codebook_size
-        self.frame_rate = float(frame_rate)
-        self.fps = float(cfg.data.fps)
-        self.duration = float(cfg.data.duration)
-        self.num_frames = int(round(self.duration * self.fps))
-        self.num_audio_frames = int(round(self.duration * self.frame_rate))
-        self.visual_dim = int(visual_dim)
-        self.alibi = str(m.alibi)
         self.visual_mask = str(m.visual_mask)
         self.conditioning = str(m.conditioning)
         width = int(m.width)
@@ -140,9 +130,6 @@ class FoleyGen(nn.Module):
         audio_width = width // 2 if concat else width
         video_width = width - audio_width if concat else width
 
-        # the codec's codebooks are not read by this model; they are kept so a model directory
-        # is self-contained and generation can check (or rebuild) the codec exactly as for VAB
-        self.register_buffer("codebooks", codebooks.detach().clone().float(), persistent=True)
         self.audio_embed = nn.ModuleList(nn.Embedding(self.codebook_size + 1, audio_width) for _ in range(self.levels))
         if concat:
             self.visual_proj = nn.Sequential(

@@ -46,24 +46,10 @@ class VAB(nn.Module):
         super().__init__()
         m = cfg.model
         _check_model_config(m, codebooks, visual_dim, frame_rate, cfg.data)
-        # a private copy: later edits of the caller's config must not change what is saved
-        self.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
-        self.levels = int(m.levels)
+        init_token_geometry(self, cfg, codebooks, visual_dim, frame_rate)
         self.given_levels = int(m.given_levels)
         self.expert_layers = int(m.expert_layers)
-        self.codebook_size = int(codebooks.shape[1])
-        self.mask_id = self.codebook_size
-        self.frame_rate = float(frame_rate)
-        self.fps = float(cfg.data.fps)
-        self.duration = float(cfg.data.duration)
-        self.num_frames = int(round(self.duration * self.fps))
-        self.num_audio_frames = int(round(self.duration * self.frame_rate))
-        self.visual_dim = int(visual_dim)
-        self.alibi = str(m.alibi)
         width = int(m.width)
-
-        # frozen codec codebooks [K, codebook_size, d]; stored so a model directory is self-contained
-        self.register_buffer("codebooks", codebooks.detach().clone().float(), persistent=True)
         self.audio_proj = nn.ModuleList(nn.Linear(codebooks.shape[2], width) for _ in range(self.levels))
         self.mask_embed = nn.Parameter(torch.empty(self.levels, width))
         self.visual_proj = nn.Linear(self.visual_dim, width)
@@ -304,6 +290,28 @@ class VAB(nn.Module):
         from vab.generator import generate
 
         return generate(self, source, **kwargs)
+
+
+def init_token_geometry(model: nn.Module, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float) -> None:
+    """The attributes every model over codec tokens and frame features shares (VAB, the
+    coarse-to-fine model, the FoleyGen baseline): a private copy of the config, levels,
+    codebook size and [MASK] id, rates (audio frames / s, video frames / s), window length
+    (s) and sizes, and the frozen codec codebooks ``[K, codebook_size, d]`` as a buffer,
+    stored so a model directory is self-contained."""
+    m = cfg.model
+    # a private copy: later edits of the caller's config must not change what is saved
+    model.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    model.levels = int(m.levels)
+    model.codebook_size = int(codebooks.shape[1])
+    model.mask_id = model.codebook_size
+    model.frame_rate = float(frame_rate)
+    model.fps = float(cfg.data.fps)
+    model.duration = float(cfg.data.duration)
+    model.num_frames = int(round(model.duration * model.fps))
+    model.num_audio_frames = int(round(model.duration * model.frame_rate))
+    model.visual_dim = int(visual_dim)
+    model.alibi = str(m.alibi)
+    model.register_buffer("codebooks", codebooks.detach().clone().float(), persistent=True)
 
 
 def model_class(model_type: str) -> type[VAB]:
