@@ -45,10 +45,10 @@ def read_state_dict(path: str | os.PathLike, what: str, download: str) -> dict[s
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> nn.Module:
     """Load `state` into `module` strictly; a key or shape mismatch is one VabError line."""
+    from vab.model.vab import tensor_differences
+
     own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing, unexpected, wrong = tensor_differences(own, state)
     if missing or unexpected or wrong:
         parts = []
         if missing:

@@ -379,19 +379,24 @@ def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
+def tensor_differences(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """Sorted names (missing from `found`, unexpected in it, present in both with another shape)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in sorted(set(expected) & set(found)) if tuple(found[k].shape) != tuple(expected[k].shape)]
+    return missing, unexpected, wrong
+
+
 def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
     """Raise a VabError naming missing, unexpected and mis-shaped tensors."""
 
     def names(items: list[str]) -> str:
         return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k} {tuple(found[k].shape)} (expected {tuple(expected[k].shape)})"
-        for k in sorted(set(expected) & set(found))
-        if found[k].shape != expected[k].shape
-    ]
+    missing, unexpected, wrong = tensor_differences(expected, found)
+    shapes = [f"{k} {tuple(found[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong]
     problems = []
     if missing:
         problems.append(f"missing tensors: {names(missing)}")
