@@ -56,7 +56,7 @@ def build_objectives(preset: str) -> dict[str, tuple[torch.nn.Module, Callable, 
     each gets its own randomly initialised backbone so optimizer states do not mix."""
     from vab.finetuning.classification import Classifier, ClassificationObjective
     from vab.finetuning.contrastive import ContrastiveObjective, ContrastiveVAB
-    from vab.pretraining import PretrainObjective
+    from vab.training.objective import PretrainObjective
 
     out = {}
     for name in OBJECTIVES:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys
-import torch, vab.generator, vab.commands.generate  # imports first, so 'after imports' is comparable
+import torch, vab.generation.generator, vab.commands.generate  # imports first, so 'after imports' is comparable
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from vab.cli import main
 rc = main(sys.argv[1:])

@@ -13,7 +13,7 @@ Cases (random weights throughout: timing does not depend on them):
 - `dac`: `vab-dac` for the 4 coarse levels (T = 500) then `c2f-dac` for the 8 fine ones
   (36 steps, as generation always runs it), DAC 16 kHz decoding (random init).
 
-Each case runs the real generation path (`vab.generator.Generator` on 10 s of random
+Each case runs the real generation path (`vab.generation.generator.Generator` on 10 s of random
 frame features, batch 1, fp32, inference mode), with every model forward timed.  In the
 same run, `steps x one batched [cond ; uncond] forward` on fully masked tokens is timed
 on its own (`benchmarks/sampler_overhead.py`'s forwards): the sampler overhead is
@@ -47,9 +47,9 @@ from sampler_overhead import guided_batch, random_condition, run_forwards, visua
 from vab.codecs import AudioCodec, build_codec  # noqa: E402
 from vab.codecs.spectral import SpectralCodec  # noqa: E402
 from vab.config import VisualConfig, load_config  # noqa: E402
-from vab.generator import C2F_STEPS, Generator  # noqa: E402
+from vab.generation.generator import C2F_STEPS, Generator  # noqa: E402
 from vab.model import VAB  # noqa: E402
-from vab.sampling import SamplingConfig  # noqa: E402
+from vab.generation.sampling import SamplingConfig  # noqa: E402
 from vab.visual import build_visual_encoder  # noqa: E402
 
 #: case -> presets of its sampler passes (coarse first)

@@ -155,7 +155,7 @@ def train_worker(preset: str, batch_size: int, steps: int, warmup: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     rss_torch = rss_mb()  # torch is imported at module level; this is the empty-process baseline
-    from vab.pretraining import PretrainObjective
+    from vab.training.objective import PretrainObjective
     from vab.training.optim import build_adamw
 
     cfg, model = build_random_model(preset)

@@ -1,4 +1,4 @@
-"""The MaskGIT sampler's own overhead: `vab.sampling.sample_tokens` against the model
+"""The MaskGIT sampler's own overhead: `vab.generation.sampling.sample_tokens` against the model
 forwards it cannot avoid, in the same run.
 
     python benchmarks/sampler_overhead.py                                  # tiny preset
@@ -30,7 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vab.config import load_config  # noqa: E402
 from vab.model import VAB  # noqa: E402
-from vab.sampling import SamplingConfig, sample_tokens  # noqa: E402
+from vab.generation.sampling import SamplingConfig, sample_tokens  # noqa: E402
 
 # (frame rate Hz, codebook size, codebook vector dim) of each codec's token space
 CODEC_SHAPES = {"encodec": (75.0, 1024, 128), "dac": (50.0, 1024, 8)}

@@ -19,7 +19,7 @@ import sys
 from vab.cli import run_script
 from vab.config import load_config
 from vab.finetuning.classification import evaluate_classifier, write_per_class_csv
-from vab.runner import data_paths
+from vab.training.run import data_paths
 from vab.utils import atomic_path
 
 

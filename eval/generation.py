@@ -78,12 +78,12 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vab import generation_eval as ge
-    from vab.audio_eval import build_classifier, build_scorer
+    from vab.evaluation import generation as ge
+    from vab.evaluation.scorers import build_classifier, build_scorer
     from vab.config import load_config
     from vab.errors import VabError
-    from vab.runner import data_paths
-    from vab.sampling import SamplingConfig
+    from vab.training.run import data_paths
+    from vab.generation.sampling import SamplingConfig
     from vab.utils import atomic_path
 
     console = Console(stderr=True)
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 def print_table(console, report) -> None:
     from rich.table import Table
 
-    from vab.generation_eval import short_spec
+    from vab.evaluation.generation import short_spec
 
     table = Table(title=f"generation: {report.clips} clips, real audio = {report.real_audio}",
                   caption=f"FAD: {report.embedder}; KL: {report.classifier or 'none'}")

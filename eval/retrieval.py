@@ -6,7 +6,7 @@
 Video and audio of each clip are embedded separately (first expert layers,
 mean-pooled, L2-normalised); every video queries all audio of the split
 (video->audio) and vice versa.  Ranks are 1-based with ties counted
-pessimistically (see vab.metrics).  --per-class K keeps K clips per class.
+pessimistically (see vab.evaluation.metrics).  --per-class K keeps K clips per class.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from vab.cli import run_script
 from vab.config import load_config
 from vab.errors import VabError
 from vab.finetuning.contrastive import evaluate_retrieval
-from vab.runner import data_paths
+from vab.training.run import data_paths
 from vab.utils import atomic_path
 
 

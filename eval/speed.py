@@ -15,7 +15,7 @@ Pairs (random weights: timing does not depend on them):
 
 For each batch size (default 1 and 8) and each model of a pair in turn (so a change of load
 hits both alike; --repeat N keeps the fastest of N runs), a fresh subprocess builds the model and
-codec and runs the real generation path (`vab.generator.Generator` on random 10-s frame
+codec and runs the real generation path (`vab.generation.generator.Generator` on random 10-s frame
 features: frame encoding is excluded, token sampling and codec decoding are included, fp32,
 inference mode); its peak resident memory (`ru_maxrss`) is that process's high-water mark:
 weights, activations, key-value cache and the torch runtime (about 0.5 GB of it is the torch
@@ -59,8 +59,8 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     from generation_speed import ForwardClock, make_codec, make_model, warm_up
 
     from vab.config import VisualConfig
-    from vab.generator import Generator, Request
-    from vab.sampling import SamplingConfig
+    from vab.generation.generator import Generator, Request
+    from vab.generation.sampling import SamplingConfig
     from vab.visual import build_visual_encoder
 
     if args.threads:

@@ -20,7 +20,7 @@ from vab.cli import run_script
 from vab.errors import VabError
 from vab.finetuning.classification import LOSSES, finetune_classifier
 from vab.finetuning.pooling import MODES
-from vab.runner import recipe_parser, resume_arg
+from vab.training.run import recipe_parser, resume_arg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import sys
 from vab.cli import run_script
 from vab.config import load_config
 from vab.finetuning.contrastive import finetune_retrieval
-from vab.runner import recipe_parser, resume_arg
+from vab.training.run import recipe_parser, resume_arg
 
 
 def main(argv: list[str] | None = None) -> int:

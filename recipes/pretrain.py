@@ -15,7 +15,7 @@ import sys
 
 from vab.cli import run_script
 from vab.config import load_config
-from vab.runner import pretrain, recipe_parser, resume_arg
+from vab.training.run import pretrain, recipe_parser, resume_arg
 
 
 def train(args) -> int:

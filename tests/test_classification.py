@@ -35,7 +35,7 @@ RUN = ["train.tracker=none", "train.batch_size=16", "train.checkpoint_every=0", 
 def setup(tmp_path_factory):
     """(data dir, pretrained model dir): synthetic data + a fitted codec, 10 pretraining steps."""
     from vab.codecs.spectral import SpectralCodec
-    from vab.runner import pretrain
+    from vab.training.run import pretrain
 
     root = tmp_path_factory.mktemp("cls")
     data = make_synthetic_dataset(root / "data")

@@ -16,7 +16,7 @@ from vab.baselines.sampling import sample_autoregressive
 from vab.config import load_config
 from vab.errors import ConfigError, VabError
 from vab.model import VAB
-from vab.sampling import SamplingConfig
+from vab.generation.sampling import SamplingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=32", "model.heads=2", "model.ffn=64", "model.layers=2", "data.duration=0.4", "data.fps=5"]
@@ -27,7 +27,7 @@ def small_model(*overrides: str, dim: int = 12) -> FoleyGen:
     cached and uncached runs agree to the last bit of every sampled token."""
     cfg = load_config("foleygen-tiny", ["codec.codebook_size=32", *SMALL, *overrides])
     torch.manual_seed(0)
-    model = VAB.from_config(cfg, [torch.randn(32, 8) for _ in range(4)], dim, 50.0)
+    model = FoleyGen.from_config(cfg, [torch.randn(32, 8) for _ in range(4)], dim, 50.0)
     assert isinstance(model, FoleyGen)
     return model.double().eval()
 

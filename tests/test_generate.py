@@ -14,16 +14,17 @@ import pytest
 import torch
 
 from tests.mediagen import make_video, tone
+import vab
 from vab import media
 from vab.cli import main
 from vab.errors import VabError
-from vab.generator import Generator, Request
+from vab.generation.generator import Generator, Request
 from vab.generation.codec_chunks import decode_chunked, encode_chunked
 from vab.generation.features import video_seconds
 from vab.generation.inputs import expand_inputs, unique_names
 from vab.generation.windows import plan_windows, seconds_to_tokens
 from vab.model.vab import VAB
-from vab.sampling import SamplingConfig
+from vab.generation.sampling import SamplingConfig
 
 FAST = SamplingConfig(steps=2, guidance=3.0)
 FAST_ARGS = ["--steps", "2", "--cfg", "3"]
@@ -315,10 +316,10 @@ def test_continuation_keeps_the_prompt(tmp_path, generator, videos):
 # ---------------------------------------------------------------------- determinism and the API
 def test_seeds_batches_and_the_cli_agree(tmp_path, model_dir, videos):
     model = VAB.from_pretrained(model_dir)
-    first = model.generate(videos["nine"], sampling=FAST, directory=model_dir)
+    first = vab.generate(model, videos["nine"], sampling=FAST, directory=model_dir)
     # a fresh model, no directory: the spectral codec is rebuilt from the codebooks the model stores
-    again = VAB.from_pretrained(model_dir).generate(videos["nine"], sampling=FAST)
-    other = model.generate(videos["nine"], sampling=SamplingConfig(steps=2, guidance=3.0, seed=1))
+    again = vab.generate(VAB.from_pretrained(model_dir), videos["nine"], sampling=FAST)
+    other = vab.generate(model, videos["nine"], sampling=SamplingConfig(steps=2, guidance=3.0, seed=1))
     assert torch.equal(first.tokens, again.tokens) and np.array_equal(first.waveform, again.waveform)
     assert not torch.equal(first.tokens, other.tokens)
     assert first.sample_rate == 16000 and first.waveform.dtype == np.float32 and first.real_time_factor > 0

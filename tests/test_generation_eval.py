@@ -13,12 +13,12 @@ import torch
 
 from tests.mediagen import make_video
 from tests.synthdata import make_synthetic_dataset, tiny_overrides
-from vab.audio_eval import build_classifier, build_scorer
-from vab.audio_eval.logmel import LogMelEmbedder
-from vab.audio_eval.panns import Cnn14, PANNsEmbedder
-from vab.audio_eval.vggish import VGGishEmbedder, VGGishNet
+from vab.evaluation.scorers import build_classifier, build_scorer
+from vab.evaluation.scorers.logmel import LogMelEmbedder
+from vab.evaluation.scorers.panns import Cnn14, PANNsEmbedder
+from vab.evaluation.scorers.vggish import VGGishEmbedder, VGGishNet
 from vab.errors import VabError
-from vab.metrics import (
+from vab.evaluation.metrics import (
     frechet_audio_distance,
     frechet_distance,
     gaussian_statistics,
@@ -223,7 +223,7 @@ def test_weight_loaders_explain_missing_and_wrong_files(tmp_path):
 
 # ---------------------------------------------------------------------- clips
 def test_dataset_clips_reads_a_split_and_keeps_ids_distinct_across_data_sets(tmp_path):
-    from vab.generation_eval import dataset_clips
+    from vab.evaluation.generation import dataset_clips
 
     small = {"per_class": {"train": 1, "test": 1}, "duration": 2.0, "frames": 4}
     a = make_synthetic_dataset(tmp_path / "a", **small)
@@ -245,7 +245,7 @@ def trained(tmp_path_factory):
     a few audio fine-tuning steps."""
     from vab.config import load_config
     from vab.finetuning.classification import finetune_classifier
-    from vab.runner import pretrain
+    from vab.training.run import pretrain
 
     root = tmp_path_factory.mktemp("geneval")
     data = make_synthetic_dataset(root / "data", per_class={"train": 4, "test": 1}, duration=2.0, frames=4)
@@ -329,7 +329,7 @@ def test_eval_generation_refuses_bad_inputs(trained, tmp_path, capsys):
 def test_eval_generation_compares_vab_with_the_autoregressive_baseline(trained, tmp_path):
     """The issue's comparison: a tiny VAB and a tiny FoleyGen trained on the same data, one table."""
     from vab.config import load_config
-    from vab.runner import pretrain
+    from vab.training.run import pretrain
 
     data, model, classifier = trained
     baseline = pretrain(load_config("foleygen-tiny", tiny_overrides(data) + SHORT + RUN + [

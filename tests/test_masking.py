@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from vab.data.augment import augment, roll_step, temporal_mixup, temporal_roll
-from vab.masking import (
+from vab.training.masking import (
     apply_mask,
     level_mask,
     mask_counts,

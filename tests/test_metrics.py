@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score
 
-from vab.metrics import (
+from vab.finetuning.metrics import (
     accuracy,
     both_directions,
     mean_average_precision,

@@ -13,7 +13,7 @@ from vab.config import load_config
 from vab.errors import ConfigError, VabError
 from vab.model import VAB, Coarse2Fine, alibi_bias, alibi_positions, alibi_slopes
 from vab.model.multiway import MultiwayLayer
-from vab.model.vab import tensors_digest
+from vab.model.directory import tensors_digest
 
 TINY = [
     "model.width=32", "model.layers=3", "model.expert_layers=2", "model.heads=4", "model.ffn=64",

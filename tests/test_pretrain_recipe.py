@@ -40,7 +40,7 @@ def run_recipe(args: list[str], launcher: list[str] | None = None) -> subprocess
 
 def test_pretrain_writes_a_model_that_loads_and_validates(tiny_data, tmp_path):
     from vab.model import VAB
-    from vab.runner import pretrain
+    from vab.training.run import pretrain
     from vab.config import load_config
 
     cfg = load_config("tiny", [f"data.path=[{tiny_data}]", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=8", *TRAIN])

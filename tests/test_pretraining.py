@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from vab.config import load_config
 from vab.model import VAB
-from vab.pretraining import PretrainObjective, masked_accuracy, masked_correct, masked_loss
+from vab.training.objective import PretrainObjective, masked_accuracy, masked_correct, masked_loss
 
 SMALL = [
     "model.width=32", "model.layers=2", "model.expert_layers=1", "model.heads=4", "model.ffn=64",

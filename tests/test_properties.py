@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vab.data.augment import augment, temporal_mixup, temporal_roll
-from vab.masking import apply_mask, level_mask, mask_counts, random_mask
-from vab.sampling import SamplingConfig, mask_schedule, sample_tokens
+from vab.training.masking import apply_mask, level_mask, mask_counts, random_mask
+from vab.generation.sampling import SamplingConfig, mask_schedule, sample_tokens
 
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = st.integers(0, 2**31 - 1)

@@ -18,7 +18,7 @@ SMALL = ["codec.codebook_size=32", "model.width=32", "model.layers=2", "model.ex
 def test_import_is_light_and_names_resolve():
     code = "import sys, vab; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
-    import vab.generator  # noqa: F401  (a loaded submodule must not shadow the public function)
+    import vab.generation.generator  # noqa: F401  (a loaded submodule must not shadow the public function)
 
     assert vab.VAB.__name__ == "VAB" and callable(vab.generate) and callable(vab.load_config)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):

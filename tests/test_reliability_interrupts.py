@@ -192,7 +192,7 @@ def test_disk_full_while_extracting_then_rerun(tmp_path, monkeypatch, capsys):
 
 
 def test_disk_full_while_checkpointing_then_resume(data, tmp_path, monkeypatch, capsys):
-    import vab.train as train_module
+    import vab.training.engine as train_module
 
     run = tmp_path / "run"
     real, calls = train_module.save_generator, []

@@ -39,7 +39,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pretrained(data, tmp_path_factory) -> Path:
     from vab.config import load_config
-    from vab.runner import pretrain
+    from vab.training.run import pretrain
 
     run = tmp_path_factory.mktemp("pre")
     cfg = load_config("tiny", tiny_overrides(data) + SMALL + TRAIN + [
@@ -231,7 +231,7 @@ def test_eval_classification_script_reports_map_accuracy_and_csv(data, finetuned
 
     from vab.finetuning.classification import Classifier, save_classifier
     from vab.model import VAB
-    from vab.runner import load_codec_for
+    from vab.training.run import load_codec_for
 
     backbone = VAB.from_pretrained(finetuned)
     clf = Classifier(backbone, CLASSES, "visual", [f"class{c}" for c in range(CLASSES)])

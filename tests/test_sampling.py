@@ -15,7 +15,7 @@ from torch import nn
 from vab.config import load_config
 from vab.errors import VabError
 from vab.model import VAB, Coarse2Fine
-from vab.sampling import (
+from vab.generation.sampling import (
     SamplingConfig,
     coarse_to_fine,
     draw_tokens,

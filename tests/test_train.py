@@ -1,4 +1,4 @@
-"""The Accelerate training engine (vab.train) on a toy problem: a small MLP with
+"""The Accelerate training engine (vab.training.engine) on a toy problem: a small MLP with
 dropout, inputs masked at random from the engine's generator, shuffled data."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from vab.config import TrainConfig
 from vab.errors import ConfigError, VabError
-from vab.train import NonFiniteLossError, NonFiniteLossWarning, Trainer, TrainingInterrupted
+from vab.training.engine import NonFiniteLossError, NonFiniteLossWarning, Trainer, TrainingInterrupted
 from vab.training import checkpoints as ckpt
 from vab.training.optim import is_decayed, param_groups
 from vab.training.schedule import cosine_with_warmup
@@ -453,7 +453,7 @@ import json, random, sys
 import numpy as np
 import torch
 from tests.test_train import ToyData, ToyNet, deterministic_objective, toy_config, toy_objective
-from vab.train import Trainer
+from vab.training.engine import Trainer
 
 torch.set_num_threads(1)
 out, runs = sys.argv[1], sys.argv[2]

@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "VAB": ("vab.model", "VAB"),
-    "generate": ("vab.generator", "generate"),
-    "Generator": ("vab.generator", "Generator"),
-    "SamplingConfig": ("vab.sampling", "SamplingConfig"),
+    "generate": ("vab.generation.generator", "generate"),
+    "Generator": ("vab.generation.generator", "Generator"),
+    "SamplingConfig": ("vab.generation.sampling", "SamplingConfig"),
     "load_config": ("vab.config", "load_config"),
     "VabError": ("vab.errors", "VabError"),
 }
@@ -28,14 +28,9 @@ _LAZY = {
 def load_pretrained(directory: str | Path, device: str = "cpu") -> Any:
     """The model in a model directory (``config.yaml`` + ``model.safetensors``), of the class
     its ``model.type`` names; only YAML and safetensors are read."""
-    from vab.config import load_config
-    from vab.errors import VabError
-    from vab.model import model_class
+    from vab.model import load_pretrained as load
 
-    config = Path(directory) / "config.yaml"
-    if not config.is_file():
-        raise VabError(f"{directory}: not a model directory (no config.yaml)")
-    return model_class(str(load_config(config).model.type)).from_pretrained(directory, device=device)
+    return load(directory, device=device)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Small shared helpers: devices, atomic file output, seeding."""
+"""Small shared helpers: devices, atomic file output, seeded random numbers."""
 
 from __future__ import annotations
 
@@ -82,3 +82,11 @@ def launched_without_gpu() -> bool:
     if probe is not None and hasattr(probe, "is_available"):
         return not bool(probe.is_available())
     return not torch.cuda.is_available()
+
+
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None = None,
+            device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform [0, 1) numbers drawn on the generator's device, returned on `device`."""
+    source = generator.device if generator is not None else device
+    values = torch.rand(shape, generator=generator, device=source, dtype=dtype)
+    return values if device is None else values.to(device)

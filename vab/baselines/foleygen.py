@@ -22,24 +22,30 @@ frames; ``index`` counts sequence positions; ``none`` has no positions).  Layers
 pre-norm with ``scaled_dot_product_attention``; a :class:`KVCache` makes sampling cost
 one position per step.
 
-The model directory, codec checks and ``vab generate`` are shared with VAB: the class
-keeps VAB's attributes (``levels``, ``mask_id``, ``num_frames``, ``num_audio_frames``,
-``codebooks`` ...) and its directory format.
+It is not a kind of VAB: both are :class:`~vab.model.base.TokenModel` s, which gives
+them the same token geometry (``levels``, ``mask_id``, ``num_frames``,
+``num_audio_frames``, the ``codebooks`` buffer ...), parameter bookkeeping and model
+directory format, so codec checks and ``vab generate`` treat them alike.  The type
+registers as ``model.type: foleygen`` (an entry point in ``pyproject.toml``) and brings
+its own decoding (:func:`~vab.baselines.sampling.sample_autoregressive`) and training
+objective (:class:`~vab.baselines.objective.AutoregressiveObjective`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vab.baselines.objective import AutoregressiveObjective
+from vab.baselines.sampling import sample_autoregressive
 from vab.baselines.visual_masks import check_visual_mask, frame_of_step, visual_attention_mask
 from vab.errors import ConfigError, VabError
-from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions, alibi_slopes
-from vab.model.vab import VAB, _check_model_config, init_token_geometry
+from vab.model.base import TokenModel, check_token_config
+from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions
+from vab.model.registry import register_model_type
 
 CONDITIONINGS = ("prefix", "concat")
 
@@ -105,24 +111,25 @@ class DecoderLayer(nn.Module):
         return x + self.ffn(x)
 
 
-class FoleyGen(nn.Module):
+@register_model_type("foleygen")
+class FoleyGen(TokenModel):
     """Decoder-only Transformer over delayed codec tokens, conditioned on frame features.
 
-    Same constructor and attributes as :class:`~vab.model.vab.VAB`; ``mask_id``
+    Same constructor and attributes as the other token models; ``mask_id``
     (= ``codebook_size``) is the start / padding token of the delay pattern.
     """
 
-    autoregressive = True  # vab.generator decodes it with vab.baselines.sampling
+    EMBEDDING_PREFIXES = ("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")
+    autoregressive = True
+    sampler = staticmethod(sample_autoregressive)
+    objective = AutoregressiveObjective
 
     def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
-        super().__init__()
         m = cfg.model
         _check_foleygen_config(m, codebooks, visual_dim, frame_rate, cfg.data)
-        # the codec's codebooks are not read by this model; they are kept (as a buffer) so a model
-        # directory is self-contained and generation can check (or rebuild) the codec as for VAB
-        init_token_geometry(self, cfg, codebooks, visual_dim, frame_rate)
-        self.given_levels = 0
-        self.expert_layers = 0
+        # the codec's codebooks are not read by this model; the base keeps them (as a buffer) so a
+        # model directory is self-contained and generation can check (or rebuild) the codec as for VAB
+        super().__init__(cfg, codebooks, visual_dim, frame_rate)
         self.visual_mask = str(m.visual_mask)
         self.conditioning = str(m.conditioning)
         width = int(m.width)
@@ -145,18 +152,10 @@ class FoleyGen(nn.Module):
         )
         self.final_norm = nn.LayerNorm(width)
         self.heads = nn.ModuleList(nn.Linear(width, self.codebook_size) for _ in range(self.levels))
-        self.register_buffer("slopes", alibi_slopes(int(m.heads)), persistent=False)
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.reset_parameters()
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_config(cls, cfg: Any, codebooks: list[torch.Tensor] | torch.Tensor, visual_dim: int, frame_rate: float) -> "FoleyGen":
-        """As :meth:`VAB.from_config` (codebooks ``[codebook_size, d]`` per level)."""
-        if not isinstance(codebooks, torch.Tensor):
-            codebooks = torch.stack([c.detach().float() for c in codebooks])
-        return cls(cfg, codebooks, visual_dim, frame_rate)
-
     def reset_parameters(self) -> None:
         """Truncated normal (std 0.02) for weights, embeddings and learned vectors, zero biases."""
         for module in self.modules():
@@ -276,34 +275,9 @@ class FoleyGen(nn.Module):
         h = self.final_norm(x[:, x.shape[1] - n :])
         return torch.stack([head(h) for head in self.heads], dim=1)
 
-    # ------------------------------------------------------------------ bookkeeping
-    # counted as VAB counts (expert_layers is 0 here, so that part stays empty)
-    EMBEDDING_PREFIXES = ("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")
-    part_of = VAB.part_of
-    parameter_counts = VAB.parameter_counts
-    num_parameters = VAB.num_parameters
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """``config.yaml`` + ``model.safetensors``, the same model directory format as VAB."""
-        return VAB.save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "FoleyGen":
-        """Load a model directory (YAML + safetensors only); VabError unless it holds a foleygen model."""
-        model = VAB.from_pretrained(directory, device=device)
-        if not isinstance(model, cls):
-            raise VabError(f"{directory}: holds a {model.config.model.type} model, not a foleygen one")
-        return model
-
-    def generate(self, source: Any, **kwargs: Any) -> Any:
-        """Soundtrack for a video file or features ``[F, D]``, as :func:`vab.generator.generate`."""
-        from vab.generator import generate
-
-        return generate(self, source, **kwargs)
-
 
 def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> None:
-    """One ConfigError listing every problem: VAB's checks plus the baseline's own."""
+    """One ConfigError listing every problem: the token models' checks plus the baseline's own."""
     problems = []
     if m.conditioning not in CONDITIONINGS:
         problems.append(f"model.conditioning: {m.conditioning!r} is not one of {', '.join(CONDITIONINGS)}")
@@ -315,9 +289,6 @@ def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, fra
         problems.append(f"model.given_levels must be 0 for a foleygen model (got {m.given_levels})")
     if m.conditioning == "concat" and m.width < 2:
         problems.append("model.width must be >= 2 for concat conditioning")
-    try:
-        _check_model_config(m, codebooks, visual_dim, frame_rate, data)
-    except ConfigError as exc:
-        problems.append(str(exc))
+    problems += check_token_config(m, codebooks, visual_dim, frame_rate, data)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -7,7 +7,7 @@ visual features of some examples to the learned null embedding (``train.visual_d
 0.1: classifier-free guidance) -> teacher-forced forward -> cross-entropy over every real
 token of the delay pattern (padding positions excluded), averaged over them.
 
-Same contract as :class:`vab.pretraining.PretrainObjective` (``objective(model, batch,
+Same contract as :class:`vab.training.objective.PretrainObjective` (``objective(model, batch,
 generator) -> (loss, logs)``), so the one training engine runs it unchanged.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vab.baselines.delay import build_delay, delay_valid, shift_right
-from vab.pretraining import PretrainObjective, accuracy_logs, masked_loss
+from vab.training.objective import PretrainObjective, accuracy_logs, masked_loss
 
 
 class AutoregressiveObjective(PretrainObjective):

@@ -5,16 +5,16 @@ For T frames of K levels the sampler runs ``S = T + K - 1`` steps over the delay
 pattern.  At step s every level of delayed step s is drawn at once from the logits the
 model gave at position s (whose input is delayed step s - 1); level k there is frame
 ``s - k``.  Guidance runs the conditional and the unconditional (null visual) rows as one
-batch, ``logits = u + w * (c - u)`` (:func:`vab.sampling.guide_logits`).
+batch, ``logits = u + w * (c - u)`` (:func:`vab.generation.sampling.guide_logits`).
 
 Given tokens (a window's overlap with the previous window, a prompt, kept edit spans) are
 never resampled: where a step holds a given token it is written in place of the draw.
 Leading steps that are given for every example are fed in one prefill forward, which is
 how a window takes the previous window's last overlap tokens as its prompt.
 
-Randomness mirrors :func:`vab.sampling.sample_tokens`: example b draws a ``[S, K]`` block of
+Randomness mirrors :func:`vab.generation.sampling.sample_tokens`: example b draws a ``[S, K]`` block of
 uniforms from a CPU generator seeded with ``seeds[b]`` and uses entry ``[s, k]`` for level k
-of step s (inverse-CDF sampling, :func:`vab.sampling.draw_tokens`), so an example's tokens do
+of step s (inverse-CDF sampling, :func:`vab.generation.sampling.draw_tokens`), so an example's tokens do
 not depend on its batch, nor on whether the cache is used.
 """
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from vab.baselines.delay import build_delay, delay_valid, delayed_length, revert_delay, shift_right
 from vab.errors import VabError
-from vab.sampling import Progress, SamplingConfig, _batch_and_length, _initial_tokens, draw_tokens, guide_logits, model_device
+from vab.generation.sampling import Progress, SamplingConfig, _batch_and_length, _initial_tokens, draw_tokens, guide_logits, model_device
 
 
 @torch.inference_mode()
@@ -43,7 +43,7 @@ def sample_autoregressive(
 ) -> torch.Tensor:
     """Decode audio tokens ``[B, K, T]`` (long, on the model's device) with a
     :class:`~vab.baselines.foleygen.FoleyGen` model.  Arguments as
-    :func:`vab.sampling.sample_tokens` (``cfg.steps`` and ``cfg.mask_temperature`` do not
+    :func:`vab.generation.sampling.sample_tokens` (``cfg.steps`` and ``cfg.mask_temperature`` do not
     apply: there is one step per delayed position); ``use_cache=False`` recomputes the whole
     prefix at every step (for tests: the result is the same)."""
     cfg = cfg if cfg is not None else SamplingConfig()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 EPILOG = """\
@@ -35,18 +33,6 @@ at the codec frame rate r; every other token of the video's own soundtrack is ke
 """
 
 FORMATS = ("wav", "flac")
-
-
-@dataclass
-class Outputs:
-    """The files one video gets."""
-
-    audio: Path
-    video: Path | None
-    plot: Path | None
-
-    def paths(self) -> list[Path]:
-        return [p for p in (self.audio, self.video, self.plot) if p is not None]
 
 
 def register(sub) -> None:
@@ -95,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vab.errors import VabError
-    from vab.generator import Generator, Request
     from vab.generation.conditions import parse_spans
+    from vab.generation.generator import Generator, Request
     from vab.generation.inputs import expand_inputs, unique_names
-    from vab.sampling import SamplingConfig
+    from vab.generation.outputs import plan_outputs, remove_stale_temporaries, write_outputs
+    from vab.generation.sampling import SamplingConfig
 
     console = Console(stderr=True)
     out = Path(args.out).expanduser()
@@ -130,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple] = []
     requests = []
     for video in videos:
-        outputs = plan_outputs(out, names[video], args)
+        outputs = plan_outputs(out, names[video], args.format, mux=not args.no_mux, plot=args.plot)
         if not args.overwrite and all(p.exists() for p in outputs.paths()):
             rows.append((str(video), None, None, None, None, "exists, skipped"))
             continue
@@ -170,45 +157,6 @@ def ensure_writable(out: Path) -> None:
             pass
     except OSError as exc:
         raise VabError(f"{out}: cannot write to the output folder ({exc.strerror or exc})") from None
-
-
-def plan_outputs(out: Path, name: str, args: argparse.Namespace) -> Outputs:
-    return Outputs(
-        audio=out / f"{name}.{args.format}",
-        video=None if args.no_mux else out / f"{name}.mp4",
-        plot=out / f"{name}.png" if args.plot else None,
-    )
-
-
-def remove_stale_temporaries(outputs: Outputs) -> None:
-    """Temporary files a killed run left for these outputs (see `vab.utils.atomic_path`)."""
-    for path in outputs.paths():
-        pattern = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}")
-        if path.parent.is_dir():
-            for leftover in path.parent.iterdir():
-                if pattern.fullmatch(leftover.name):
-                    leftover.unlink(missing_ok=True)
-
-
-def write_outputs(result, video: Path, outputs: Outputs, duration: float | None = None) -> None:
-    """Write every output of one video, each atomically; if one fails, none of them stays.
-    With `duration` (seconds) the mp4 keeps only that much of the video."""
-    from vab import media
-    from vab.plot import read_frame_strip, save_plot
-
-    written: list[Path] = []
-    try:
-        # the mux first: it is what an odd input is most likely to refuse
-        if outputs.video is not None:
-            written.append(media.mux(video, result.waveform, result.sample_rate, outputs.video, duration))
-        written.append(media.write_audio(outputs.audio, result.waveform, result.sample_rate))
-        if outputs.plot is not None:
-            frames = read_frame_strip(video, result.seconds)
-            written.append(save_plot(outputs.plot, result.waveform, result.sample_rate, frames, title=video.name))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
 
 
 def reason(exc: Exception, video: Path) -> str:

@@ -70,11 +70,11 @@ def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:
 
 def build_meta_model(source: str, cfg: Any) -> torch.nn.Module:
     """The model of `cfg` on the meta device (no memory, no weights)."""
-    from vab.model import VAB
+    from vab.model import TokenModel
 
     shape, vdim, frame_rate = model_inputs(source, cfg)
     with torch.device("meta"):
-        return VAB.from_config(cfg, torch.empty(shape), vdim, frame_rate)
+        return TokenModel.from_config(cfg, torch.empty(shape), vdim, frame_rate)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import torch
 
-from vab.masking import uniform
+from vab.utils import uniform
 
 
 def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:

@@ -28,12 +28,12 @@ def generate_and_score(
     `plots`); return the class-agreement and timing numbers with their chance levels."""
     import torch
 
-    from vab.commands.generate import Outputs, write_outputs
     from vab.data.synthetic import iter_split, read_truth, visibility
     from vab.demo import quality
     from vab.errors import VabError
-    from vab.generator import Generator, Request
-    from vab.sampling import SamplingConfig
+    from vab.generation.generator import Generator, Request
+    from vab.generation.outputs import Outputs, write_outputs
+    from vab.generation.sampling import SamplingConfig
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """`vab demo`: the whole system on a synthetic world, end to end, on a CPU.
 
 synthesise (vab.data.synthetic) -> extract (vab.data.extract: spectral codec fitted on
-the training clips, pixels encoder) -> pretrain (vab.runner.pretrain, the `tiny` preset
-with :attr:`DemoSettings.overrides`) -> generate for held-out clips (vab.generator.Generator:
+the training clips, pixels encoder) -> pretrain (vab.training.run.pretrain, the `tiny` preset
+with :attr:`DemoSettings.overrides`) -> generate for held-out clips (vab.generation.generator.Generator:
 wav, muxed mp4, PNG plots) and score the soundtracks (vab.demo.quality) -> retrieval
 fine-tuning and evaluation (vab.finetuning.contrastive) -> classification fine-tuning
 and evaluation in audio, visual and audio-visual modes (vab.finetuning.classification)
@@ -208,7 +208,7 @@ class Demo:
         return {"clips": summary.total, "seconds": summary.seconds}
 
     def stage_pretrain(self) -> dict[str, Any]:
-        from vab.runner import pretrain
+        from vab.training.run import pretrain
 
         s = self.settings
         cfg = self.config([

@@ -1,1 +1,8 @@
-"""Fine-tuning the pretrained VAB backbone: retrieval (contrastive) and classification."""
+"""The fine-tuning stage: a pretrained VAB backbone adapted to retrieval and classification.
+
+In: a model directory (``--init``) and extracted data sets with labels.  Out: model
+directories that still generate, plus a learned temperature (`contrastive`: two passes,
+symmetric InfoNCE) or a classification head (`classification`: audio, visual or
+audio-visual, linear probe).  `pooling` turns the first expert layers into one vector per
+clip, the embedding retrieval, search and classification read.
+"""

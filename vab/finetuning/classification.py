@@ -34,7 +34,7 @@ from torch import nn
 
 from vab.errors import VabError
 from vab.finetuning.pooling import MODES, pooled
-from vab.pretraining import prepare_batch, unwrap
+from vab.training.objective import prepare_batch, unwrap
 
 HEAD_WEIGHTS = "classifier.safetensors"
 HEAD_CONFIG = "classifier.yaml"
@@ -194,7 +194,7 @@ def predict(classifier: nn.Module, loader: Any, loss: str) -> tuple[torch.Tensor
 
 def classification_metrics(labels: torch.Tensor, scores: torch.Tensor) -> dict[str, float]:
     """accuracy (top-1 is a positive) and mAP (macro, scikit-learn) from ``[N, C]`` arrays."""
-    from vab.metrics import accuracy, mean_average_precision
+    from vab.finetuning.metrics import accuracy, mean_average_precision
 
     m_ap, _ = mean_average_precision(labels, scores)
     return {"accuracy": accuracy(labels, scores), "mAP": m_ap}
@@ -226,7 +226,7 @@ def save_classifier(classifier: Classifier, codec: Any, out: str | Path, loss: s
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from vab.runner import save_model_dir
+    from vab.training.run import save_model_dir
     from vab.utils import atomic_path
 
     out = Path(out)
@@ -288,7 +288,7 @@ def evaluate_classifier(
     top1_recall}); data labels are matched to the classifier's classes by name."""
     from vab.config import load_config
     from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
-    from vab.metrics import mean_average_precision
+    from vab.finetuning.metrics import mean_average_precision
 
     clf, meta = load_classifier(model_dir, device=device)
     cfg = load_config(model_dir)
@@ -354,8 +354,8 @@ def finetune_classifier(
     from vab.config import load_config
     from vab.data.dataset import collate
     from vab.model import VAB
-    from vab.runner import build_datasets, check_same_codec_state, data_paths, load_codec_for
-    from vab.train import Trainer
+    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for
+    from vab.training.engine import Trainer
     from vab.utils import check_writable_dir
 
     if model_out is not None:  # written after training: refuse a bad place before it

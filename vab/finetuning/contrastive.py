@@ -25,7 +25,7 @@ from torch import nn
 
 from vab.data.augment import augment
 from vab.finetuning.pooling import embeddings
-from vab.pretraining import prepare_batch, unwrap
+from vab.training.objective import prepare_batch, unwrap
 
 TEMPERATURE_INIT = 0.07
 TEMPERATURE_MIN = 0.01
@@ -85,7 +85,7 @@ class ContrastiveVAB(nn.Module):
         """Write the VAB model directory (generates as before) plus the temperature file."""
         from safetensors.torch import save_file
 
-        from vab.runner import save_model_dir
+        from vab.training.run import save_model_dir
         from vab.utils import atomic_path
 
         out = save_model_dir(self.vab, codec, out)
@@ -154,7 +154,7 @@ def split_embeddings(
 
 def retrieval_validation(gather: Callable[[torch.Tensor], torch.Tensor] | None = None):
     """validate(model, loader) -> {"v2a/R@1", ..., "a2v/MedR", "temperature"} over the whole split."""
-    from vab.metrics import both_directions
+    from vab.finetuning.metrics import both_directions
 
     def validate(model: nn.Module, loader: Any) -> dict[str, float]:
         audio, video = split_embeddings(model, loader, gather)
@@ -193,8 +193,8 @@ def finetune_retrieval(
     if model_out is not None:  # written after training: refuse a bad place before it
         check_writable_dir(model_out, "the model directory")
     from vab.model import VAB
-    from vab.runner import build_datasets, check_same_codec_state, data_paths, load_codec_for
-    from vab.train import Trainer
+    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for
+    from vab.training.engine import Trainer
 
     paths = data_paths(cfg)
     check_same_codec_state(paths)
@@ -242,14 +242,14 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """Retrieval metrics of the model directory `model_dir` on `split` of the extracted data sets.
 
-    per_class: keep k clips per class (first label of each clip; `vab.metrics.per_class_subset`
+    per_class: keep k clips per class (first label of each clip; `vab.finetuning.metrics.per_class_subset`
     with `seed`).  Returns {"video->audio": {...}, "audio->video": {...}, "clips": N, "chance": 1/N}.
     """
     import numpy as np
 
     from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
     from vab.errors import VabError
-    from vab.metrics import both_directions, per_class_subset
+    from vab.finetuning.metrics import both_directions, per_class_subset
     from vab.model import VAB
 
     model = VAB.from_pretrained(model_dir, device=device).eval()

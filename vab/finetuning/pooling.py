@@ -22,7 +22,7 @@ def pooled(model: torch.nn.Module, batch: dict[str, Any], mode: str) -> torch.Te
 
     `batch` holds ``tokens`` ``[B, K, T]`` and/or ``features`` ``[B, F, D]`` as the data set
     yields them (any dtype; moved to the model's device here); a mode needs only its own inputs."""
-    from vab.pretraining import prepare_batch, unwrap
+    from vab.training.objective import prepare_batch, unwrap
 
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")

@@ -1,4 +1,15 @@
-"""The pieces of `vab.generator`, one idea per module: window plans (`windows`), chunked
-codec runs (`codec_chunks`), per-window features (`features`), edit / prompt conditions
-(`conditions`), checked loading of codec, encoder and coarse-to-fine model (`loading`),
-and command-line inputs (`inputs`)."""
+"""The generation stage: silent video(s) -> soundtrack(s).
+
+In: a model directory (and a coarse-to-fine one for DAC), videos of any length or stored
+features ``[F, D]``, sampling settings.  Out: tokens ``[K, T]``, waveforms and the files
+of `vab generate`.  One idea per module:
+
+- `sampling`: MaskGIT decoding with classifier-free guidance, coarse-to-fine
+- `generator`: windows of the trained length stitched over a video, batches, the Python API
+- `windows`: window plans; `features`: per-window frame features from a video or an array
+- `conditions`: edit spans and prompts (tokens kept bit-identical)
+- `codec_chunks`: chunked codec encode / decode with flat memory
+- `loading`: the codec, frame encoder and coarse-to-fine model, checked against the model
+- `inputs`: videos from paths, folders and globs; `outputs`: the files one video gets;
+  `plot`: frames over the spectrogram
+"""

@@ -13,9 +13,11 @@ from typing import Any
 import torch
 
 from vab.errors import ConfigError
+from vab.model.registry import register_model_type
 from vab.model.vab import VAB
 
 
+@register_model_type("coarse2fine")
 class Coarse2Fine(VAB):
     """``forward`` returns logits ``[B, levels - given_levels, T, codebook_size]`` for the fine levels."""
 

@@ -12,28 +12,20 @@ Transformer; one linear head per predicted level reads the audio positions.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from vab.errors import ConfigError, VabError
-from vab.model.multiway import ALIBI_MODES, MultiwayLayer, alibi_bias, alibi_positions, alibi_slopes
-
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPES = ("vab", "coarse2fine", "foleygen")
-
-#: parts reported by :meth:`VAB.num_parameters`
-PARTS = ("total", "expert_layers", "embeddings", "attention", "experts", "shared_ffn", "heads")
+from vab.model.base import TokenModel, check_token_config
+from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions
+from vab.model.registry import register_model_type
 
 
-class VAB(nn.Module):
+@register_model_type("vab")
+class VAB(TokenModel):
     """Multiway Transformer over ``[visual ; audio]`` with per-level token heads.
 
     Attributes: ``levels`` (codec levels read), ``given_levels`` (leading levels
@@ -42,11 +34,12 @@ class VAB(nn.Module):
     ``num_frames`` (F) and ``num_audio_frames`` (T) for ``duration`` seconds.
     """
 
+    EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
+
     def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
-        super().__init__()
         m = cfg.model
         _check_model_config(m, codebooks, visual_dim, frame_rate, cfg.data)
-        init_token_geometry(self, cfg, codebooks, visual_dim, frame_rate)
+        super().__init__(cfg, codebooks, visual_dim, frame_rate)
         self.given_levels = int(m.given_levels)
         self.expert_layers = int(m.expert_layers)
         width = int(m.width)
@@ -63,24 +56,10 @@ class VAB(nn.Module):
         self.heads = nn.ModuleList(
             nn.Linear(width, self.codebook_size) for _ in range(self.levels - self.given_levels)
         )
-        self.register_buffer("slopes", alibi_slopes(int(m.heads)), persistent=False)
         self._bias_cache: dict[tuple, torch.Tensor] = {}
         self.reset_parameters()
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_config(
-        cls, cfg: Any, codebooks: list[torch.Tensor] | torch.Tensor, visual_dim: int, frame_rate: float
-    ) -> "VAB":
-        """Build from a VABConfig.  `codebooks`: the codec's ``codebook_vectors(k)``
-        ``[codebook_size, d]`` for k < ``cfg.model.levels``; `frame_rate`: audio
-        tokens per second.  ``cfg.model.type`` picks VAB or Coarse2Fine."""
-        if not isinstance(codebooks, torch.Tensor):
-            if len(codebooks) == 0:
-                raise ConfigError("model: no codebooks given")
-            codebooks = torch.stack([c.detach().float() for c in codebooks])
-        return model_class(cfg.model.type)(cfg, codebooks, visual_dim, frame_rate)
-
     def reset_parameters(self) -> None:
         """Truncated normal (std 0.02) for weights and learned vectors, zero biases,
         unit LayerNorms."""
@@ -131,7 +110,8 @@ class VAB(nn.Module):
                     f"visual features have shape {tuple(features.shape)}; the model needs "
                     f"[batch, frames, {self.visual_dim}]"
                 )
-            v = self.visual_proj(features.to(device=self.visual_proj.weight.device, dtype=self.visual_proj.weight.dtype))
+            # the learned null vector, not visual_proj.weight: a quantized projection has no float weight
+            v = self.visual_proj(features.to(device=self.null_visual.device, dtype=self.null_visual.dtype))
             if drop_visual is not None:
                 drop = drop_visual.to(device=v.device, dtype=torch.bool)[:, None, None]
                 v = torch.where(drop, self.null_visual.to(v.dtype), v)
@@ -189,225 +169,12 @@ class VAB(nn.Module):
         visual = self.embed_visual(features)
         return self._run(torch.cat([visual, self.embed_audio(tokens)], dim=1), visual.shape[1], self.expert_layers)
 
-    # ------------------------------------------------------------------ parameter counts
-    #: parameter-name prefixes counted as "embeddings" by :meth:`part_of`
-    EMBEDDING_PREFIXES: tuple[str, ...] = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
-
-    def part_of(self, name: str) -> str:
-        """The part (embeddings | attention | experts | shared_ffn | heads) a parameter belongs to."""
-        if name.startswith(self.EMBEDDING_PREFIXES):
-            return "embeddings"
-        if name.startswith(("final_norm.", "heads.")):
-            return "heads"
-        if ".attn." in name or ".attn_norm." in name:
-            return "attention"
-        if ".ffn_visual." in name or ".ffn_audio." in name:
-            return "experts"
-        if ".ffn." in name:
-            return "shared_ffn"
-        raise KeyError(name)
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameter counts for every name in :data:`PARTS` (frozen codebooks excluded)."""
-        counts = dict.fromkeys(PARTS, 0)
-        for name, p in self.named_parameters():
-            n = p.numel()
-            counts["total"] += n
-            counts[self.part_of(name)] += n
-            if name.startswith("layers.") and int(name.split(".")[1]) < self.expert_layers:
-                counts["expert_layers"] += n
-        return counts
-
-    def num_parameters(self, part: str = "total") -> int:
-        """Parameters in `part` (one of :data:`PARTS`)."""
-        if part not in PARTS:
-            raise ValueError(f"unknown part {part!r} (expected one of {', '.join(PARTS)})")
-        return self.parameter_counts()[part]
-
-    # ------------------------------------------------------------------ model directory
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.yaml`` (the full VABConfig) and ``model.safetensors`` into `directory`,
-        each atomically.  Returns the directory."""
-        from safetensors.torch import save_file
-
-        from vab.config import save_config
-        from vab.utils import atomic_path
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        metadata = {
-            "format": "vab",
-            "type": str(self.config.model.type),
-            "visual_dim": str(self.visual_dim),
-            "frame_rate": repr(self.frame_rate),
-            "sha256": tensors_digest(tensors),
-        }
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        save_config(self.config, directory / CONFIG_FILE)
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "VAB":
-        """Load a model directory written by :meth:`save_pretrained` (YAML + safetensors only).
-        Raises VabError naming the file and the problem."""
-        from vab.config import load_config
-        from vab.utils import pick_device
-
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise VabError(f"{directory}: not a model directory (no such directory)")
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise VabError(f"{path}: missing (a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
-        cfg = load_config(config_path)
-        metadata, tensors = read_weights(weights_path)
-        if "codebooks" not in tensors:
-            raise VabError(f"{weights_path}: missing tensors: codebooks")
-        try:
-            visual_dim, frame_rate = int(metadata["visual_dim"]), float(metadata["frame_rate"])
-        except (KeyError, ValueError):
-            raise VabError(f"{weights_path}: not a VAB weights file (metadata lacks visual_dim / frame_rate)") from None
-        try:
-            with torch.device("meta"):
-                model = model_class(cfg.model.type)(
-                    cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate
-                )
-        except ConfigError as exc:  # say which model directory holds the bad config
-            raise ConfigError(f"{config_path}: {exc}") from None
-        check_tensors(weights_path, model.state_dict(), tensors)
-        model.load_state_dict(tensors, strict=True, assign=True)
-        # non-persistent buffers were built on the meta device
-        model.slopes = alibi_slopes(len(model.slopes))
-        return model.to(pick_device(str(device)))
-
-    # ------------------------------------------------------------------ generation
-    def generate(self, source: Any, **kwargs: Any) -> Any:
-        """Soundtrack for a video file or features ``[F, D]`` -> ``vab.generator.GenerationResult``
-        (waveform, sample_rate, tokens ``[K, T]``, timings); keywords as :func:`vab.generator.generate`."""
-        from vab.generator import generate
-
-        return generate(self, source, **kwargs)
-
-
-def init_token_geometry(model: nn.Module, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float) -> None:
-    """The attributes every model over codec tokens and frame features shares (VAB, the
-    coarse-to-fine model, the FoleyGen baseline): a private copy of the config, levels,
-    codebook size and [MASK] id, rates (audio frames / s, video frames / s), window length
-    (s) and sizes, and the frozen codec codebooks ``[K, codebook_size, d]`` as a buffer,
-    stored so a model directory is self-contained."""
-    m = cfg.model
-    # a private copy: later edits of the caller's config must not change what is saved
-    model.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
-    model.levels = int(m.levels)
-    model.codebook_size = int(codebooks.shape[1])
-    model.mask_id = model.codebook_size
-    model.frame_rate = float(frame_rate)
-    model.fps = float(cfg.data.fps)
-    model.duration = float(cfg.data.duration)
-    model.num_frames = int(round(model.duration * model.fps))
-    model.num_audio_frames = int(round(model.duration * model.frame_rate))
-    model.visual_dim = int(visual_dim)
-    model.alibi = str(m.alibi)
-    model.register_buffer("codebooks", codebooks.detach().clone().float(), persistent=True)
-
-
-def model_class(model_type: str) -> type[VAB]:
-    """The class for ``model.type`` (vab | coarse2fine | foleygen, the autoregressive baseline)."""
-    if model_type == "vab":
-        return VAB
-    if model_type == "coarse2fine":
-        from vab.model.coarse2fine import Coarse2Fine
-
-        return Coarse2Fine
-    if model_type == "foleygen":
-        from vab.baselines.foleygen import FoleyGen
-
-        return FoleyGen
-    raise ConfigError(f"model.type: unknown model type {model_type!r} (expected one of {', '.join(MODEL_TYPES)})")
-
 
 def _check_model_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> None:
-    problems = []
-    if m.width % m.heads:
-        problems.append(f"model.width ({m.width}) must be divisible by model.heads ({m.heads})")
+    problems = check_token_config(m, codebooks, visual_dim, frame_rate, data)
     if not 0 <= m.expert_layers <= m.layers:
         problems.append(f"model.expert_layers ({m.expert_layers}) must be between 0 and model.layers ({m.layers})")
     if not 0 <= m.given_levels < m.levels:
         problems.append(f"model.given_levels ({m.given_levels}) must be >= 0 and < model.levels ({m.levels})")
-    if m.alibi not in ALIBI_MODES:
-        problems.append(f"model.alibi: {m.alibi!r} is not one of {', '.join(ALIBI_MODES)}")
-    if codebooks.dim() != 3 or codebooks.shape[0] != m.levels:
-        problems.append(
-            f"model.levels is {m.levels} but {codebooks.shape[0] if codebooks.dim() == 3 else 'malformed'} "
-            "codebooks were given (the codec has fewer levels?)"
-        )
-    if visual_dim <= 0 or frame_rate <= 0 or data.fps <= 0 or data.duration <= 0:
-        problems.append("visual_dim, frame_rate, data.fps and data.duration must be positive")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes: safetensors itself does not
-    detect altered tensor data."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Metadata and tensors (CPU) of a safetensors file, checked against its digest."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as exc:  # SafetensorError, OSError: truncated or not safetensors at all
-        raise VabError(f"{path}: cannot read weights, the file is truncated or corrupted ({_one_line(exc)})") from None
-    if metadata.get("format") != "vab":
-        raise VabError(f"{path}: not a VAB weights file (no 'format: vab' metadata)")
-    digest = metadata.get("sha256")
-    if digest is not None and digest != tensors_digest(tensors):
-        raise VabError(f"{path}: checksum mismatch, the weights were altered or corrupted")
-    return metadata, tensors
-
-
-def tensor_differences(
-    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
-) -> tuple[list[str], list[str], list[str]]:
-    """Sorted names (missing from `found`, unexpected in it, present in both with another shape)."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = [k for k in sorted(set(expected) & set(found)) if tuple(found[k].shape) != tuple(expected[k].shape)]
-    return missing, unexpected, wrong
-
-
-def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
-    """Raise a VabError naming missing, unexpected and mis-shaped tensors."""
-
-    def names(items: list[str]) -> str:
-        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
-
-    missing, unexpected, wrong = tensor_differences(expected, found)
-    shapes = [f"{k} {tuple(found[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {names(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {names(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shapes: {names(shapes)}")
-    if problems:
-        raise VabError(f"{path}: does not match {CONFIG_FILE}: " + "; ".join(problems))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

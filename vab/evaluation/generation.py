@@ -2,12 +2,12 @@
 
 For every clip of a split of an extracted data set (or of a manifest / folder of videos)
 each model generates a soundtrack as long as the clip; the generated and the real audio
-are scored with an :class:`~vab.audio_eval.AudioEmbedder`:
+are scored with an :class:`~vab.evaluation.scorers.AudioEmbedder`:
 
 * **FAD**: Frechet distance between Gaussians fitted to the embeddings of all real and of
-  all generated segments (:func:`vab.metrics.frechet_audio_distance`);
+  all generated segments (:func:`vab.evaluation.metrics.frechet_audio_distance`);
 * **KL**: KL(real || generated) between the label distributions of each clip's real and
-  generated audio, averaged over clips (:func:`vab.metrics.kl_divergence`);
+  generated audio, averaged over clips (:func:`vab.evaluation.metrics.kl_divergence`);
 * **speed**: generation wall time (sampling + decoding, plus reading and encoding frames
   when the source is a video file) per clip, and the real-time factor (wall seconds per
   second of audio).  Scoring time is excluded.
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vab.audio_eval import AudioEmbedder, clip_distribution
+from vab.evaluation.scorers import AudioEmbedder, clip_distribution
 from vab.errors import VabError
 
 REAL_MODES = ("auto", "media", "tokens")
@@ -69,7 +69,7 @@ def dataset_clips(paths: Sequence[str | os.PathLike], split: str | None, limit: 
     """The clips of `split` in extracted data sets (first `limit` of them)."""
     from vab.data.dataset import load_infos
     from vab.data.store import DATA_DIR, column_to_numpy, load_dataset_dir
-    from vab.runner import check_same_codec_state
+    from vab.training.run import check_same_codec_state
 
     paths = [str(p) for p in paths]
     info = load_infos(paths)
@@ -260,7 +260,7 @@ class ModelResult:
 
 def fad_and_kl(real: Scores, generated: Scores) -> tuple[float | None, float | None, str]:
     """(FAD, KL, note) over the clips both sides hold."""
-    from vab.metrics import frechet_audio_distance, kl_divergence
+    from vab.evaluation.metrics import frechet_audio_distance, kl_divergence
 
     real = real.of(generated.ids)
     notes = []
@@ -285,10 +285,10 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 def load_generator(checkpoint: str | os.PathLike, *, device: str = "cpu", precision: str = "auto",
                    batch_size: int = 1) -> Any:
-    """The generator of a model directory.  `vab.generator.Generator.from_pretrained` is the one
+    """The generator of a model directory.  `vab.generation.generator.Generator.from_pretrained` is the one
     entry point `vab generate` uses too, so any model type it generates with (VAB, and the
     autoregressive baseline, ``model.type=foleygen``) is scored the same way."""
-    from vab.generator import Generator
+    from vab.generation.generator import Generator
 
     if not (Path(checkpoint) / "config.yaml").is_file():
         raise VabError(f"{checkpoint}: not a model directory (no config.yaml)")
@@ -334,7 +334,7 @@ def generate_and_score(
     `auto` (features for data sets, video files for manifests).  With `warmup` the first
     clip is generated once, untimed, before the timed run.  Returns (scores, timing
     {wall, audio_seconds, clips}, failures [(clip id, problem)])."""
-    from vab.generator import Request
+    from vab.generation.generator import Request
 
     use_features = clips.data_paths and source in ("auto", "features")
     if source == "features" and not clips.data_paths:

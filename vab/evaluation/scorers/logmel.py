@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from vab.audio_eval.base import AudioEmbedder, pad_to
+from vab.evaluation.scorers.base import AudioEmbedder, pad_to
 
 SAMPLE_RATE = 16000
 N_MELS = 64

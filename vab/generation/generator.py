@@ -44,7 +44,7 @@ from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_toke
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
 from vab.generation.loading import check_c2f, check_codec, load_codec, load_visual
 from vab.generation.windows import plan_windows, seconds_to_tokens
-from vab.sampling import SamplingConfig, model_device, sample_tokens
+from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
 OVERLAP_FRACTION = 0.25
@@ -200,12 +200,12 @@ class Generator:
         **kwargs: Any,
     ) -> "Generator":
         """Load model directories (config.yaml + model.safetensors, YAML and safetensors only)."""
-        from vab.model.vab import VAB
+        from vab.model import load_pretrained
         from vab.utils import pick_device
 
         device = pick_device(device)
-        model = VAB.from_pretrained(checkpoint, device=device)
-        c2f = VAB.from_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
+        model = load_pretrained(checkpoint, device=device)
+        c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
         return cls(model, c2f=c2f, directory=checkpoint, **kwargs)
@@ -431,12 +431,9 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def _sampler(model: Any) -> Callable[..., torch.Tensor]:
-    """MaskGIT decoding for VAB models; the autoregressive baseline decodes step by step."""
-    if getattr(model, "autoregressive", False):
-        from vab.baselines.sampling import sample_autoregressive
-
-        return sample_autoregressive
-    return sample_tokens
+    """MaskGIT decoding, unless the model type brings its own (the autoregressive baseline
+    decodes step by step)."""
+    return getattr(model, "sampler", None) or sample_tokens
 
 
 def _window_seed(seed: int, phase: str, index: int) -> int:
@@ -444,7 +441,7 @@ def _window_seed(seed: int, phase: str, index: int) -> int:
     return int(np.random.SeedSequence([int(seed) % 2**63, 0 if phase == "coarse" else 1, index]).generate_state(1)[0])
 
 
-# ---------------------------------------------------------------------- VAB.generate
+# ---------------------------------------------------------------------- vab.generate
 _PARTS: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDictionary()
 
 
@@ -464,8 +461,7 @@ def generate(
     precision: str = "auto",
     overlap: float | None = None,
 ) -> GenerationResult:
-    """What :meth:`vab.model.vab.VAB.generate` runs: a soundtrack for a video file or
-    features ``[F, D]``.  The codec and frame encoder are built once per model and
+    """A soundtrack for a video file or features ``[F, D]`` (``vab.generate``).  The codec and frame encoder are built once per model and
     reused; a spectral codec comes from `directory` or from the model's own codebooks."""
     if codec is None:
         parts = _PARTS.get(model)

@@ -15,8 +15,8 @@ import os
 import torch
 from torch import nn
 
-from vab.audio_eval.base import AudioEmbedder, pad_to
-from vab.audio_eval.weights import load_into, read_state_dict
+from vab.evaluation.scorers.base import AudioEmbedder, pad_to
+from vab.evaluation.scorers.weights import load_into, read_state_dict
 
 SAMPLE_RATE = 16000
 EXAMPLE_FRAMES = 96

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vab.audio_eval.base import AudioEmbedder
+from vab.evaluation.scorers.base import AudioEmbedder
 from vab.errors import VabError
 
 

@@ -81,7 +81,8 @@ def build_datasets(cfg: Any, paths: list[str]):
 
 
 def build_model(cfg: Any, codec, visual_dim: int):
-    from vab.model import VAB
+    """The model ``cfg.model.type`` names, over `codec`'s codebooks, initialised from ``train.seed``."""
+    from vab.model import TokenModel
 
     levels = cfg.model.levels
     if levels > codec.num_codebooks:
@@ -89,12 +90,14 @@ def build_model(cfg: Any, codec, visual_dim: int):
     # initialised from train.seed: two runs of one config (or a run and its resumed twin) start alike
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.train.seed))
-        return VAB.from_config(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
+        return TokenModel.from_config(
+            cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate
+        )
 
 
 def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
     """validate(model, loader) -> {"acc@<ratio>/level<k>", "acc@<ratio>"} at fixed mask ratios."""
-    from vab.pretraining import masked_correct, unwrap
+    from vab.training.objective import masked_correct, unwrap
 
     def validate(model: torch.nn.Module, loader) -> dict[str, float]:
         core = unwrap(model)
@@ -122,8 +125,8 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     the autoregressive ``foleygen`` baseline) on the data sets
     in ``cfg.data.path``; writes RUN (checkpoints, logs) and a model directory.  Returns the latter."""
     from vab.data.dataset import collate
-    from vab.pretraining import PretrainObjective
-    from vab.train import Trainer
+    from vab.training.objective import PretrainObjective
+    from vab.training.engine import Trainer
     from vab.utils import check_writable_dir
 
     if model_out is not None:  # written after training: refuse a bad place before it
@@ -135,10 +138,8 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
         raise VabError(f"{paths[0]}: audio-only data has no visual features; pretraining needs videos")
     codec = load_codec_for(cfg, paths[0])
     model = build_model(cfg, codec, info.visual_dim)
-    if cfg.model.type == "foleygen":  # the autoregressive baseline: next-token loss, validated on its own loss
-        from vab.baselines.objective import AutoregressiveObjective
-
-        objective, validate = AutoregressiveObjective(cfg), None
+    if model.objective is not None:  # a model type's own (the baseline's next-token loss), validated on that loss
+        objective, validate = model.objective(cfg), None
     else:
         objective, validate = PretrainObjective(cfg), masked_accuracy_validation()
     trainer = Trainer(
@@ -155,7 +156,7 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
 
 def save_model_dir(model, codec, out: str | Path) -> Path:
     """A self-contained model directory: config.yaml, model.safetensors, and the fitted codec if any."""
-    from vab.pretraining import unwrap
+    from vab.training.objective import unwrap
 
     out = Path(out)
     unwrap(model).save_pretrained(out)

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from vab.data.augment import augment
-from vab.masking import apply_mask, level_mask, pretraining_mask, uniform
+from vab.training.masking import apply_mask, level_mask, pretraining_mask
+from vab.utils import uniform
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -45,7 +45,7 @@ def read_state_dict(path: str | os.PathLike, what: str, download: str) -> dict[s
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> nn.Module:
     """Load `state` into `module` strictly; a key or shape mismatch is one VabError line."""
-    from vab.model.vab import tensor_differences
+    from vab.model.directory import tensor_differences
 
     own = module.state_dict()
     missing, unexpected, wrong = tensor_differences(own, state)

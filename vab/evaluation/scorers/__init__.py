@@ -3,10 +3,10 @@
 Specs as the command line gives them:
 
 ==================  ====================================================================
-``logmel``          weights-free log-mel statistics (:mod:`vab.audio_eval.logmel`)
-``vggish:PATH``     VGGish from a local weight file (:mod:`vab.audio_eval.vggish`)
-``panns:PATH``      PANNs Cnn14 from a local weight file (:mod:`vab.audio_eval.panns`)
-``own:DIR``         the project's own audio classifier directory (:mod:`vab.audio_eval.own`)
+``logmel``          weights-free log-mel statistics (:mod:`vab.evaluation.scorers.logmel`)
+``vggish:PATH``     VGGish from a local weight file (:mod:`vab.evaluation.scorers.vggish`)
+``panns:PATH``      PANNs Cnn14 from a local weight file (:mod:`vab.evaluation.scorers.panns`)
+``own:DIR``         the project's own audio classifier directory (:mod:`vab.evaluation.scorers.own`)
 ==================  ====================================================================
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from vab.audio_eval.base import AudioEmbedder, clip_distribution
+from vab.evaluation.scorers.base import AudioEmbedder, clip_distribution
 from vab.errors import VabError
 
 KINDS = ("logmel", "vggish", "panns", "own")
@@ -29,20 +29,20 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
     if kind == "logmel":
         if path:
             raise VabError(f"audio scorer {spec!r}: logmel takes no path")
-        from vab.audio_eval.logmel import LogMelEmbedder
+        from vab.evaluation.scorers.logmel import LogMelEmbedder
 
         return LogMelEmbedder()
     if not path:
         raise VabError(f"audio scorer {spec!r}: {kind} needs a local path ({kind}:PATH); nothing is downloaded")
     if kind == "vggish":
-        from vab.audio_eval.vggish import VGGishEmbedder
+        from vab.evaluation.scorers.vggish import VGGishEmbedder
 
         return VGGishEmbedder.from_file(path, device)
     if kind == "panns":
-        from vab.audio_eval.panns import PANNsEmbedder
+        from vab.evaluation.scorers.panns import PANNsEmbedder
 
         return PANNsEmbedder.from_file(path, device)
-    from vab.audio_eval.own import OwnClassifier
+    from vab.evaluation.scorers.own import OwnClassifier
 
     return OwnClassifier(path, device)
 

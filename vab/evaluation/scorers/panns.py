@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vab.audio_eval.base import AudioEmbedder, pad_to
-from vab.audio_eval.weights import load_into, read_state_dict
+from vab.evaluation.scorers.base import AudioEmbedder, pad_to
+from vab.evaluation.scorers.weights import load_into, read_state_dict
 
 SAMPLE_RATE = 32000
 N_FFT = 1024

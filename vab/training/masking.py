@@ -15,13 +15,7 @@ import math
 
 import torch
 
-
-def uniform(shape: tuple[int, ...], generator: torch.Generator | None = None,
-            device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Uniform [0, 1) numbers drawn on the generator's device, returned on `device`."""
-    source = generator.device if generator is not None else device
-    values = torch.rand(shape, generator=generator, device=source, dtype=dtype)
-    return values if device is None else values.to(device)
+from vab.utils import uniform
 
 
 def truncated_normal_moments(mean: float, std: float, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:

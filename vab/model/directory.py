@@ -1,0 +1,81 @@
+"""The model directory format: ``config.yaml`` + ``model.safetensors`` (DESIGN section 6).
+
+The weights file carries ``format: vab`` metadata and a SHA-256 of its tensors, because
+safetensors itself does not notice altered tensor data.  Nothing here unpickles: a model
+directory is data, read as YAML and safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from vab.errors import VabError
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes: safetensors itself does not
+    detect altered tensor data."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors (CPU) of a safetensors file, checked against its digest."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as exc:  # SafetensorError, OSError: truncated or not safetensors at all
+        raise VabError(f"{path}: cannot read weights, the file is truncated or corrupted ({_one_line(exc)})") from None
+    if metadata.get("format") != "vab":
+        raise VabError(f"{path}: not a VAB weights file (no 'format: vab' metadata)")
+    digest = metadata.get("sha256")
+    if digest is not None and digest != tensors_digest(tensors):
+        raise VabError(f"{path}: checksum mismatch, the weights were altered or corrupted")
+    return metadata, tensors
+
+
+def tensor_differences(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """Sorted names (missing from `found`, unexpected in it, present in both with another shape)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in sorted(set(expected) & set(found)) if tuple(found[k].shape) != tuple(expected[k].shape)]
+    return missing, unexpected, wrong
+
+
+def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    """Raise a VabError naming missing, unexpected and mis-shaped tensors."""
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+    missing, unexpected, wrong = tensor_differences(expected, found)
+    shapes = [f"{k} {tuple(found[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {names(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shapes: {names(shapes)}")
+    if problems:
+        raise VabError(f"{path}: does not match {CONFIG_FILE}: " + "; ".join(problems))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
