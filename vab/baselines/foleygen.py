@@ -44,7 +44,7 @@ from vab.baselines.sampling import sample_autoregressive
 from vab.baselines.visual_masks import check_visual_mask, frame_of_step, visual_attention_mask
 from vab.errors import ConfigError, VabError
 from vab.model.base import TokenModel, check_token_config
-from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions
+from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions, token_logits
 from vab.model.registry import register_model_type
 
 CONDITIONINGS = ("prefix", "concat")
@@ -272,8 +272,7 @@ class FoleyGen(TokenModel):
             x = layer(x, mask, cache, i)
         if cache is not None:
             cache.advance(x.shape[1])
-        h = self.final_norm(x[:, x.shape[1] - n :])
-        return torch.stack([head(h) for head in self.heads], dim=1)
+        return token_logits(self.final_norm, self.heads, x[:, x.shape[1] - n :])
 
 
 def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> None:

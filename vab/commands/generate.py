@@ -27,6 +27,9 @@ Long videos are generated in windows of the model's trained length; each window 
 the last --overlap seconds of the previous one as given tokens, and the last window ends
 at the video's end.  --batch-size videos are sampled together (one window of each per
 sampler call); the result for a video does not depend on the batch size.
+Each video's random draws come from --seed and a hash of the file's content: the same
+file gives the same soundtrack whatever its name, folder or company, and different
+videos never share their noise.
 With --duration only the first seconds are generated, and the mp4 is cut there too
 (video packets are copied, so the cut is exact to a frame).  --edit spans a-b regenerate tokens round(a*r) .. round(b*r)-1
 at the codec frame rate r; every other token of the video's own soundtrack is kept.
@@ -55,7 +58,10 @@ def register(sub) -> None:
     s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = argmax; default 1)")
     s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
     s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="random seed (default 0); each video's draws come from the seed and a SHA-256 of the file's "
+                        "content, so a video's soundtrack does not depend on its name, folder, batch or the other "
+                        "videos of the run, and two different videos never share their draws"),
     w = p.add_argument_group("windows and devices")
     w.add_argument("--duration", type=float, help="seconds from the start to generate (default: the whole video)")
     w.add_argument("--overlap", type=float, help="seconds each window carries from the previous one "

@@ -13,10 +13,15 @@ video's length.
 
 Batching: up to `batch_size` videos are generated together; every sampler call holds the
 next window of each of them (a window only depends on the previous window of its own
-video).  When a video finishes, the next one takes its place.  Each window draws its
-noise from its own seed (the run's seed and the window's index), and the sampler is
-batch-invariant, so a video's soundtrack does not depend on the batch size or on the
-other videos.
+video).  When a video finishes, the next one takes its place.
+
+Randomness: each window draws its noise from a seed mixed from the run's seed, the
+video's noise key, the pass (coarse / fine) and the window's index.  The key defaults to
+a SHA-256 of the source's content (the file's bytes, or the feature array's), so two
+different videos never share their draws, and a video's soundtrack depends neither on its
+name or folder, nor on the batch size, nor on the other videos of the run (the sampler is
+batch-invariant); the same file gives the same soundtrack from the CLI, the API or any
+shard of a multi-process run.
 
 With a DAC model that makes the 4 coarse levels and a coarse-to-fine model, the fine
 levels are sampled in a second pass over windows of the coarse-to-fine model's trained
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import time
 import warnings
@@ -92,7 +98,8 @@ class Request:
     model's fps; `duration`: seconds from the start (default: all of it); `edit`: spans
     to regenerate in `source_audio` (default: the video's own soundtrack); `prompt`:
     tokens ``[levels, P]`` given at the start (see :meth:`Generator.tokenize_prompt`);
-    `key`: anything the caller wants back with the outcome."""
+    `key`: anything the caller wants back with the outcome; `noise_key`: what the video's
+    random draws derive from, with the seed (default: a SHA-256 of the source's content)."""
 
     source: Source
     duration: float | None = None
@@ -100,6 +107,7 @@ class Request:
     source_audio: str | os.PathLike | np.ndarray | None = None
     prompt: torch.Tensor | None = None
     key: Any = None
+    noise_key: str | None = None
 
 
 @dataclass
@@ -124,9 +132,11 @@ class _Job:
     """The state of one request while its windows are sampled."""
 
     def __init__(
-        self, request: Request, total: int, tokens: torch.Tensor, given: torch.Tensor, passes: list, started: float
+        self, request: Request, total: int, tokens: torch.Tensor, given: torch.Tensor, passes: list, started: float,
+        noise_key: str,
     ):
         self.request = request
+        self.noise_key = noise_key
         self.total = total  # tokens for the video
         self.tokens = tokens  # [K, max(total, window)] long, mask_id where not yet sampled
         self.given = given  # [K, same] bool: given by edit / prompt
@@ -239,10 +249,13 @@ class Generator:
         source_audio: str | os.PathLike | np.ndarray | None = None,
         prompt: str | os.PathLike | np.ndarray | None = None,
         prompt_seconds: float | None = None,
+        noise_key: str | None = None,
     ) -> GenerationResult:
         """A soundtrack for one video file or features ``[F, D]`` (model fps); see :class:`Request`."""
         tokens = self.tokenize_prompt(prompt, prompt_seconds) if prompt is not None else None
-        request = Request(source, duration=duration, edit=edit, source_audio=source_audio, prompt=tokens)
+        request = Request(
+            source, duration=duration, edit=edit, source_audio=source_audio, prompt=tokens, noise_key=noise_key
+        )
         outcome = next(self.run([request], sampling))
         if outcome.error is not None:
             raise outcome.error
@@ -321,7 +334,8 @@ class Generator:
             count = min(prompt.shape[1], total)
             tokens[:, :count] = prompt[: self.levels, :count]
             given[:, :count] = True
-        return _Job(request, total, tokens, given, passes, started)
+        noise_key = request.noise_key if request.noise_key is not None else content_key(source)
+        return _Job(request, total, tokens, given, passes, started, noise_key)
 
     def _features(self, source: Source, model: Any, seconds: float | None) -> FeatureSource:
         if isinstance(source, (str, os.PathLike)):
@@ -351,7 +365,7 @@ class Generator:
                     given=torch.stack([it[3] for it in items]).to(self.device),
                     given_mask=torch.stack([it[5] for it in items]).to(self.device),
                     cfg=cfg,
-                    seeds=[_window_seed(sampling.seed, phase.name, it[2].index) for it in items],
+                    seeds=[window_seed(sampling.seed, it[0].noise_key, phase.name, it[2].index) for it in items],
                 ).cpu()
             share = (time.perf_counter() - t0) / len(items)
             for (job, _, window, given, _, mask), tokens in zip(items, out):
@@ -436,9 +450,30 @@ def _sampler(model: Any) -> Callable[..., torch.Tensor]:
     return getattr(model, "sampler", None) or sample_tokens
 
 
-def _window_seed(seed: int, phase: str, index: int) -> int:
-    """A well-mixed seed for one window, from the run's seed, the pass and the window index."""
-    return int(np.random.SeedSequence([int(seed) % 2**63, 0 if phase == "coarse" else 1, index]).generate_state(1)[0])
+def content_key(source: Source) -> str:
+    """SHA-256 (hex) of a source's content: a file's bytes, or an array's dtype, shape and values."""
+    digest = hashlib.sha256()
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise VabError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    else:
+        array = source.detach().cpu().numpy() if isinstance(source, torch.Tensor) else np.asarray(source)
+        digest.update(f"{array.dtype}|{array.shape}|".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def window_seed(seed: int, noise_key: str, phase: str, index: int) -> int:
+    """A well-mixed seed for one window, from the run's seed, the video's noise key, the pass
+    and the window's index."""
+    key = hashlib.sha256(noise_key.encode()).digest()[:16]
+    words = [int.from_bytes(key[i : i + 4], "little") for i in range(0, 16, 4)]
+    entropy = [int(seed) % 2**63, *words, 0 if phase == "coarse" else 1, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 # ---------------------------------------------------------------------- vab.generate
@@ -460,6 +495,7 @@ def generate(
     directory: str | Path | None = None,
     precision: str = "auto",
     overlap: float | None = None,
+    noise_key: str | None = None,
 ) -> GenerationResult:
     """A soundtrack for a video file or features ``[F, D]`` (``vab.generate``).  The codec and frame encoder are built once per model and
     reused; a spectral codec comes from `directory` or from the model's own codebooks."""
@@ -473,7 +509,7 @@ def generate(
     generator = Generator(model, codec=codec, visual=visual, c2f=c2f, precision=precision, overlap=overlap)
     return generator.generate(
         source, duration=duration, sampling=sampling, edit=edit, source_audio=source_audio,
-        prompt=prompt, prompt_seconds=prompt_seconds,
+        prompt=prompt, prompt_seconds=prompt_seconds, noise_key=noise_key,
     )
 
 

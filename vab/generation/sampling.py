@@ -113,8 +113,10 @@ def mask_noise_scale(mask_temperature: float, step: int, steps: int) -> float:
 
 
 def guide_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guidance ``u + w * (c - u)``; exactly ``c`` at w = 1 and ``u`` at w = 0."""
-    return torch.lerp(uncond, cond, float(guidance))
+    """Classifier-free guidance ``u + w * (c - u)``; exactly ``c`` at w = 1 and ``u`` at w = 0.
+    Computed in at least float32: w multiplies any rounding of ``c - u``."""
+    dtype = torch.promote_types(torch.promote_types(cond.dtype, uncond.dtype), torch.float32)
+    return torch.lerp(uncond.to(dtype), cond.to(dtype), float(guidance))
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -132,3 +132,13 @@ class MultiwayLayer(nn.Module):
         if audio.shape[1]:
             parts.append(audio + self.ffn_audio(audio))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def token_logits(norm: nn.LayerNorm, heads: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+    """The read-out: final LayerNorm and one linear head per level, always in at least float32
+    (outside autocast, whatever the weights' dtype): ``h [B, T, W]`` -> logits ``[B, levels, T, V]``.
+    Half-precision rounding here would reach the sampler multiplied by the guidance scale."""
+    dtype = h.dtype if h.dtype in (torch.float32, torch.float64) else torch.float32
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        x = F.layer_norm(h.to(dtype), norm.normalized_shape, norm.weight.to(dtype), norm.bias.to(dtype), norm.eps)
+        return torch.stack([F.linear(x, head.weight.to(dtype), head.bias.to(dtype)) for head in heads], dim=1)

@@ -20,7 +20,7 @@ from torch import nn
 
 from vab.errors import ConfigError, VabError
 from vab.model.base import TokenModel, check_token_config
-from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions
+from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions, token_logits
 from vab.model.registry import register_model_type
 
 
@@ -152,8 +152,7 @@ class VAB(TokenModel):
         visual = self.embed_visual(features, drop_visual, batch=audio.shape[0])
         num_visual = visual.shape[1]
         h = self._run(torch.cat([visual, audio], dim=1), num_visual)
-        h = self.final_norm(h[:, num_visual:])
-        return torch.stack([head(h) for head in self.heads], dim=1)
+        return token_logits(self.final_norm, self.heads, h[:, num_visual:])
 
     def encode_audio(self, tokens: torch.Tensor) -> torch.Tensor:
         """Audio alone through the first ``expert_layers`` layers (audio experts) -> ``[B, T, W]``."""
