@@ -34,6 +34,7 @@ from torch import nn
 
 from vab.errors import VabError
 from vab.finetuning.pooling import MODES, pooled
+from vab.model.card import TrainingRecord
 from vab.model.directory import HEAD_CONFIG, HEAD_WEIGHTS
 from vab.training.objective import prepare_batch, unwrap
 
@@ -220,9 +221,11 @@ def classification_validation(accelerator_ref: dict, loss: str):
 
 
 # ---------------------------------------------------------------------- directories
-def save_classifier(classifier: Classifier, codec: Any, out: str | Path, loss: str, training: Any = None) -> Path:
-    """Write the backbone as a VAB model directory (its card from `training`, a
-    :class:`vab.model.card.TrainingRecord`) plus classifier.safetensors / classifier.yaml."""
+def save_classifier(
+    classifier: Classifier, codec: Any, out: str | Path, loss: str, training: TrainingRecord | None = None
+) -> Path:
+    """Write the backbone as a VAB model directory (its card saying what the run knows,
+    `training`) plus classifier.safetensors / classifier.yaml."""
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from vab.data.augment import augment
 from vab.finetuning.pooling import embeddings
+from vab.model.card import TrainingRecord
 from vab.model.directory import TEMPERATURE_FILE
 from vab.training.objective import prepare_batch, unwrap
 
@@ -81,9 +82,9 @@ class ContrastiveVAB(nn.Module):
             return int(name.split(".")[1]) < self.vab.expert_layers
         return self.vab.part_of(name) == "embeddings"
 
-    def save(self, codec: Any, out: str | Path, training: Any = None) -> Path:
-        """Write the VAB model directory (generates as before; its card from `training`, a
-        :class:`vab.model.card.TrainingRecord`) plus the temperature file."""
+    def save(self, codec: Any, out: str | Path, training: TrainingRecord | None = None) -> Path:
+        """Write the VAB model directory (generates as before; its card saying what the run
+        knows, `training`) plus the temperature file."""
         from safetensors.torch import save_file
 
         from vab.training.run import save_model_dir

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from vab.errors import VabError
+from vab.model.card import TrainingRecord
 
 VALID_RATIOS = (0.3, 0.55, 0.9)
 
@@ -154,9 +155,9 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     return out
 
 
-def save_model_dir(model, codec, out: str | Path, training: Any = None) -> Path:
+def save_model_dir(model, codec, out: str | Path, training: TrainingRecord | None = None) -> Path:
     """A self-contained model directory: config.yaml, model.safetensors, the fitted codec if any,
-    and the model card (with `training`, a :class:`vab.model.card.TrainingRecord`, when given)."""
+    and the model card (with what the run knows, `training`, when given)."""
     from vab.training.objective import unwrap
 
     out = Path(out)
@@ -166,11 +167,9 @@ def save_model_dir(model, codec, out: str | Path, training: Any = None) -> Path:
 
 
 def training_record(trainer: Any, train_set: Any, task: str = "pretraining", *, init: str | Path | None = None,
-                    details: dict[str, Any] | None = None):
+                    details: dict[str, Any] | None = None) -> TrainingRecord:
     """What the model card says of a finished run: each data set's path and training clips,
     the steps taken and the last validation numbers (main process: the one holding them)."""
-    from vab.model.card import TrainingRecord
-
     data = getattr(train_set, "base", train_set)  # the class-balanced view wraps the data set
     last = next((row for row in reversed(trainer.history) if any(k.startswith("valid/") for k in row)), {})
     return TrainingRecord(
