@@ -25,7 +25,7 @@ from vab.utils import atomic_path
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="classifier directory")
+    p.add_argument("--checkpoint", required=True, help="classifier directory or Hugging Face Hub id (org/name[@revision])")
     p.add_argument("--split", default="test")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")

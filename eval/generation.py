@@ -21,8 +21,9 @@ says which was used.  Scorers: `--embedder` for FAD, `--classifier` for KL:
                   not comparable with published numbers)
   vggish:PATH     VGGish (the paper's FAD embedder), weights file vggish-10086976.pth
   panns:PATH      PANNs Cnn14, Cnn14_mAP=0.431.pth: 2048-d embedding and 527 AudioSet classes
-  own:DIR         a classifier directory from finetune/classification.py --mode audio
-Nothing is downloaded.  Writes OUT/generation.json and OUT/generation.md (and with
+  own:DIR         a classifier directory (or Hub id) from finetune/classification.py --mode audio
+The scorers download nothing; a --checkpoint or own: given as a Hugging Face Hub id is
+fetched into the Hugging Face cache as `vab generate` does (HF_HUB_OFFLINE=1: cache only).  Writes OUT/generation.json and OUT/generation.md (and with
 --save-audio the generated wavs under OUT/audio/<model>/).  Exit code 1 when clips failed.
 """
 
@@ -40,7 +41,8 @@ from vab.cli import run_script
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", action="append", required=True,
-                   help="model directory; repeat to score several models in one table")
+                   help="model directory or Hugging Face Hub id (org/name[@revision]); repeat to score several "
+                   "models in one table")
     p.add_argument("--label", action="append", help="table name per --checkpoint (default: the directory)")
     p.add_argument("--videos", help="manifest or folder of videos (instead of an extracted data set)")
     p.add_argument("--root", help="folder that relative manifest paths are resolved against")
@@ -82,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from vab.evaluation.scorers import build_classifier, build_scorer
     from vab.config import load_config
     from vab.errors import VabError
+    from vab.model.directory import CONFIG_FILE
+    from vab.model.hub import resolve_model_dir
     from vab.training.run import data_paths
     from vab.generation.sampling import SamplingConfig
     from vab.utils import atomic_path
@@ -94,13 +98,15 @@ def run(args: argparse.Namespace) -> int:
                               temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     ar_sampling = dataclasses.replace(sampling, guidance=args.ar_guidance, top_k=args.ar_top_k)
     cfg = load_config(None, args.overrides)
-    for checkpoint in args.checkpoint:
-        if not (Path(checkpoint) / "config.yaml").is_file():
-            raise VabError(f"{checkpoint}: not a model directory (no config.yaml)")
+    # every model is found (a Hub id fetched) before any clip is scored
+    folders = [resolve_model_dir(checkpoint) for checkpoint in args.checkpoint]
+    for checkpoint, folder in zip(args.checkpoint, folders):
+        if not (folder / CONFIG_FILE).is_file():
+            raise VabError(f"{checkpoint}: not a model directory (no {CONFIG_FILE})")
     if args.videos:
         if args.source == "features":
             raise VabError("--source features needs an extracted data set (data.path=...), not --videos")
-        duration = args.duration or float(load_config(Path(args.checkpoint[0]) / "config.yaml").data.duration)
+        duration = args.duration or float(load_config(folders[0] / CONFIG_FILE).data.duration)
         clips = ge.manifest_clips(args.videos, split, duration, root=args.root, limit=args.limit)
     else:
         clips = ge.dataset_clips(data_paths(cfg), split, args.limit)

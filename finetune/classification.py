@@ -25,7 +25,8 @@ from vab.training.run import recipe_parser, resume_arg
 
 def main(argv: list[str] | None = None) -> int:
     parser = recipe_parser(__doc__)
-    parser.add_argument("--init", required=True, help="model directory to start from (pretrained or retrieval-fine-tuned)")
+    parser.add_argument("--init", required=True, help="model directory or Hugging Face Hub id (org/name[@revision]) "
+                        "to start from (pretrained or retrieval-fine-tuned)")
     parser.add_argument("--mode", choices=MODES, default="audio-visual")
     parser.add_argument("--linear-probe", action="store_true", help="train the head only (backbone frozen)")
     parser.add_argument("--balanced", action="store_true", help="class-balanced sampling")

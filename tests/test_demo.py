@@ -54,6 +54,8 @@ def test_quick_demo_writes_media_models_and_report(quick_demo):
     assert info.has_video and info.has_audio and info.duration == pytest.approx(QUICK.seconds, abs=0.1)
     for name in ("model", "retrieval", "classify-audio", "classify-visual", "classify-audio-visual"):
         assert (quick_demo / name / "model.safetensors").is_file(), name
+        card = (quick_demo / name / "README.md").read_text()  # the model card carries the demo's numbers
+        assert card.count("## vab demo results") == 1 and "| class agreement |" in card, name
     report = (quick_demo / "report.md").read_text()
     for text in ("class agreement", "timing agreement", "R@1", "classification accuracy (audio-visual)",
                  "chance", str(quick_demo / "model"), str(mp4s[0])):

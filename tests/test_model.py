@@ -243,7 +243,7 @@ def test_save_and_load_round_trip_bit_exact(tmp_path):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.yaml", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
     loaded = VAB.from_pretrained(tmp_path / "m")
     a, b = model.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys()
@@ -350,7 +350,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         make_model(seed=3).save_pretrained(d)
     assert (d / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in d.iterdir()) == ["config.yaml", "model.safetensors"]
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
 
 
 # ---------------------------------------------------------------- vab info

@@ -4,6 +4,7 @@ The small public API (imported lazily, so ``import vab`` stays cheap for the CLI
 
     import vab
     model = vab.load_pretrained("runs/tiny/model")        # any model directory
+    model = vab.load_pretrained("org/vab-encodec@v1")     # or a Hugging Face Hub id [@revision]
     result = vab.generate(model, "clip.mp4")               # GenerationResult: waveform [N], sample_rate, tokens [K, T]
     cfg = vab.load_config("tiny", ["train.lr=1e-4"])       # a preset, YAML file or model directory + overrides
 """
@@ -25,12 +26,14 @@ _LAZY = {
 }
 
 
-def load_pretrained(directory: str | Path, device: str = "cpu") -> Any:
-    """The model in a model directory (``config.yaml`` + ``model.safetensors``), of the class
-    its ``model.type`` names; only YAML and safetensors are read."""
+def load_pretrained(directory: str | Path, device: str = "cpu", *, local_files_only: bool = False) -> Any:
+    """The model in a model directory (``config.yaml`` + ``model.safetensors``) or in the one a
+    Hugging Face Hub id names (``org/name`` or ``org/name@revision``; a local path of that
+    spelling wins), of the class its ``model.type`` names; only YAML and safetensors are read.
+    `local_files_only` (or ``HF_HUB_OFFLINE=1``): use the Hugging Face cache, never the network."""
     from vab.model import load_pretrained as load
 
-    return load(directory, device=device)
+    return load(directory, device=device, local_files_only=local_files_only)
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 An index is a folder::
 
     INDEX/embeddings.safetensors   audio [N, W], video [N, W] float32, L2-normalised
-    INDEX/index.json               ids, paths, labels, splits, the model directory
+    INDEX/index.json               ids, paths, labels, splits, the model directory (or Hub id)
 
 Embeddings are the mean-pooled first expert layers (`vab.finetuning.pooling`),
 audio and video from two separate passes, so the cosine between a video row and
@@ -129,9 +129,12 @@ class Embedder:
     The codec and frame encoder are built only when media files are embedded."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16):
+        from vab.model.hub import hub_id, resolve_model_dir
         from vab.model.vab import VAB
 
-        self.model_dir = Path(model_dir)
+        self.model_dir = resolve_model_dir(model_dir)
+        # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
+        self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
         self.model = VAB.from_pretrained(self.model_dir, device=device).eval()
         self.cfg = self.model.config
         self.batch_size = int(batch_size)
@@ -189,7 +192,7 @@ class Embedder:
             splits.append(table.column("split")[i].as_py())
             labels.append([info.label_names[c] for c in table.column("labels")[i].as_py()])
         return Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                     splits=splits, model_dir=str(self.model_dir.resolve()))
+                     splits=splits, model_dir=self.source)
 
     # ------------------------------------------------------------------ media files
     @property
@@ -282,7 +285,7 @@ class Embedder:
         if not ids:
             return None, problems
         index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                      splits=splits, model_dir=str(self.model_dir.resolve()))
+                      splits=splits, model_dir=self.source)
         return index, problems
 
 

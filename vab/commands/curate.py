@@ -27,7 +27,7 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", help="extracted data set or `vab embed` index folder")
-    p.add_argument("--checkpoint", help="model directory (needed for a data set)")
+    p.add_argument("--checkpoint", help="model directory or Hugging Face Hub id (needed for a data set)")
     rule = p.add_mutually_exclusive_group(required=True)
     rule.add_argument("--threshold", type=float, help="keep clips with cosine >= this")
     rule.add_argument("--keep-fraction", type=float, help="keep this fraction (0-1] of the clips, best scores first")

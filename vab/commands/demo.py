@@ -13,7 +13,8 @@ what it does (every stage is the library's own code):
      and scores them: class agreement and timing agreement, each against chance
   5. fine-tunes and evaluates retrieval (DIR/retrieval: R@1 / R@5 both ways)
   6. fine-tunes and evaluates classification by sound, picture and both (DIR/classify-*)
-  7. prints a summary table and writes DIR/report.md
+  7. prints a summary table and writes DIR/report.md; the table goes into every model's card
+     (DIR/*/README.md), so a model pushed with `vab push` shows what it scored
 
 Re-running on the same DIR skips finished stages (an interrupted stage resumes); a DIR
 made with other settings (--quick vs full) is refused.  Afterwards:
@@ -39,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vab.demo.pipeline import FULL, QUICK, Demo
-    from vab.demo.report import print_summary, write_report
+    from vab.demo.report import print_summary, write_model_cards, write_report
 
     console = Console()
     demo = Demo(args.out, QUICK if args.quick else FULL, log=lambda text: console.print(text, style="bold cyan", markup=False))
     result = demo.run()
     write_report(result)
+    write_model_cards(result)
     print_summary(result, console)
     return 0

@@ -10,6 +10,7 @@ examples:
   vab embed data/vggsound --checkpoint models/vab-retrieval --out index/vggsound --split test
   vab embed videos/ --checkpoint models/vab-retrieval --out index/videos
   vab embed manifest.csv --checkpoint models/vab-retrieval --out index/mine
+  vab embed videos/ --checkpoint org/vab-retrieval@v1 --out index/videos   # a Hugging Face Hub id
 
 INPUT is an extracted data set (a `vab extract` output: its stored tokens and features are
 used), a video file, a folder of videos (searched recursively) or a manifest (csv / jsonl);
@@ -27,7 +28,8 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="INPUT", help="extracted data set, video, folder of videos or manifest")
-    p.add_argument("--checkpoint", required=True, help="model directory (config.yaml + model.safetensors)")
+    p.add_argument("--checkpoint", required=True,
+                   help="model directory (config.yaml + model.safetensors) or Hugging Face Hub id org/name[@revision]")
     p.add_argument("--out", required=True, help="index folder to write")
     p.add_argument("--split", help="only clips of this split (data sets and manifests with splits)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per model call for data sets (default 16)")

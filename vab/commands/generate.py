@@ -13,6 +13,14 @@ examples:
   vab generate clip.mp4 --checkpoint models/vab-dac --c2f-checkpoint models/c2f-dac --out out/
   vab generate clip.mp4 --checkpoint DIR --out out/ --edit 2.5-4.0,7-8     # regenerate two spans only
   vab generate clip.mp4 --checkpoint DIR --out out/ --prompt door.wav --prompt-seconds 2
+  vab generate clip.mp4 --checkpoint org/vab-encodec --out out/           # a Hugging Face Hub id
+  vab generate clip.mp4 --checkpoint org/vab-dac@v1.0 --c2f-checkpoint org/c2f-dac --out out/
+
+--checkpoint and --c2f-checkpoint take a model directory or a Hugging Face Hub id
+(org/name, or org/name@revision for a branch, tag or commit); a local folder of the same
+spelling wins.  An id is fetched once (config.yaml, model.safetensors, codec.safetensors,
+README.md only) into the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub); with
+HF_HUB_OFFLINE=1 only the cache is read.
 
 For each video: OUT/<name>.wav (or .flac), OUT/<name>.mp4 (the original video stream copied,
 the new audio as its only track, as long as the video) and with --plot OUT/<name>.png.
@@ -48,8 +56,9 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or glob patterns")
-    p.add_argument("--checkpoint", required=True, help="model directory (config.yaml + model.safetensors)")
-    p.add_argument("--c2f-checkpoint", help="coarse-to-fine model directory (DAC: fills the 8 fine levels)")
+    p.add_argument("--checkpoint", required=True,
+                   help="model directory (config.yaml + model.safetensors) or Hugging Face Hub id org/name[@revision]")
+    p.add_argument("--c2f-checkpoint", help="coarse-to-fine model directory or Hub id (DAC: fills the 8 fine levels)")
     p.add_argument("--out", default="out", help="output folder (default: out)")
     s = p.add_argument_group("sampling")
     s.add_argument("--steps", type=int, default=16, help="decoding steps per window (default 16)")

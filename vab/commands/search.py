@@ -31,7 +31,8 @@ def register(sub) -> None:
                    help="modality searched (default: the other one)")
     p.add_argument("--top", type=int, default=5, help="results to show (default 5)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    p.add_argument("--checkpoint", help="model directory for file queries (default: the one recorded in the index)")
+    p.add_argument("--checkpoint", help="model directory or Hub id for file queries "
+                   "(default: the one recorded in the index)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
     p.set_defaults(func=run)
 

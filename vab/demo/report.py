@@ -80,6 +80,34 @@ def print_summary(result: DemoResult, console: Any = None) -> None:
     console.print(f"report: {result.out / 'report.md'}")
 
 
+def results_table(result: DemoResult) -> list[str]:
+    """The demo's numbers against chance as a markdown table (report.md and the model cards)."""
+    lines = ["| measure | value | chance | target | note |", "|---|---:|---:|---:|---|"]
+    for row in summary_rows(result):
+        lines.append(f"| {row.measure} | {_fmt(row.value)} | {_fmt(row.chance)} | {_fmt(row.target)} | {row.note} |")
+    return lines
+
+
+#: the model directories a demo writes, each with a model card
+MODEL_DIRS = ("model", "retrieval", *(f"classify-{m}" for m in MODES))
+
+
+def write_model_cards(result: DemoResult) -> list[Path]:
+    """Add the demo's results table to the card of every model directory the demo wrote
+    (replacing the section a previous run added)."""
+    from vab.model.card import set_card_section
+
+    s = result.settings
+    body = "\n".join([
+        f"Made by `vab demo` ({s.name}): trained on a synthetic world of {s.classes} classes "
+        f"({s.train} training clips of {s.seconds:g} s) that the demo generates itself, then scored on its "
+        f"{s.test} held-out clips.  Each number is shown with its chance level:", "",
+        *results_table(result),
+    ])
+    return [set_card_section(result.out / name, "vab demo results", body)
+            for name in MODEL_DIRS if (result.out / name / "README.md").is_file()]
+
+
 def write_report(result: DemoResult) -> Path:
     """DIR/report.md: the settings, the numbers against chance, stage times and file paths."""
     from vab.utils import atomic_path
@@ -95,11 +123,8 @@ def write_report(result: DemoResult) -> Path:
         f"Model: the `tiny` preset with `{' '.join(s.overrides)}`, features at {s.fps:g} fps; "
         f"pretraining {s.pretrain_steps} steps, retrieval fine-tuning {s.retrieval_steps} steps, "
         f"classification fine-tuning {s.classify_steps} steps per mode (batch {s.batch_size}).", "",
-        "## Results (held-out test split)", "",
-        "| measure | value | chance | target | note |", "|---|---:|---:|---:|---|",
+        "## Results (held-out test split)", "", *results_table(result),
     ]
-    for row in summary_rows(result):
-        lines.append(f"| {row.measure} | {_fmt(row.value)} | {_fmt(row.chance)} | {_fmt(row.target)} | {row.note} |")
     lines += [
         "", "Class agreement: a logistic regression on log-mel statistics, trained on the real training clips' "
         "audio only (as recorded and after the codec's encode + decode round trip; never on generated audio), "

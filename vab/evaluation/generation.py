@@ -285,20 +285,12 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 def load_generator(checkpoint: str | os.PathLike, *, device: str = "cpu", precision: str = "auto",
                    batch_size: int = 1) -> Any:
-    """The generator of a model directory.  `vab.generation.generator.Generator.from_pretrained` is the one
-    entry point `vab generate` uses too, so any model type it generates with (VAB, and the
+    """The generator of a model directory or Hugging Face Hub id.  `vab.generation.generator.Generator.from_pretrained`
+    is the one entry point `vab generate` uses too, so any model type it generates with (VAB, and the
     autoregressive baseline, ``model.type=foleygen``) is scored the same way."""
     from vab.generation.generator import Generator
 
-    if not (Path(checkpoint) / "config.yaml").is_file():
-        raise VabError(f"{checkpoint}: not a model directory (no config.yaml)")
     return Generator.from_pretrained(checkpoint, device=device, precision=precision, batch_size=batch_size)
-
-
-def model_type(checkpoint: str | os.PathLike) -> str:
-    from vab.config import load_config
-
-    return str(load_config(Path(checkpoint) / "config.yaml").model.type)
 
 
 def stored_features(generator: Any, clips: ClipSet) -> Callable[[int], torch.Tensor]:
@@ -558,7 +550,8 @@ def evaluate(
         fad, kl, note = fad_and_kl(real_scores, scores)
         n = len(scores.ids)
         results.append(ModelResult(
-            name=name, checkpoint=str(checkpoint), model_type=model_type(checkpoint), clips=n, failed=len(failed),
+            name=name, checkpoint=str(checkpoint), model_type=str(generator.model.config.model.type), clips=n,
+            failed=len(failed),
             fad=fad, kl=kl, seconds_per_clip=timing["wall"] / max(n, 1),
             real_time_factor=timing["wall"] / max(timing["audio_seconds"], 1e-9), audio_seconds=timing["audio_seconds"],
             embeddings=int(sum(len(e) for e in scores.embeddings)), sampling=_sampling_dict(settings), note=note,

@@ -34,10 +34,10 @@ from torch import nn
 
 from vab.errors import VabError
 from vab.finetuning.pooling import MODES, pooled
+from vab.model.card import TrainingRecord
+from vab.model.directory import HEAD_CONFIG, HEAD_WEIGHTS
 from vab.training.objective import prepare_batch, unwrap
 
-HEAD_WEIGHTS = "classifier.safetensors"
-HEAD_CONFIG = "classifier.yaml"
 LOSSES = ("auto", "bce", "ce")
 # Table 8 (classification column) where the pretraining config says otherwise.
 FINETUNE_DEFAULTS = ["train.lr=1e-4", "train.warmup_steps=0"]
@@ -221,8 +221,11 @@ def classification_validation(accelerator_ref: dict, loss: str):
 
 
 # ---------------------------------------------------------------------- directories
-def save_classifier(classifier: Classifier, codec: Any, out: str | Path, loss: str) -> Path:
-    """Write the backbone as a VAB model directory plus classifier.safetensors / classifier.yaml."""
+def save_classifier(
+    classifier: Classifier, codec: Any, out: str | Path, loss: str, training: TrainingRecord | None = None
+) -> Path:
+    """Write the backbone as a VAB model directory (its card saying what the run knows,
+    `training`) plus classifier.safetensors / classifier.yaml."""
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
@@ -230,7 +233,7 @@ def save_classifier(classifier: Classifier, codec: Any, out: str | Path, loss: s
     from vab.utils import atomic_path
 
     out = Path(out)
-    save_model_dir(classifier.backbone, codec, out)
+    save_model_dir(classifier.backbone, codec, out, training)
     head = {k: v.detach().contiguous().cpu() for k, v in classifier.head.state_dict().items()}
     with atomic_path(out / HEAD_WEIGHTS) as tmp:
         save_file(head, str(tmp), metadata={"format": "vab-classifier"})
@@ -242,14 +245,15 @@ def save_classifier(classifier: Classifier, codec: Any, out: str | Path, loss: s
 
 
 def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
-    """(Classifier in eval mode, classifier.yaml as a dict) from a classifier directory."""
+    """(Classifier in eval mode, classifier.yaml as a dict) from a classifier directory or Hub id."""
     from omegaconf import OmegaConf
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from vab.model import VAB
+    from vab.model.hub import resolve_model_dir
 
-    directory = Path(directory)
+    directory = resolve_model_dir(directory)
     head_cfg, head_file = directory / HEAD_CONFIG, directory / HEAD_WEIGHTS
     for path in (head_cfg, head_file):
         if not path.is_file():
@@ -289,7 +293,9 @@ def evaluate_classifier(
     from vab.config import load_config
     from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
     from vab.finetuning.metrics import mean_average_precision
+    from vab.model.hub import resolve_model_dir
 
+    model_dir = resolve_model_dir(model_dir)
     clf, meta = load_classifier(model_dir, device=device)
     cfg = load_config(model_dir)
     paths = [str(p) for p in data_paths]
@@ -347,14 +353,16 @@ def finetune_classifier(
     resume: bool | str = False,
     model_out: str | Path | None = None,
 ) -> Path:
-    """Fine-tune a classifier from the model directory `init` on ``data.path`` (in `overrides`).
+    """Fine-tune a classifier from the model directory or Hub id `init` on ``data.path`` (in `overrides`).
 
     The config is `init`'s, then :data:`FINETUNE_DEFAULTS`, then `overrides`; the run goes to
     ``train.output_dir`` (default ``runs/classify-<mode>``).  Returns the classifier directory."""
     from vab.config import load_config
     from vab.data.dataset import collate
     from vab.model import VAB
-    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for
+    from vab.model.directory import CONFIG_FILE
+    from vab.model.hub import resolve_model_dir
+    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
     from vab.utils import check_writable_dir
 
@@ -362,8 +370,8 @@ def finetune_classifier(
         check_writable_dir(model_out, "the classifier directory")
     if mode not in MODES:
         raise VabError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    init = Path(init)
-    if not (init / "config.yaml").is_file():
+    source, init = init, resolve_model_dir(init)
+    if not (init / CONFIG_FILE).is_file():
         raise VabError(f"{init}: not a model directory (no config.yaml)")
     cfg = load_config(init, FINETUNE_DEFAULTS + [f"train.output_dir=runs/classify-{mode}"] + list(overrides))
     paths = data_paths(cfg)
@@ -391,6 +399,10 @@ def finetune_classifier(
     trained = unwrap(trainer.fit(resume=resume))
     out = Path(model_out or Path(trainer.run_dir) / "model")
     if trainer.accelerator.is_main_process:
-        save_classifier(trained, load_codec_for(cfg, init), out, loss)
+        record = training_record(trainer, train_set, "classification", init=source, details={
+            "mode": mode, "classes": len(info.label_names), "loss": loss, "linear probe": linear_probe,
+            "class-balanced sampling": balanced,
+        })
+        save_classifier(trained, load_codec_for(cfg, init), out, loss, record)
     trainer.accelerator.wait_for_everyone()
     return out

@@ -25,12 +25,13 @@ from torch import nn
 
 from vab.data.augment import augment
 from vab.finetuning.pooling import embeddings
+from vab.model.card import TrainingRecord
+from vab.model.directory import TEMPERATURE_FILE
 from vab.training.objective import prepare_batch, unwrap
 
 TEMPERATURE_INIT = 0.07
 TEMPERATURE_MIN = 0.01
 TEMPERATURE_MAX = 1.0
-TEMPERATURE_FILE = "retrieval.safetensors"
 
 
 def info_nce(audio: torch.Tensor, video: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
@@ -81,14 +82,15 @@ class ContrastiveVAB(nn.Module):
             return int(name.split(".")[1]) < self.vab.expert_layers
         return self.vab.part_of(name) == "embeddings"
 
-    def save(self, codec: Any, out: str | Path) -> Path:
-        """Write the VAB model directory (generates as before) plus the temperature file."""
+    def save(self, codec: Any, out: str | Path, training: TrainingRecord | None = None) -> Path:
+        """Write the VAB model directory (generates as before; its card saying what the run
+        knows, `training`) plus the temperature file."""
         from safetensors.torch import save_file
 
         from vab.training.run import save_model_dir
         from vab.utils import atomic_path
 
-        out = save_model_dir(self.vab, codec, out)
+        out = save_model_dir(self.vab, codec, out, training)
         with atomic_path(out / TEMPERATURE_FILE) as tmp:
             save_file({"log_temperature": self.log_temperature.detach().cpu().reshape(1)}, str(tmp))
         return out
@@ -184,7 +186,7 @@ def load_temperature(directory: str | Path) -> float | None:
 def finetune_retrieval(
     cfg: Any, init: str | Path, resume: bool | str = False, model_out: str | Path | None = None
 ) -> Path:
-    """Contrastive fine-tuning of the model directory `init` on ``cfg.data.path`` with
+    """Contrastive fine-tuning of the model directory or Hub id `init` on ``cfg.data.path`` with
     ``cfg.train`` settings; writes RUN and a model directory (default RUN/model).  Returns it."""
     from vab.data.dataset import collate
     from vab.errors import VabError
@@ -193,9 +195,11 @@ def finetune_retrieval(
     if model_out is not None:  # written after training: refuse a bad place before it
         check_writable_dir(model_out, "the model directory")
     from vab.model import VAB
-    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for
+    from vab.model.hub import resolve_model_dir
+    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
 
+    source, init = init, resolve_model_dir(init)
     paths = data_paths(cfg)
     check_same_codec_state(paths)
     vab = VAB.from_pretrained(init)
@@ -225,7 +229,9 @@ def finetune_retrieval(
     trained = unwrap(trainer.fit(resume=resume))
     out = Path(model_out or Path(trainer.run_dir) / "model")
     if trainer.accelerator.is_main_process:
-        trained.save(codec, out)
+        trained.save(codec, out, training_record(trainer, train_set, "retrieval", init=source, details={
+            "temperature": f"{trained.temperature.item():.4f}",
+        }))
     trainer.accelerator.wait_for_everyone()
     return out
 

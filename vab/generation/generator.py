@@ -209,16 +209,19 @@ class Generator:
         device: str = "auto",
         **kwargs: Any,
     ) -> "Generator":
-        """Load model directories (config.yaml + model.safetensors, YAML and safetensors only)."""
+        """Load model directories (config.yaml + model.safetensors, YAML and safetensors only),
+        each given as a folder or a Hugging Face Hub id ``org/name[@revision]``."""
         from vab.model import load_pretrained
+        from vab.model.hub import resolve_model_dir
         from vab.utils import pick_device
 
         device = pick_device(device)
-        model = load_pretrained(checkpoint, device=device)
+        directory = resolve_model_dir(checkpoint)  # the codec is read from the same folder
+        model = load_pretrained(directory, device=device)
         c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
-        return cls(model, c2f=c2f, directory=checkpoint, **kwargs)
+        return cls(model, c2f=c2f, directory=directory, **kwargs)
 
     # ------------------------------------------------------------------ facts
     @property

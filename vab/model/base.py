@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from vab.errors import ConfigError, VabError
+from vab.model.card import TrainingRecord
 from vab.model.directory import CONFIG_FILE, WEIGHTS_FILE, check_tensors, read_weights, tensors_digest
 from vab.model.multiway import ALIBI_MODES, alibi_slopes
 from vab.model.registry import model_class, type_name
@@ -132,12 +133,14 @@ class TokenModel(nn.Module):
         return self.parameter_counts()[part]
 
     # ------------------------------------------------------------------ model directory
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.yaml`` (the full config) and ``model.safetensors`` into `directory`,
-        each atomically.  Returns the directory."""
+    def save_pretrained(self, directory: str | Path, training: TrainingRecord | None = None) -> Path:
+        """Write ``config.yaml`` (the full config), ``model.safetensors`` and the model card
+        ``README.md`` (:mod:`vab.model.card`; `training` adds what the run knows) into
+        `directory`, each atomically.  Returns the directory."""
         from safetensors.torch import save_file
 
         from vab.config import save_config
+        from vab.model.card import render_card, write_card
         from vab.utils import atomic_path
 
         directory = Path(directory)
@@ -153,17 +156,22 @@ class TokenModel(nn.Module):
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         save_config(self.config, directory / CONFIG_FILE)
+        write_card(directory, render_card(self, training))
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "TokenModel":
-        """Load a model directory written by :meth:`save_pretrained` (YAML + safetensors only);
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu", *, local_files_only: bool = False
+    ) -> "TokenModel":
+        """Load a model directory written by :meth:`save_pretrained` (YAML + safetensors only),
+        or the one a Hugging Face Hub id ``org/name[@revision]`` names (:mod:`vab.model.hub`);
         the class is the one its ``model.type`` names, and must be a `cls`.  Raises VabError
         naming the file and the problem."""
         from vab.config import load_config
+        from vab.model.hub import resolve_model_dir
         from vab.utils import pick_device
 
-        directory = Path(directory)
+        directory = resolve_model_dir(directory, local_files_only=local_files_only)
         if not directory.is_dir():
             raise VabError(f"{directory}: not a model directory (no such directory, so no config.yaml)")
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
@@ -211,7 +219,10 @@ def check_token_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_r
     return problems
 
 
-def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> TokenModel:
-    """The model in a model directory (``config.yaml`` + ``model.safetensors``), of the class
-    its ``model.type`` names (VAB, the coarse-to-fine model, the FoleyGen baseline ...)."""
-    return TokenModel.from_pretrained(directory, device=device)
+def load_pretrained(
+    directory: str | Path, device: str | torch.device = "cpu", *, local_files_only: bool = False
+) -> TokenModel:
+    """The model in a model directory (``config.yaml`` + ``model.safetensors``) or Hugging Face
+    Hub id (``org/name[@revision]``), of the class its ``model.type`` names (VAB, the
+    coarse-to-fine model, the FoleyGen baseline ...)."""
+    return TokenModel.from_pretrained(directory, device=device, local_files_only=local_files_only)

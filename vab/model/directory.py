@@ -1,5 +1,10 @@
 """The model directory format: ``config.yaml`` + ``model.safetensors`` (DESIGN section 6).
 
+Beside those two a model directory may hold only the files of :data:`MODEL_FILES`: the
+fitted spectral codec, the model card, and what fine-tuning adds (a retrieval temperature,
+a classification head).  That list is what `vab push` uploads and what is fetched for a
+Hugging Face Hub id (:mod:`vab.model.hub`); nothing else travels with a model.
+
 The weights file carries ``format: vab`` metadata and a SHA-256 of its tensors, because
 safetensors itself does not notice altered tensor data.  Nothing here unpickles: a model
 directory is data, read as YAML and safetensors only.
@@ -12,10 +17,19 @@ from pathlib import Path
 
 import torch
 
+from vab.codecs.spectral import STATE_FILE as CODEC_FILE  # a fitted spectral codec
 from vab.errors import VabError
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"  # the model card (Hub metadata + what is known of the model)
+TEMPERATURE_FILE = "retrieval.safetensors"  # retrieval fine-tuning's temperature (vab.finetuning.contrastive)
+HEAD_WEIGHTS = "classifier.safetensors"  # a classification head (vab.finetuning.classification)
+HEAD_CONFIG = "classifier.yaml"  # the head's mode, loss and label names
+#: the two files every model directory holds
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+#: every file a model directory may hold: YAML, safetensors and the card, nothing that unpickles
+MODEL_FILES = (*REQUIRED_FILES, CODEC_FILE, CARD_FILE, TEMPERATURE_FILE, HEAD_WEIGHTS, HEAD_CONFIG)
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from vab.errors import VabError
+from vab.model.card import TrainingRecord
 
 VALID_RATIOS = (0.3, 0.55, 0.9)
 
@@ -149,16 +150,34 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     trained = trainer.fit(resume=resume)
     out = Path(model_out or Path(trainer.run_dir) / "model")
     if trainer.accelerator.is_main_process:
-        save_model_dir(trained, codec, out)
+        save_model_dir(trained, codec, out, training_record(trainer, train_set))
     trainer.accelerator.wait_for_everyone()
     return out
 
 
-def save_model_dir(model, codec, out: str | Path) -> Path:
-    """A self-contained model directory: config.yaml, model.safetensors, and the fitted codec if any."""
+def save_model_dir(model, codec, out: str | Path, training: TrainingRecord | None = None) -> Path:
+    """A self-contained model directory: config.yaml, model.safetensors, the fitted codec if any,
+    and the model card (with what the run knows, `training`, when given)."""
     from vab.training.objective import unwrap
 
     out = Path(out)
-    unwrap(model).save_pretrained(out)
+    unwrap(model).save_pretrained(out, training=training)
     codec.save(out)
     return out
+
+
+def training_record(trainer: Any, train_set: Any, task: str = "pretraining", *, init: str | Path | None = None,
+                    details: dict[str, Any] | None = None) -> TrainingRecord:
+    """What the model card says of a finished run: each data set's path and training clips,
+    the steps taken and the last validation numbers (main process: the one holding them)."""
+    data = getattr(train_set, "base", train_set)  # the class-balanced view wraps the data set
+    last = next((row for row in reversed(trainer.history) if any(k.startswith("valid/") for k in row)), {})
+    return TrainingRecord(
+        task=task,
+        data=[(str(path), sum(1 for n, _ in data.index if n == i)) for i, path in enumerate(data.paths)],
+        clip_seconds=float(data.info.duration),
+        steps=int(trainer.state.step),
+        validation={k.removeprefix("valid/"): float(v) for k, v in last.items() if k.startswith("valid/")},
+        init=None if init is None else str(init),
+        details=dict(details or {}),
+    )

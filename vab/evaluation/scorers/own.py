@@ -10,7 +10,6 @@ mean-pooled expert-layer output, as retrieval and classification use it).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,8 +27,9 @@ class OwnClassifier(AudioEmbedder):
     def __init__(self, directory: str | os.PathLike, device: str | torch.device = "cpu"):
         from vab.finetuning.classification import load_classifier
         from vab.generation.loading import load_codec
+        from vab.model.hub import resolve_model_dir
 
-        self.directory = Path(directory)
+        self.directory = resolve_model_dir(directory)  # a folder or a Hugging Face Hub id
         self.classifier, _ = load_classifier(self.directory, device=device)
         if self.classifier.mode != "audio":
             raise VabError(
