@@ -118,3 +118,39 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+# ---------------------------------------------------------------------- the page
+def open_page(context, url: str, tab: str | None = None, page=None):
+    """The app's page (a new one, or `page` reloaded: empty upload fields), on `tab`."""
+    if page is None:
+        page = context.new_page()
+        page.goto(url)
+    else:
+        page.reload()
+    page.wait_for_selector("#generate-button", timeout=60_000)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    return page
+
+
+def upload(page, element: str, path: Path) -> None:
+    """Put a file in the upload field with elem_id `element`."""
+    page.set_input_files(f"#{element} input[type=file]", str(path))
+
+
+def wait_text(page, selector: str, text: str, timeout: float = 60_000) -> str:
+    """The text of `selector` once it contains `text` (else an AssertionError saying what it shows)."""
+    try:
+        page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+                               arg=[selector, text], timeout=timeout)
+    except Exception:  # say what the page shows instead
+        shown = page.locator(selector).all_inner_texts()
+        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown}") from None
+    return page.inner_text(selector).strip()
+
+
+def set_number(page, element: str, value) -> None:
+    """Type `value` into the number field with elem_id `element` (a slider's box too)."""
+    page.fill(f"#{element} input[type=number]", str(value))
+    page.press(f"#{element} input[type=number]", "Tab")

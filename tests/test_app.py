@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser import AppServer, chromium, chromium_missing, fetch
+from tests.browser import AppServer, chromium, chromium_missing, fetch, open_page, set_number, upload, wait_text
 from tests.conftest import free_port
 from tests.mediagen import make_video, tone
 from vab import media
@@ -98,39 +98,6 @@ def browser():
         yield context
 
 
-def open_page(browser, server, tab: str | None = None, page=None):
-    """The page (a new one, or `page` reloaded: empty upload fields), on `tab`."""
-    if page is None:
-        page = browser.new_page()
-        page.goto(server.url)
-    else:
-        page.reload()
-    page.wait_for_selector("#generate-button", timeout=60_000)
-    if tab:
-        page.get_by_role("tab", name=tab).click()
-    return page
-
-
-def upload(page, element: str, path: Path) -> None:
-    page.set_input_files(f"#{element} input[type=file]", str(path))
-
-
-def wait_text(page, selector: str, text: str, timeout: float = 60_000) -> str:
-    """The text of `selector` once it contains `text`."""
-    try:
-        page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
-                               arg=[selector, text], timeout=timeout)
-    except Exception:  # say what the page shows instead
-        shown = page.locator(selector).all_inner_texts()
-        raise AssertionError(f"{selector} never showed {text!r}; it shows {shown}") from None
-    return page.inner_text(selector).strip()
-
-
-def set_number(page, element: str, value) -> None:
-    page.fill(f"#{element} input[type=number]", str(value))
-    page.press(f"#{element} input[type=number]", "Tab")
-
-
 def one_line_error(page, selector: str, failed: str, *words: str) -> str:
     """The status under `selector` is one line saying what failed, with `words` in it, and the
     page holds no traceback."""
@@ -155,7 +122,7 @@ def cli_wav(tmp_path: Path, video: Path, model: Path, *extra: str) -> np.ndarray
 def test_the_page_renders_offline_on_this_machine_only(server, browser):
     requested: list[str] = []
     browser.on("request", lambda r: requested.append(r.url))
-    page = open_page(browser, server)
+    page = open_page(browser, server.url)
     body = page.inner_text("body")
     assert f"Uploads up to 500 MB and {MAX_SECONDS / 60:g} min" in body
     assert "held-out clips of the demo" in body  # the demo's held-out clips are the examples
@@ -170,7 +137,7 @@ def test_the_page_renders_offline_on_this_machine_only(server, browser):
 
 
 def test_generate_in_the_page_gives_the_cli_soundtrack(server, browser, demo_dir, clips, artifacts, tmp_path):
-    page = open_page(browser, server)
+    page = open_page(browser, server.url)
     video = clips[0]
     upload(page, "generate-video", video)
     wait_text(page, "#generate-status p", f"{video.name}: {CLIP_SECONDS:.1f} s")
@@ -195,7 +162,7 @@ def test_generate_in_the_page_gives_the_cli_soundtrack(server, browser, demo_dir
 
 
 def test_bad_uploads_are_one_line_in_the_page(server, browser, tmp_path):
-    page = open_page(browser, server)
+    page = open_page(browser, server.url)
     text_file = tmp_path / "notes.mp4"
     text_file.write_text("these are my notes, not a video\n")
     upload(page, "generate-video", text_file)
@@ -207,7 +174,7 @@ def test_bad_uploads_are_one_line_in_the_page(server, browser, tmp_path):
     sound = make_video(tmp_path / "sound.mp4", seconds=2.0, video=False)  # an mp4 with only an audio stream
     long = make_video(tmp_path / "long.mp4", seconds=MAX_SECONDS + 10, fps=1.0, width=16, height=16)
     for path, words in ((sound, ["sound.mp4", "no video stream"]), (long, ["long.mp4", "too long"])):
-        open_page(browser, server, page=page)
+        open_page(browser, server.url, page=page)
         upload(page, "generate-video", path)
         one_line_error(page, "#generate-status p", "upload", *words)
     page.close()
@@ -216,7 +183,7 @@ def test_bad_uploads_are_one_line_in_the_page(server, browser, tmp_path):
 def test_search_in_the_page_ranks_as_vab_search(server, browser, demo_dir, clips, artifacts, capsys):
     import json
 
-    page = open_page(browser, server, "Search")
+    page = open_page(browser, server.url, "Search")
     upload(page, "search-query", clips[1])
     page.click("#search-button")
     wait_text(page, "#search-status p", "4 closest audio clip(s) of 4")  # top 5 of a 4-clip index: all 4
@@ -238,7 +205,7 @@ def test_search_in_the_page_ranks_as_vab_search(server, browser, demo_dir, clips
     page.screenshot(path=str(artifacts / "app-search.png"), full_page=True)
     bad = demo_dir.parent / "query.mp4"
     bad.write_text("not a video")
-    open_page(browser, server, "Search", page=page)
+    open_page(browser, server.url, "Search", page=page)
     upload(page, "search-query", bad)
     page.click("#search-button")
     one_line_error(page, "#search-status p", "search", "query.mp4", "not a media file")
@@ -251,7 +218,7 @@ def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, de
     from vab.finetuning.classification import load_classifier, scores_from_logits
     from vab.search import Embedder
 
-    page = open_page(browser, server, "Classify")
+    page = open_page(browser, server.url, "Classify")
     upload(page, "classify-file", clips[2])
     page.click("#classify-button")
     wait_text(page, "#classify-status p", f"{clips[2].name}: ")
@@ -268,7 +235,7 @@ def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, de
     page.screenshot(path=str(artifacts / "app-classify.png"), full_page=True)
     bad = demo_dir.parent / "clip.mp4"
     bad.write_text("not a video")
-    open_page(browser, server, "Classify", page=page)
+    open_page(browser, server.url, "Classify", page=page)
     upload(page, "classify-file", bad)
     page.click("#classify-button")
     one_line_error(page, "#classify-status p", "classify", "clip.mp4", "not a media file")
@@ -276,7 +243,7 @@ def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, de
 
 
 def test_edit_and_continue_in_the_page_give_the_cli_soundtracks(server, browser, demo_dir, clips, tmp_path):
-    page = open_page(browser, server, "Edit")
+    page = open_page(browser, server.url, "Edit")
     set_number(page, "seed", SEED)
     set_number(page, "steps", STEPS)
     video = clips[3]
@@ -313,7 +280,7 @@ def test_edit_and_continue_in_the_page_give_the_cli_soundtracks(server, browser,
 
 def test_a_waiting_job_sees_its_place_in_the_queue_and_stop_frees_the_slot(server, browser, clips, tmp_path):
     long = make_video(tmp_path / "long.mp4", seconds=MAX_SECONDS - 20, fps=2.0, width=32, height=24)
-    first, second = open_page(browser, server), open_page(browser, server)
+    first, second = open_page(browser, server.url), open_page(browser, server.url)
     upload(first, "generate-video", long)
     upload(second, "generate-video", clips[0])
     wait_text(first, "#generate-status p", "long.mp4")

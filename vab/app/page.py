@@ -46,40 +46,36 @@ def status(text: str, failed: str | None = None) -> str:
 
 
 class StopFlags:
-    """One stop flag per browser session: Stop sets it, the running job polls it."""
+    """One stop flag per browser session and tab: Stop sets it, that tab's running job polls it."""
 
     def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
+        self._flags: dict[tuple[str, str], threading.Event] = {}
         self._lock = threading.Lock()
 
-    def _flag(self, session: str) -> threading.Event:
+    def _flag(self, key: tuple[str, str]) -> threading.Event:
         with self._lock:
-            return self._flags.setdefault(session, threading.Event())
+            return self._flags.setdefault(key, threading.Event())
 
-    def start(self, session: str) -> threading.Event:
-        """A job of `session` starts: its flag is cleared and returned for polling."""
-        flag = self._flag(session)
+    def start(self, session: str, tab: str) -> threading.Event:
+        """A job starts: its flag is cleared and returned for polling."""
+        flag = self._flag((session, tab))
         flag.clear()
         return flag
 
-    def stop(self, session: str) -> None:
-        self._flag(session).set()
+    def stop(self, session: str, tab: str) -> None:
+        self._flag((session, tab)).set()
 
-    def finish(self, session: str) -> None:
+    def finish(self, session: str, tab: str) -> None:
         with self._lock:
-            self._flags.pop(session, None)
+            self._flags.pop((session, tab), None)
 
 
-def build_page(backend: Backend, examples_dir: Path | None = None):
-    """The gr.Blocks of the app (not launched).  `examples_dir`: where example clips are
-    copied so the page may serve them (default: the workspace)."""
+def build_page(backend: Backend):
+    """The gr.Blocks of the app (not launched yet)."""
     limits = backend.limits
     flags = StopFlags()
     defaults = SamplingConfig()
     keep = limits.keep_seconds
-
-    def session_of(request: gr.Request) -> str:
-        return request.session_hash
 
     def describe(path: str | None, need: str) -> str:
         if not path:
@@ -101,9 +97,9 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
         except (TypeError, ValueError):
             raise VabError("decoding settings: every field needs a number") from None
 
-    def run_soundtrack(request, progress, video, settings, **kwargs) -> Soundtrack:
-        session = session_of(request)
-        flag = flags.start(session)
+    def run_soundtrack(tab: str, request: gr.Request, progress, video, settings, **kwargs) -> Soundtrack:
+        """backend.soundtrack with the page's settings, its progress bar and its tab's Stop button."""
+        flag = flags.start(request.session_hash, tab)
         steps, guidance, mask_temperature, temperature, seed, duration, audio_format = settings
         try:
             return backend.soundtrack(
@@ -113,7 +109,7 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
                 should_stop=flag.is_set, **kwargs,
             )
         finally:
-            flags.finish(session)
+            flags.finish(request.session_hash, tab)
 
     def done_line(track: Soundtrack, what: str) -> str:
         return status(f"{what}: {track.seconds:.1f} s of audio in {track.windows} window(s), {track.wall:.1f} s; "
@@ -124,7 +120,7 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
                     request: gr.Request, progress=gr.Progress()):
         settings = (steps, guidance, mask_temperature, temperature, seed, duration, audio_format)
         try:
-            track = run_soundtrack(request, progress, video, settings)
+            track = run_soundtrack("generate", request, progress, video, settings)
         except Exception as exc:  # noqa: BLE001
             return status(one_line(exc, [video]), "generate"), None, None, None, None
         return done_line(track, "generated"), str(track.video), str(track.audio), str(track.audio), str(track.plot)
@@ -135,7 +131,7 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
         try:
             if not (spans or "").strip():
                 raise VabError("no spans: type them (2.5-4.0,7-8) or click start and end on the spectrogram")
-            track = run_soundtrack(request, progress, video, settings, edit=spans)
+            track = run_soundtrack("edit", request, progress, video, settings, edit=spans)
         except Exception as exc:  # noqa: BLE001
             return status(one_line(exc, [video]), "edit"), None, None, None, None
         return (done_line(track, "edited"), str(track.original), str(track.audio), str(track.video),
@@ -147,15 +143,18 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
         try:
             if not prompt:
                 raise VabError("no prompt: upload or record the audio to continue")
-            track = run_soundtrack(request, progress, video, settings, prompt=prompt,
+            track = run_soundtrack("continue", request, progress, video, settings, prompt=prompt,
                                    prompt_seconds=float(prompt_seconds) if prompt_seconds else None)
         except Exception as exc:  # noqa: BLE001
             return status(one_line(exc, [video, prompt]), "continue"), None, None, None
         return done_line(track, "continued"), str(track.video), str(track.audio), str(track.plot)
 
-    def on_stop(request: gr.Request):
-        flags.stop(session_of(request))
-        return status("stopping: the job ends after its current window")
+    def stopper(tab: str):
+        def on_stop(request: gr.Request):
+            flags.stop(request.session_hash, tab)
+            return status("stopping: the job ends after its current window")
+
+        return on_stop
 
     def on_edit_upload(video):
         line = describe(video, "video")
@@ -205,7 +204,7 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
         return status(f"{Path(path).name}: {best} ({scores[best]:.0%})"), scores
 
     # ------------------------------------------------------------------ layout
-    examples = _serveable(backend.examples, examples_dir or backend.workspace.root / "examples")
+    examples = _serveable(backend.examples, backend.workspace.root / "examples")
     with gr.Blocks(title="vab", analytics_enabled=False, delete_cache=(max(60, int(keep // 4)), int(keep))) as page:
         gr.Markdown(
             f"# vab: sound for silent video\n{html.escape(backend.describe())}.  "
@@ -340,9 +339,10 @@ def build_page(backend: Backend, examples_dir: Path | None = None):
         cont_event = cont_button.click(on_continue, [cont_video, cont_prompt, cont_seconds, *settings],
                                        [cont_status, cont_result, cont_audio, cont_plot],
                                        api_name="continue", show_progress_on=[cont_result], **model_bound)
-        for button, event, out in ((gen_stop, gen_event, gen_status), (edit_stop, edit_event, edit_status),
-                                   (cont_stop, cont_event, cont_status)):
-            button.click(on_stop, None, [out], cancels=[event], queue=False)
+        for tab, button, event, out in (("generate", gen_stop, gen_event, gen_status),
+                                        ("edit", edit_stop, edit_event, edit_status),
+                                        ("continue", cont_stop, cont_event, cont_status)):
+            button.click(stopper(tab), None, [out], cancels=[event], queue=False)
         search_query.upload(lambda f: describe(f, "media"), [search_query], [search_status])
         search_button.click(on_search, [search_query, search_by, search_top], [search_status, search_table, *slots],
                             api_name="search", show_progress_on=[search_table], **model_bound)
