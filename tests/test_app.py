@@ -107,6 +107,17 @@ def one_line_error(page, selector: str, failed: str, *words: str) -> str:
     return text
 
 
+def refuses_a_text_file(page, server, tab: str, bad: Path) -> None:
+    """On `tab` (Search or Classify), a text file named like a video gets one line, then the page closes."""
+    kind = {"Search": ("search", "search-query"), "Classify": ("classify", "classify-file")}[tab]
+    bad.write_text("not a video")
+    open_page(None, server.url, tab, page=page)
+    upload(page, kind[1], bad)
+    page.click(f"#{kind[0]}-button")
+    one_line_error(page, f"#{kind[0]}-status p", kind[0], bad.name, "not a media file")
+    page.close()
+
+
 def read_wav(path: Path) -> np.ndarray:
     return media.read_audio(path, 16000)
 
@@ -203,13 +214,7 @@ def test_search_in_the_page_ranks_as_vab_search(server, browser, demo_dir, clips
     href = page.get_attribute("#match-audio-0 a[download]", "href")
     assert fetch(href, demo_dir.parent / "match.wav").stat().st_size > 1000
     page.screenshot(path=str(artifacts / "app-search.png"), full_page=True)
-    bad = demo_dir.parent / "query.mp4"
-    bad.write_text("not a video")
-    open_page(browser, server.url, "Search", page=page)
-    upload(page, "search-query", bad)
-    page.click("#search-button")
-    one_line_error(page, "#search-status p", "search", "query.mp4", "not a media file")
-    page.close()
+    refuses_a_text_file(page, server, "Search", demo_dir.parent / "query.mp4")
 
 
 def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, demo_dir, clips, artifacts):
@@ -233,13 +238,7 @@ def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, de
     assert [name for name, _ in shown] == [name for name, _ in expected][:len(shown)] and len(shown) == 4
     assert [p for _, p in shown] == pytest.approx([p for _, p in expected], abs=1e-5)
     page.screenshot(path=str(artifacts / "app-classify.png"), full_page=True)
-    bad = demo_dir.parent / "clip.mp4"
-    bad.write_text("not a video")
-    open_page(browser, server.url, "Classify", page=page)
-    upload(page, "classify-file", bad)
-    page.click("#classify-button")
-    one_line_error(page, "#classify-status p", "classify", "clip.mp4", "not a media file")
-    page.close()
+    refuses_a_text_file(page, server, "Classify", demo_dir.parent / "clip.mp4")
 
 
 def test_edit_and_continue_in_the_page_give_the_cli_soundtracks(server, browser, demo_dir, clips, tmp_path):
