@@ -29,6 +29,7 @@ from vab.cli import main
 SEED = 7
 STEPS = 2  # decoding steps: the page's results are compared with the CLI's, not judged
 MAX_SECONDS = 120  # the server's --max-seconds; the too-long upload is longer
+MAX_UPLOAD_MB = 1  # the server's --max-upload-mb; the test media are smaller, the too-big upload is not
 CLIP_SECONDS = 5.0  # the world's clips: two 4-s windows each
 
 
@@ -82,7 +83,8 @@ def server(demo_dir, tmp_path_factory):
 
     words = app_command(demo_dir).split()
     assert words[:2] == ["vab", "app"] and "--index" in words and "--classifier" in words
-    app = AppServer(words[2:] + ["--port", str(free_port()), "--max-seconds", str(MAX_SECONDS)],
+    app = AppServer(words[2:] + ["--port", str(free_port()), "--max-seconds", str(MAX_SECONDS),
+                                 "--max-upload-mb", str(MAX_UPLOAD_MB)],
                     log=tmp_path_factory.mktemp("log") / "app.log")
     yield app
     assert app.stop() == 0
@@ -135,7 +137,7 @@ def test_the_page_renders_offline_on_this_machine_only(server, browser):
     browser.on("request", lambda r: requested.append(r.url))
     page = open_page(browser, server.url)
     body = page.inner_text("body")
-    assert f"Uploads up to 500 MB and {MAX_SECONDS / 60:g} min" in body
+    assert f"Uploads up to {MAX_UPLOAD_MB} MB and {MAX_SECONDS / 60:g} min" in body
     assert "held-out clips of the demo" in body  # the demo's held-out clips are the examples
     origin = server.url.rstrip("/")
     outside = [u for u in requested if not u.startswith((origin, "data:", "blob:"))]
@@ -188,6 +190,15 @@ def test_bad_uploads_are_one_line_in_the_page(server, browser, tmp_path):
         open_page(browser, server.url, page=page)
         upload(page, "generate-video", path)
         one_line_error(page, "#generate-status p", "upload", *words)
+    # larger than --max-upload-mb: refused before it is stored, with the limit named
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(2 * MAX_UPLOAD_MB * 2**20))
+    stored = set(server.folder.joinpath("uploads").rglob("*"))
+    open_page(browser, server.url, page=page)
+    upload(page, "generate-video", big)
+    toast = wait_text(page, "body", "exceed the maximum allowed size")
+    assert f"{MAX_UPLOAD_MB:.1f} Mb" in toast and "big.mp4" in toast
+    assert not [p for p in set(server.folder.joinpath("uploads").rglob("*")) - stored if p.name == "big.mp4"]
     page.close()
 
 
