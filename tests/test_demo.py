@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,9 +57,13 @@ def test_quick_demo_writes_media_models_and_report(quick_demo):
         assert (quick_demo / name / "model.safetensors").is_file(), name
         card = (quick_demo / name / "README.md").read_text()  # the model card carries the demo's numbers
         assert card.count("## vab demo results") == 1 and "| class agreement |" in card, name
+    from vab.search import Index
+
+    index = Index.load(quick_demo / "index")  # the held-out clips, for vab search and vab app
+    assert len(index) == QUICK.test and all(Path(p).is_file() for p in index.paths)
     report = (quick_demo / "report.md").read_text()
     for text in ("class agreement", "timing agreement", "R@1", "classification accuracy (audio-visual)",
-                 "chance", str(quick_demo / "model"), str(mp4s[0])):
+                 "chance", str(quick_demo / "model"), str(mp4s[0]), f"vab app --checkpoint {quick_demo / 'model'}"):
         assert text in report
 
 
@@ -81,7 +86,12 @@ def test_rerun_skips_finished_stages_and_other_settings_are_refused(quick_demo, 
     stamps = {s: (quick_demo / "stages" / f"{s}.json").stat().st_mtime_ns for s in STAGES}
     assert main(["demo", "--quick", "--out", str(quick_demo)]) == 0
     assert {s: (quick_demo / "stages" / f"{s}.json").stat().st_mtime_ns for s in STAGES} == stamps
-    assert "skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped" in out
+    # it ends with the web page's command for its models, on one line to copy
+    assert out.rstrip().splitlines()[-1].strip() == (
+        f"vab app --checkpoint {quick_demo / 'model'} --index {quick_demo / 'index'} "
+        f"--classifier {quick_demo / 'classify-audio-visual'}")
     # the full demo in the quick demo's folder: refused before anything is done
     assert main(["demo", "--out", str(quick_demo)]) == 2
     assert "other settings" in capsys.readouterr().err

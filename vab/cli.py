@@ -18,7 +18,7 @@ from typing import Callable
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 # sub-command modules, in the order `vab --help` lists them
-COMMANDS = ["demo", "synth", "extract", "generate", "info", "embed", "search", "curate", "push"]
+COMMANDS = ["demo", "synth", "extract", "generate", "info", "embed", "search", "curate", "app", "push"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -128,14 +128,16 @@ class Embedder:
 
     The codec and frame encoder are built only when media files are embedded."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, model: Any = None):
+        """`model_dir`: a model directory or Hub id; `model`: the VAB already loaded from it (a
+        classifier's backbone, say), so it is not loaded twice."""
         from vab.model.hub import hub_id, resolve_model_dir
         from vab.model.vab import VAB
 
         self.model_dir = resolve_model_dir(model_dir)
         # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
         self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
-        self.model = VAB.from_pretrained(self.model_dir, device=device).eval()
+        self.model = (model if model is not None else VAB.from_pretrained(self.model_dir, device=device)).eval()
         self.cfg = self.model.config
         self.batch_size = int(batch_size)
         self._codec = None
@@ -233,27 +235,40 @@ class Embedder:
 
     def embed_media(self, path: str | Path, modality: str) -> torch.Tensor:
         """``[W]`` embedding of one modality of a media file (first model window)."""
+        batch = self.media_inputs(path, [modality])
+        return self.embed_one(modality, batch["tokens" if modality == "audio" else "features"][0])
+
+    def media_inputs(self, path: str | Path, modalities: Iterable[str]) -> dict[str, torch.Tensor]:
+        """The first model window of a media file as a batch of one: ``tokens`` ``[1, levels, T]``
+        (with "audio" in `modalities`) and ``features`` ``[1, F, D]`` (with "video"); a short
+        file's audio is zero-padded and its last frame repeated, as extraction does."""
         from vab import media
 
         path = str(path)
+        modalities = set(modalities)
+        if not modalities or not modalities <= set(MODALITIES):
+            raise VabError(f"modalities {sorted(modalities)}: expected audio and / or video")
         window = self._window()
         info = media.probe(path)  # MediaError names the file and the problem
-        if modality == "audio":
+        batch = {}
+        if "audio" in modalities:
             if not info.has_audio:
                 raise MediaError(path, "no audio stream")
             wav = media.read_audio(path, self.codec.sample_rate, 0.0, window.duration)
-            return self.embed_one("audio", self.tokens_of(wav))
-        if not info.has_video:
-            raise MediaError(path, "no video stream (an audio file can only be a --by audio query)")
-        frames, _ = media.read_frames(path, window.fps, 0.0, window.duration, max_short_side=window.max_short_side)
-        if len(frames) == 0 and 0 < info.duration < window.duration:  # shorter than half a frame interval
-            frames, _ = media.read_frames(path, 1.0 / info.duration, 0.0, info.duration, window.max_short_side)
-        if len(frames) == 0:
-            raise MediaError(path, "no decodable video frames")
-        want = int(round(window.duration * window.fps))
-        if len(frames) < want:  # as extraction does: repeat the last frame
-            frames = np.concatenate([frames, np.repeat(frames[-1:], want - len(frames), axis=0)])
-        return self.embed_one("video", self.features_of(frames[:want]))
+            batch["tokens"] = self.tokens_of(wav)[None]
+        if "video" in modalities:
+            if not info.has_video:
+                raise MediaError(path, "no video stream")
+            frames, _ = media.read_frames(path, window.fps, 0.0, window.duration, max_short_side=window.max_short_side)
+            if len(frames) == 0 and 0 < info.duration < window.duration:  # shorter than half a frame interval
+                frames, _ = media.read_frames(path, 1.0 / info.duration, 0.0, info.duration, window.max_short_side)
+            if len(frames) == 0:
+                raise MediaError(path, "no decodable video frames")
+            want = int(round(window.duration * window.fps))
+            if len(frames) < want:  # as extraction does: repeat the last frame
+                frames = np.concatenate([frames, np.repeat(frames[-1:], want - len(frames), axis=0)])
+            batch["features"] = self.features_of(frames[:want])[None]
+        return batch
 
     def embed_files(self, rows: Iterable[Any], progress: Progress | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
         """Manifest rows (``id``, ``path``, ``labels``, ``split``, ``start``) -> (index of the clips that

@@ -12,13 +12,16 @@ what it does (every stage is the library's own code):
   4. generates soundtracks for the held-out clips (DIR/generated: wav, muxed mp4, PNG plots)
      and scores them: class agreement and timing agreement, each against chance
   5. fine-tunes and evaluates retrieval (DIR/retrieval: R@1 / R@5 both ways)
-  6. fine-tunes and evaluates classification by sound, picture and both (DIR/classify-*)
-  7. prints a summary table and writes DIR/report.md; the table goes into every model's card
-     (DIR/*/README.md), so a model pushed with `vab push` shows what it scored
+  6. embeds the held-out clips with the retrieval model (DIR/index, for vab search and vab app)
+  7. fine-tunes and evaluates classification by sound, picture and both (DIR/classify-*)
+  8. prints a summary table, writes DIR/report.md and prints the `vab app` command for the
+     models; the table goes into every model's card (DIR/*/README.md), so a model pushed
+     with `vab push` shows what it scored
 
 Re-running on the same DIR skips finished stages (an interrupted stage resumes); a DIR
 made with other settings (--quick vs full) is refused.  Afterwards:
   vab generate your_video.mp4 --checkpoint DIR/model --out out/
+  vab app --checkpoint DIR/model --index DIR/index --classifier DIR/classify-audio-visual
 """
 
 

@@ -4,9 +4,11 @@ synthesise (vab.data.synthetic) -> extract (vab.data.extract: spectral codec fit
 the training clips, pixels encoder) -> pretrain (vab.training.run.pretrain, the `tiny` preset
 with :attr:`DemoSettings.overrides`) -> generate for held-out clips (vab.generation.generator.Generator:
 wav, muxed mp4, PNG plots) and score the soundtracks (vab.demo.quality) -> retrieval
-fine-tuning and evaluation (vab.finetuning.contrastive) -> classification fine-tuning
+fine-tuning and evaluation (vab.finetuning.contrastive) -> an embedding index of the
+held-out clips (vab.search, for `vab search` and `vab app`) -> classification fine-tuning
 and evaluation in audio, visual and audio-visual modes (vab.finetuning.classification)
--> a summary table and DIR/report.md (vab.demo.report).
+-> a summary table, DIR/report.md and the `vab app` command for the demo's models
+(vab.demo.report).
 
 Every stage is the library's own code; this module only wires them together.
 
@@ -30,7 +32,9 @@ import numpy as np
 from vab.errors import VabError
 
 MODES = ("audio", "visual", "audio-visual")
-STAGES = ("synth", "extract", "pretrain", "generate", "retrieval", "classify")
+STAGES = ("synth", "extract", "pretrain", "generate", "retrieval", "index", "classify")
+#: the classifier `vab app` gets (one of the three modes)
+APP_CLASSIFIER = "classify-audio-visual"
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Demo:
         self.data = self.out / "data"
         self.model = self.out / "model"
         self.retrieval_model = self.out / "retrieval"
+        self.index = self.out / "index"
         self.generated = self.out / "generated"
         self.runs = self.out / "runs"
         self.stage_dir = self.out / "stages"
@@ -236,6 +241,14 @@ class Demo:
         metrics = evaluate_retrieval(out, [str(self.data)], split="test", device="cpu")
         return {"model": str(out), **metrics}
 
+    def stage_index(self) -> dict[str, Any]:
+        """Embed the held-out clips with the retrieval model: the index `vab search` and `vab app` query."""
+        from vab.search import Embedder
+
+        index = Embedder(self.retrieval_model, device="cpu").embed_dataset(self.data, "test")
+        index.save(self.index)
+        return {"index": str(self.index), "clips": len(index)}
+
     def stage_classify(self) -> dict[str, Any]:
         from vab.finetuning.classification import (
             evaluate_classifier,
@@ -257,6 +270,38 @@ class Demo:
             metrics, _ = evaluate_classifier(out, [str(self.data)], split="test")
             results[mode] = {"model": str(out), **metrics}
         return results
+
+
+def app_command(out: str | Path) -> str:
+    """The `vab app` command for the models of the demo in `out` (those that exist)."""
+    out = Path(out)
+    words = ["vab", "app", "--checkpoint", str(out / "model")]
+    if (out / "index").is_dir():
+        words += ["--index", str(out / "index")]
+    if (out / APP_CLASSIFIER).is_dir():
+        words += ["--classifier", str(out / APP_CLASSIFIER)]
+    return " ".join(words)
+
+
+def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
+    """The first `count` held-out (test split) videos of the demo whose model is `model_dir`
+    (``DIR/model`` of a `vab demo` folder), one per class while classes last; [] for any
+    other model directory."""
+    from vab.data.synthetic import iter_split, read_truth
+
+    folder = Path(model_dir).parent
+    if Path(model_dir).name != "model" or not (folder / "demo.json").is_file():
+        return []
+    try:
+        rows = sorted(iter_split(read_truth(folder / "world"), "test"), key=lambda r: r.id)
+    except VabError:
+        return []
+    picked, seen = [], set()
+    for row in rows:  # different classes first: the examples should not all sound alike
+        if row.label not in seen and row.path.is_file():
+            picked.append(row.path)
+            seen.add(row.label)
+    return picked[:count]
 
 
 def _bar(title: str) -> Callable[[int, int], None]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vab.demo.pipeline import MODES, DemoResult
+from vab.demo.pipeline import MODES, DemoResult, app_command
 
 #: acceptance targets of the full demo (issue 7); the quick demo is only checked loosely
 TARGETS = {
@@ -78,6 +78,9 @@ def print_summary(result: DemoResult, console: Any = None) -> None:
     stages = ", ".join(f"{k} {v.seconds:.0f} s" + (" (earlier run)" if v.skipped else "") for k, v in result.stages.items())
     console.print(f"stages: {stages}; this run {result.seconds:.0f} s wall")
     console.print(f"report: {result.out / 'report.md'}")
+    # plain and unwrapped: a command to copy, whatever the terminal's width
+    console.print("try the models in a web page:", highlight=False)
+    console.print(f"  {app_command(result.out)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def results_table(result: DemoResult) -> list[str]:
@@ -148,6 +151,8 @@ def write_report(result: DemoResult) -> Path:
         f"- pretrained model: `{out / 'model'}` (try `vab generate any.mp4 --checkpoint {out / 'model'}`)",
         f"- retrieval model: `{out / 'retrieval'}`",
         *[f"- {m} classifier: `{out / f'classify-{m}'}`" for m in MODES],
+        f"- embedding index of the held-out clips: `{out / 'index'}` (`vab search`)",
+        f"- all of them in a web page: `{app_command(out)}`",
     ]
     if "generate" in result.stages:
         g = result.stages["generate"].results
