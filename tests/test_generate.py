@@ -389,3 +389,44 @@ def test_dac_coarse_to_fine_fills_the_fine_levels(tmp_path, videos):
     assert torch.equal(coarse.tokens, full.tokens[:4])  # the fine pass never touches the coarse levels
     with pytest.raises(VabError, match="coarse-to-fine model"):
         Generator.from_pretrained(tmp_path / "f", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def c2f_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """(coarse model dir, coarse-to-fine model dir): 2 coarse levels of the 4 of one spectral codec."""
+    root = tmp_path_factory.mktemp("c2f")
+    coarse = make_model_dir(root / "coarse", "model.levels=2")
+    fine = make_model_dir(root / "fine", "model.type=coarse2fine", "model.expert_layers=0", "model.levels=4",
+                          "model.given_levels=2", seed=0)
+    return coarse, fine
+
+
+def test_generate_with_a_c2f_checkpoint_end_to_end(tmp_path, c2f_pair, videos):
+    """`vab generate --c2f-checkpoint`: the coarse model's levels kept, the fine ones filled, the same
+    soundtrack as the API."""
+    coarse, fine = c2f_pair
+    out = tmp_path / "out"
+    assert generate_cli(videos["short"], "--checkpoint", coarse, "--c2f-checkpoint", fine, "--out", out) == 0
+    assert visible(out) == {"short.wav", "short.mp4"}
+    pair = Generator.from_pretrained(coarse, fine, device="cpu")
+    full = pair.generate(videos["short"], sampling=FAST)
+    assert full.tokens.shape == (4, 100)
+    coarse_only = Generator.from_pretrained(coarse, device="cpu").generate(videos["short"], sampling=FAST)
+    assert torch.equal(full.tokens[:2], coarse_only.tokens)
+    written = media.read_audio(out / "short.wav", 16000)
+    assert np.abs(written - np.clip(full.waveform, -1, 1)).max() <= 1.01 / 32768
+
+
+def test_a_c2f_model_reading_another_frame_rate_is_refused(tmp_path, c2f_pair, videos, capsys):
+    """Features at the coarse model's rate would be misaligned for a fine model at another fps."""
+    coarse, _ = c2f_pair
+    fine = make_model_dir(tmp_path / "fine1fps", "model.type=coarse2fine", "model.expert_layers=0", "model.levels=4",
+                          "model.given_levels=2", "data.fps=1.0", "extract.fps=1.0")
+    with pytest.raises(VabError, match=r"fine1fps: the coarse-to-fine model does not fit the model: "
+                                       r"it reads frames at 1 fps, the model at 2 fps"):
+        Generator.from_pretrained(coarse, fine, device="cpu")
+    out = tmp_path / "out"
+    assert generate_cli(videos["short"], "--checkpoint", coarse, "--c2f-checkpoint", fine, "--out", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "it reads frames at 1 fps" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -153,6 +153,8 @@ class Generator:
     `overlap`: seconds each window carries from the previous one (default a quarter of
     the window); `batch_size`: videos sampled together; `precision`: auto (bf16 on a GPU,
     fp32 on the CPU), fp32, bf16 or fp16.  The model's device is used throughout.
+    `c2f` must fit `model` (levels, codec, frame rate, feature size); `c2f_directory` names it in
+    the error when it does not.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class Generator:
         visual: Any = None,
         c2f: Any = None,
         directory: str | Path | None = None,
+        c2f_directory: str | Path | None = None,
         precision: str = "auto",
         overlap: float | None = None,
         batch_size: int = 1,
@@ -183,7 +186,7 @@ class Generator:
         self.visual = visual if visual is not None else load_visual(model, directory)
         self.c2f = c2f.eval() if c2f is not None else None
         if self.c2f is not None:
-            check_c2f(model, self.c2f, self.codec)
+            check_c2f(model, self.c2f, self.codec, c2f_directory)
             self.c2f.to(self.device)
         self.dtype = _autocast_dtype(precision, self.device)
         self.batch_size = int(batch_size)
@@ -221,7 +224,7 @@ class Generator:
         c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
-        return cls(model, c2f=c2f, directory=directory, **kwargs)
+        return cls(model, c2f=c2f, directory=directory, c2f_directory=c2f_checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ facts
     @property
