@@ -430,3 +430,39 @@ def test_a_c2f_model_reading_another_frame_rate_is_refused(tmp_path, c2f_pair, v
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "it reads frames at 1 fps" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_windows_over_stored_features_start_on_whole_frames(tmp_path, monkeypatch):
+    """1-fps stored features, 4-s windows, a 2.5-s overlap: a 1.5-s stride would start windows
+    mid-frame (and the features would be rounded half a second off the audio's time positions);
+    the windows start on whole seconds instead, each carrying at least the 2.5 s asked for."""
+    from vab.generation.features import ArrayFeatures
+    from vab.generation.windows import frame_alignment
+
+    model_dir = make_model_dir(tmp_path / "onefps", "data.fps=1.0", "extract.fps=1.0")
+    generator = Generator.from_pretrained(model_dir, device="cpu", overlap=2.5)
+    features = torch.randn(9, generator.model.visual_dim)  # 9 s stored at 1 fps
+    starts, seen = [], []
+    real = ArrayFeatures.window
+
+    def recording(self, t0):
+        starts.append(t0)
+        seen.append(real(self, t0))
+        return seen[-1]
+
+    monkeypatch.setattr(ArrayFeatures, "window", recording)
+    result = generator.generate(features, sampling=FAST)
+    assert result.tokens.shape == (4, 450) and result.windows == len(starts) > 2
+    assert all(float(t0).is_integer() for t0 in starts), starts
+    for t0, window in zip(starts, seen):  # each window sees the frames of its own seconds
+        first = int(t0)
+        assert torch.equal(window, features[torch.arange(first, first + 4).clamp(max=8)])
+    starts.clear()
+    cut = generator.generate(features, sampling=FAST, duration=8.6)  # ends mid-frame: trimmed to 430 tokens
+    assert cut.tokens.shape == (4, 430) and all(float(t0).is_integer() for t0 in starts)
+    assert frame_alignment(50, 1.0) == 50 and frame_alignment(75, 2.0) == 75 and frame_alignment(50, 2.0) == 25
+    plan = plan_windows(total=450, length=200, overlap=125, align=50)
+    assert [w.start for w in plan] == [0, 50, 100, 150, 200, 250] and all(w.carried >= 125 for w in plan[1:])
+    # a total that is not a whole number of frames: the last window starts on a frame and ends past it
+    plan = plan_windows(total=430, length=200, overlap=125, align=50)
+    assert plan[-1].start == 250 and plan[-1].stop == 450 and plan[-1].carried >= 125
