@@ -466,3 +466,37 @@ def test_windows_over_stored_features_start_on_whole_frames(tmp_path, monkeypatc
     # a total that is not a whole number of frames: the last window starts on a frame and ends past it
     plan = plan_windows(total=430, length=200, overlap=125, align=50)
     assert plan[-1].start == 250 and plan[-1].stop == 450 and plan[-1].carried >= 125
+
+
+def test_each_window_carries_the_previous_windows_overlap_tokens(tmp_path, model_dir, videos, monkeypatch):
+    """A 9-s video in 4-s windows (0-4, 3-7, 5-9 s): the tokens window i + 1 starts with are given,
+    and equal what window i made there, through the API and through `vab generate`."""
+    import vab.generation.generator as generator_module
+
+    calls = []
+    real = generator_module.sample_tokens
+
+    def recording(model, features, *, given, given_mask, **kwargs):
+        out = real(model, features, given=given, given_mask=given_mask, **kwargs)
+        calls.append((given_mask.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(generator_module, "sample_tokens", recording)
+    windows = plan_windows(450, 200, 50)
+    assert [(w.start, w.carried) for w in windows] == [(0, 0), (150, 50), (250, 100)]
+
+    def check_carried() -> None:
+        assert len(calls) == 3
+        for (prev, (_, before)), (w, (mask, after)) in zip(zip(windows, calls), zip(windows[1:], calls[1:])):
+            assert mask[0, :, : w.carried].all() and not mask[0, :, w.carried :].any()
+            assert torch.equal(after[0, :, : w.carried], before[0, :, w.start - prev.start :]), w
+
+    result = Generator.from_pretrained(model_dir, device="cpu").generate(videos["nine"], sampling=FAST)
+    check_carried()
+    assert torch.equal(result.tokens[:, 150:200], calls[0][1][0, :, 150:])
+    calls.clear()
+    out = tmp_path / "out"
+    assert generate_cli(videos["nine"], "--checkpoint", model_dir, "--out", out, "--no-mux") == 0
+    check_carried()
+    written = media.read_audio(out / "nine.wav", 16000)
+    assert np.abs(written - np.clip(result.waveform, -1, 1)).max() <= 1.01 / 32768
