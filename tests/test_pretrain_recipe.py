@@ -45,11 +45,30 @@ def test_pretrain_writes_a_model_that_loads_and_validates(tiny_data, tmp_path):
     from vab.training.run import pretrain
     from vab.config import load_config
 
-    cfg = load_config("tiny", [f"data.path=[{tiny_data}]", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=8", *TRAIN])
+    cfg = load_config("tiny", [f"data.path=[{tiny_data}]", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=8",
+                               *TRAIN, "train.tracker=tensorboard"])
     out = pretrain(cfg)
     model = VAB.from_pretrained(out)
     assert model.levels == 4 and (out / "codec.safetensors").exists()
     assert (tmp_path / "run" / "checkpoints").exists()
+
+    # validation: masked-token accuracy of every level at mask ratios 0.3, 0.55 and 0.9 (README), on
+    # the valid split, of the weights the run ends with (recomputed here from the saved model)
+    import torch
+    from vab.data.dataset import VABDataset, collate
+    from vab.training.run import masked_accuracy_validation
+
+    logged = {tag.removeprefix("valid/"): values[8] for tag, values in scalars(tmp_path / "run").items()
+              if tag.startswith("valid/acc@")}
+    ratios, levels = ("0.3", "0.55", "0.9"), range(4)
+    assert set(logged) == {f"acc@{r}" for r in ratios} | {f"acc@{r}/level{k}" for r in ratios for k in levels}
+    assert all(0.0 <= v <= 1.0 for v in logged.values())
+    valid = VABDataset([tiny_data], "valid", fps=model.fps, duration=model.duration, train=False, levels=model.levels)
+    assert len(valid) == 4
+    loader = torch.utils.data.DataLoader(valid, batch_size=4, shuffle=False, collate_fn=collate)
+    again = masked_accuracy_validation()(model.eval(), loader)
+    for key, value in logged.items():
+        assert value == pytest.approx(again[key], abs=1e-6), key
     # the fitted codec travels with the model: the same codebooks as the data's codec
     from vab.codecs import build_codec
 
@@ -116,16 +135,20 @@ def test_two_processes_train_the_weights_of_one_process_with_double_accumulation
         assert torch.allclose(wa[key].float(), wb[key].float(), atol=1e-5), key
 
 
-def loss_curve(run_dir: Path) -> list[float]:
-    """train/loss per step from the tensorboard event files."""
+def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} from the run's tensorboard event files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    files = sorted((run_dir / "logs").rglob("events.out.tfevents.*"))
-    values: dict[int, float] = {}
-    for f in files:
+    out: dict[str, dict[int, float]] = {}
+    for f in sorted((run_dir / "logs").rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(f))
         acc.Reload()
-        if "train/loss" in acc.Tags().get("scalars", []):
-            for ev in acc.Scalars("train/loss"):
-                values[ev.step] = ev.value
+        for tag in acc.Tags().get("scalars", []):
+            out.setdefault(tag, {}).update({ev.step: ev.value for ev in acc.Scalars(tag)})
+    return out
+
+
+def loss_curve(run_dir: Path) -> list[float]:
+    """train/loss per step from the tensorboard event files."""
+    values = scalars(run_dir).get("train/loss", {})
     return [values[k] for k in sorted(values)]
