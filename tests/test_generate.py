@@ -500,3 +500,23 @@ def test_each_window_carries_the_previous_windows_overlap_tokens(tmp_path, model
     check_carried()
     written = media.read_audio(out / "nine.wav", 16000)
     assert np.abs(written - np.clip(result.waveform, -1, 1)).max() <= 1.01 / 32768
+
+
+def test_generate_with_a_prompt_end_to_end(tmp_path, model_dir, videos):
+    """`vab generate --prompt AUDIO --prompt-seconds S`: the soundtrack starts with the prompt's tokens
+    (given, never resampled) and is what the API makes with that prompt; several videos share it."""
+    prompt = media.write_audio(tmp_path / "prompt.wav", tone(1.5, 16000, 523.0)[0], 16000)
+    out = tmp_path / "out"
+    assert generate_cli(videos["nine"], videos["short"], "--checkpoint", model_dir, "--out", out,
+                        "--prompt", prompt, "--prompt-seconds", "1.2", "--no-mux") == 0
+    assert visible(out) == {"nine.wav", "short.wav"}
+    generator = Generator.from_pretrained(model_dir, device="cpu")
+    tokens = generator.tokenize_prompt(prompt, 1.2)
+    wav = media.read_audio(prompt, 16000, 0.0, 1.2)
+    assert torch.equal(tokens[:, :60], generator.codec.encode(torch.from_numpy(wav).view(1, 1, -1))[0])
+    for name in ("nine", "short"):
+        result = generator.generate(videos[name], sampling=FAST, prompt=prompt, prompt_seconds=1.2)
+        assert torch.equal(result.tokens[:, :60], tokens[:, :60]) and result.given_mask[:, :60].all()
+        assert not result.given_mask[:, 60:].any()
+        written = media.read_audio(out / f"{name}.wav", 16000)
+        assert np.abs(written - np.clip(result.waveform, -1, 1)).max() <= 1.01 / 32768, name
