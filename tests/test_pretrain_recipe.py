@@ -152,3 +152,55 @@ def loss_curve(run_dir: Path) -> list[float]:
     """train/loss per step from the tensorboard event files."""
     values = scalars(run_dir).get("train/loss", {})
     return [values[k] for k in sorted(values)]
+
+
+SEEN_IDS = r"""
+import json, runpy, sys
+from vab.training import objective
+
+call = objective.PretrainObjective.__call__
+record = sys.argv[1]
+
+def recording(self, model, batch, *args, **kwargs):
+    if model.training:
+        with open(record, "a") as f:
+            f.write(json.dumps(list(batch["id"])) + "\n")
+    return call(self, model, batch, *args, **kwargs)
+
+objective.PretrainObjective.__call__ = recording
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_several_data_sets_train_as_one_through_the_recipe(tiny_data, tmp_path):
+    """recipes/pretrain.py data.path=[A,B]: one run over the clips of both (their train splits, every
+    clip within the first epoch), the model card naming each with its clip count; a data set
+    tokenized by another fitted codec is refused in one line."""
+    rows = []
+    for i in range(10):
+        p = make_video(tmp_path / "v" / f"d{i:02d}.mp4", seconds=4, fps=4, width=32, height=24, freq=700 + 50 * i)
+        rows.append({"path": str(p), "label": f"m{i % 2}", "split": "train" if i < 8 else "valid"})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    more = tmp_path / "more"
+    assert vab_main(["extract", str(tmp_path / "m.jsonl"), "--out", str(more), "--config", "tiny", *SMALL_CODEC,
+                     f"codec.path={tiny_data / 'codec.safetensors'}"]) == 0
+    wrapper, seen = tmp_path / "seen_ids.py", tmp_path / "seen.jsonl"
+    wrapper.write_text(SEEN_IDS)
+    run = run_recipe([str(wrapper), str(seen), str(REPO / "recipes/pretrain.py"), "--config", "tiny",
+                      f"data.path=[{tiny_data},{more}]", "train.max_steps=6", *TRAIN, f"train.output_dir={tmp_path / 'run'}"],
+                     script=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    batches = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(batches) == 6 and all(len(b) == 4 for b in batches)
+    train_ids = {f"c{i:02d}" for i in range(16)} | {f"d{i:02d}" for i in range(8)}
+    assert set(sum(batches, [])) == train_ids  # 24 clips, 6 x 4 draws: exactly the first epoch
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"`{tiny_data}`: 16 training clips" in card and f"`{more}`: 8 training clips" in card
+
+    other = tmp_path / "other"  # its own fitted codec
+    assert vab_main(["extract", str(tmp_path / "m.jsonl"), "--out", str(other), "--config", "tiny", *SMALL_CODEC]) == 0
+    refused = run_recipe(["--config", "tiny", f"data.path=[{tiny_data},{other}]", "train.max_steps=1", *TRAIN,
+                          f"train.output_dir={tmp_path / 'run2'}"])
+    assert refused.returncode == 2 and "tokenized by different fitted codecs" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -186,8 +186,11 @@ def build_info(
 ) -> DataInfo:
     from vab.config import to_dict
 
+    codec_fields = to_dict(codec_cfg)
+    if codec_cfg.name == "spectral":
+        codec_fields["path"] = None  # the data set holds its own copy (keep_codec_file): where it came from is no setting
     return DataInfo(
-        codec=to_dict(codec_cfg),
+        codec=codec_fields,
         num_codebooks=codec.num_codebooks,
         codebook_size=codec.codebook_size,
         sample_rate=codec.sample_rate,
@@ -215,6 +218,19 @@ def _check_or_write_info(out: Path, info: DataInfo, is_main: bool) -> None:
             raise VabError(f"{out}: already holds data with other label names; use another --out directory")
     elif is_main:
         info.save(out)
+
+
+def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
+    """A spectral codec fitted elsewhere (``codec.path``, e.g. another data set's) is copied into
+    `out` byte for byte: the data set then decodes on its own, and can be trained together with
+    the one it came from (they must hold the same codec file)."""
+    from vab.codecs.spectral import STATE_FILE
+    from vab.utils import atomic_path
+
+    if codec_cfg.name != "spectral" or not codec_cfg.path or (out / STATE_FILE).exists():
+        return
+    with atomic_path(out / STATE_FILE) as tmp:
+        shutil.copyfile(Path(codec_cfg.path).expanduser(), tmp)
 
 
 def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig, max_clips: int = 64) -> int:
@@ -280,6 +296,8 @@ def extract(
 
     device = pick_device(cfg.device)
     codec = build_codec(codec_cfg, directory=out)
+    if is_main:
+        keep_codec_file(codec_cfg, out)
     if getattr(codec, "is_fitted", True) is False:
         if is_main:
             fit_spectral_codec(codec, manifest, cfg)
