@@ -296,6 +296,8 @@ def synthetic_dac_dataset(folder: Path, rows: int, stored_fps: float) -> Path:
         "path": [f"clip{i:05d}.mp4" for i in range(rows)],
         "split": ["train"] * rows,
         "labels": [[int(i % 8)] for i in range(rows)],
+        "start": [0.0] * rows,
+        "source_duration": [info.duration] * rows,
         "tokens": rng.integers(0, size, (rows, levels, info.num_tokens), dtype=np.int16),
         "features": rng.standard_normal((rows, info.num_frames, 768), dtype=np.float32).astype(np.float16),
     }

@@ -13,6 +13,15 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# CI runs hypothesis derandomized (examples follow from each test alone), so a failure there is
+# the same failure on a rerun and on a developer's machine with CI=1; `.ci/run` sets CI=1.
+# Locally the examples stay random (and the failing ones are kept in .hypothesis/).  Recent
+# hypothesis releases load such a profile by themselves when CI is set; older ones do not.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from tests.mediagen import make_video  # noqa: E402,F401
 

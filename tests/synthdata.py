@@ -41,7 +41,8 @@ def make_synthetic_dataset(
     fps = frames / duration
     directions = rng.normal(size=(classes, dim)).astype(np.float32)
     likely = rng.integers(0, codebook_size, size=(classes, levels, 4))
-    rows: dict[str, list] = {k: [] for k in ("index", "id", "path", "split", "labels", "tokens", "features")}
+    rows: dict[str, list] = {k: [] for k in ("index", "id", "path", "split", "labels", "start", "source_duration",
+                                         "tokens", "features")}
     n = 0
     swap = set(swap_audio or [])
     for split, count in per_class.items():
@@ -58,6 +59,8 @@ def make_synthetic_dataset(
                 rows["path"].append(f"synthetic/clip{n:04d}.mp4")
                 rows["split"].append(split)
                 rows["labels"].append([c])
+                rows["start"].append(0.0)
+                rows["source_duration"].append(duration)
                 rows["tokens"].append(tokens)
                 rows["features"].append(feats.astype(np.float16))
                 n += 1

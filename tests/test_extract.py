@@ -280,3 +280,42 @@ def test_accelerate_two_processes_match_one(clip_folder, extracted, tmp_path):
     assert a["id"] == b["id"]
     np.testing.assert_array_equal(a["tokens"], b["tokens"])
     np.testing.assert_array_equal(a["features"], b["features"])
+
+
+def test_full_videos_are_cut_at_each_rows_start(tmp_path):
+    """`vab extract vggsound.csv --full-videos`: whole videos, each clip cut at its start_seconds
+    (2 s and 3.5 s here): the stored tokens and features are those of the clip's own seconds, and the
+    data set records the start and the file's length."""
+    from vab import media
+    from vab.codecs import build_codec
+    from vab.config import load_config
+    from vab.data.store import DATA_DIR, clip_spans, load_dataset_dir
+    from vab.visual import build_visual_encoder
+
+    media_dir = tmp_path / "media"
+    rate = 16000
+    starts = {"aaa": 2.0, "bbb": 3.5}
+    for n, ytid in enumerate(starts):
+        t = np.arange(6 * rate) / rate
+        wav = (0.4 * np.sin(2 * np.pi * (300 + 400 * n) * t * (1 + (t > 3)))).astype(np.float32)[None]
+        frames = [np.full((24, 32, 3), (i * 9) % 250, dtype=np.uint8) for i in range(60)]
+        make_video(media_dir / f"{ytid}.mp4", seconds=6.0, fps=10, width=32, height=24, wav=wav, frames=frames)
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text("".join(f"{ytid},{start},class {ytid},train\n" for ytid, start in starts.items()))
+    out = tmp_path / "data"
+    assert vab_main(["extract", str(csv), "--root", str(media_dir), "--name-template", "{ytid}", "--full-videos",
+                     "--out", str(out), *FAST]) == 0
+    cols = load_columns(out)
+    assert cols["id"] == ["aaa", "bbb"]
+    found, lengths = clip_spans(load_dataset_dir(out / DATA_DIR).data.table)
+    assert found == [2.0, 3.5] and all(5.9 < x < 6.2 for x in lengths)
+    cfg = load_config(None, FAST[4:])
+    codec, encoder = build_codec(cfg.codec, directory=out), build_visual_encoder(cfg.visual)
+    for i, (ytid, start) in enumerate(starts.items()):
+        path = str(media_dir / f"{ytid}.mp4")
+        audio = media.read_audio(path, codec.sample_rate, start, start + 2.0)
+        np.testing.assert_array_equal(cols["tokens"][i], codec.encode(torch.from_numpy(audio)[None, None])[0].numpy())
+        at_zero = media.read_audio(path, codec.sample_rate, 0.0, 2.0)
+        assert not np.array_equal(cols["tokens"][i], codec.encode(torch.from_numpy(at_zero)[None, None])[0].numpy())
+        frames, _ = media.read_frames(path, 2.0, start, start + 2.0, max_short_side=256)
+        np.testing.assert_array_equal(cols["features"][i], encoder.encode(frames).to(torch.float16).numpy())

@@ -389,3 +389,134 @@ def test_dac_coarse_to_fine_fills_the_fine_levels(tmp_path, videos):
     assert torch.equal(coarse.tokens, full.tokens[:4])  # the fine pass never touches the coarse levels
     with pytest.raises(VabError, match="coarse-to-fine model"):
         Generator.from_pretrained(tmp_path / "f", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def c2f_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """(coarse model dir, coarse-to-fine model dir): 2 coarse levels of the 4 of one spectral codec."""
+    root = tmp_path_factory.mktemp("c2f")
+    coarse = make_model_dir(root / "coarse", "model.levels=2")
+    fine = make_model_dir(root / "fine", "model.type=coarse2fine", "model.expert_layers=0", "model.levels=4",
+                          "model.given_levels=2", seed=0)
+    return coarse, fine
+
+
+def test_generate_with_a_c2f_checkpoint_end_to_end(tmp_path, c2f_pair, videos):
+    """`vab generate --c2f-checkpoint`: the coarse model's levels kept, the fine ones filled, the same
+    soundtrack as the API."""
+    coarse, fine = c2f_pair
+    out = tmp_path / "out"
+    assert generate_cli(videos["short"], "--checkpoint", coarse, "--c2f-checkpoint", fine, "--out", out) == 0
+    assert visible(out) == {"short.wav", "short.mp4"}
+    pair = Generator.from_pretrained(coarse, fine, device="cpu")
+    full = pair.generate(videos["short"], sampling=FAST)
+    assert full.tokens.shape == (4, 100)
+    coarse_only = Generator.from_pretrained(coarse, device="cpu").generate(videos["short"], sampling=FAST)
+    assert torch.equal(full.tokens[:2], coarse_only.tokens)
+    written = media.read_audio(out / "short.wav", 16000)
+    assert np.abs(written - np.clip(full.waveform, -1, 1)).max() <= 1.01 / 32768
+
+
+def test_a_c2f_model_reading_another_frame_rate_is_refused(tmp_path, c2f_pair, videos, capsys):
+    """Features at the coarse model's rate would be misaligned for a fine model at another fps."""
+    coarse, _ = c2f_pair
+    fine = make_model_dir(tmp_path / "fine1fps", "model.type=coarse2fine", "model.expert_layers=0", "model.levels=4",
+                          "model.given_levels=2", "data.fps=1.0", "extract.fps=1.0")
+    with pytest.raises(VabError, match=r"fine1fps: the coarse-to-fine model does not fit the model: "
+                                       r"it reads frames at 1 fps, the model at 2 fps"):
+        Generator.from_pretrained(coarse, fine, device="cpu")
+    out = tmp_path / "out"
+    assert generate_cli(videos["short"], "--checkpoint", coarse, "--c2f-checkpoint", fine, "--out", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "it reads frames at 1 fps" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_windows_over_stored_features_start_on_whole_frames(tmp_path, monkeypatch):
+    """1-fps stored features, 4-s windows, a 2.5-s overlap: a 1.5-s stride would start windows
+    mid-frame (and the features would be rounded half a second off the audio's time positions);
+    the windows start on whole seconds instead, each carrying at least the 2.5 s asked for."""
+    from vab.generation.features import ArrayFeatures
+    from vab.generation.windows import frame_alignment
+
+    model_dir = make_model_dir(tmp_path / "onefps", "data.fps=1.0", "extract.fps=1.0")
+    generator = Generator.from_pretrained(model_dir, device="cpu", overlap=2.5)
+    features = torch.randn(9, generator.model.visual_dim)  # 9 s stored at 1 fps
+    starts, seen = [], []
+    real = ArrayFeatures.window
+
+    def recording(self, t0):
+        starts.append(t0)
+        seen.append(real(self, t0))
+        return seen[-1]
+
+    monkeypatch.setattr(ArrayFeatures, "window", recording)
+    result = generator.generate(features, sampling=FAST)
+    assert result.tokens.shape == (4, 450) and result.windows == len(starts) > 2
+    assert all(float(t0).is_integer() for t0 in starts), starts
+    for t0, window in zip(starts, seen):  # each window sees the frames of its own seconds
+        first = int(t0)
+        assert torch.equal(window, features[torch.arange(first, first + 4).clamp(max=8)])
+    starts.clear()
+    cut = generator.generate(features, sampling=FAST, duration=8.6)  # ends mid-frame: trimmed to 430 tokens
+    assert cut.tokens.shape == (4, 430) and all(float(t0).is_integer() for t0 in starts)
+    assert frame_alignment(50, 1.0) == 50 and frame_alignment(75, 2.0) == 75 and frame_alignment(50, 2.0) == 25
+    plan = plan_windows(total=450, length=200, overlap=125, align=50)
+    assert [w.start for w in plan] == [0, 50, 100, 150, 200, 250] and all(w.carried >= 125 for w in plan[1:])
+    # a total that is not a whole number of frames: the last window starts on a frame and ends past it
+    plan = plan_windows(total=430, length=200, overlap=125, align=50)
+    assert plan[-1].start == 250 and plan[-1].stop == 450 and plan[-1].carried >= 125
+
+
+def test_each_window_carries_the_previous_windows_overlap_tokens(tmp_path, model_dir, videos, monkeypatch):
+    """A 9-s video in 4-s windows (0-4, 3-7, 5-9 s): the tokens window i + 1 starts with are given,
+    and equal what window i made there, through the API and through `vab generate`."""
+    import vab.generation.generator as generator_module
+
+    calls = []
+    real = generator_module.sample_tokens
+
+    def recording(model, features, *, given, given_mask, **kwargs):
+        out = real(model, features, given=given, given_mask=given_mask, **kwargs)
+        calls.append((given_mask.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(generator_module, "sample_tokens", recording)
+    windows = plan_windows(450, 200, 50)
+    assert [(w.start, w.carried) for w in windows] == [(0, 0), (150, 50), (250, 100)]
+
+    def check_carried() -> None:
+        assert len(calls) == 3
+        for (prev, (_, before)), (w, (mask, after)) in zip(zip(windows, calls), zip(windows[1:], calls[1:])):
+            assert mask[0, :, : w.carried].all() and not mask[0, :, w.carried :].any()
+            assert torch.equal(after[0, :, : w.carried], before[0, :, w.start - prev.start :]), w
+
+    result = Generator.from_pretrained(model_dir, device="cpu").generate(videos["nine"], sampling=FAST)
+    check_carried()
+    assert torch.equal(result.tokens[:, 150:200], calls[0][1][0, :, 150:])
+    calls.clear()
+    out = tmp_path / "out"
+    assert generate_cli(videos["nine"], "--checkpoint", model_dir, "--out", out, "--no-mux") == 0
+    check_carried()
+    written = media.read_audio(out / "nine.wav", 16000)
+    assert np.abs(written - np.clip(result.waveform, -1, 1)).max() <= 1.01 / 32768
+
+
+def test_generate_with_a_prompt_end_to_end(tmp_path, model_dir, videos):
+    """`vab generate --prompt AUDIO --prompt-seconds S`: the soundtrack starts with the prompt's tokens
+    (given, never resampled) and is what the API makes with that prompt; several videos share it."""
+    prompt = media.write_audio(tmp_path / "prompt.wav", tone(1.5, 16000, 523.0)[0], 16000)
+    out = tmp_path / "out"
+    assert generate_cli(videos["nine"], videos["short"], "--checkpoint", model_dir, "--out", out,
+                        "--prompt", prompt, "--prompt-seconds", "1.2", "--no-mux") == 0
+    assert visible(out) == {"nine.wav", "short.wav"}
+    generator = Generator.from_pretrained(model_dir, device="cpu")
+    tokens = generator.tokenize_prompt(prompt, 1.2)
+    wav = media.read_audio(prompt, 16000, 0.0, 1.2)
+    assert torch.equal(tokens[:, :60], generator.codec.encode(torch.from_numpy(wav).view(1, 1, -1))[0])
+    for name in ("nine", "short"):
+        result = generator.generate(videos[name], sampling=FAST, prompt=prompt, prompt_seconds=1.2)
+        assert torch.equal(result.tokens[:, :60], tokens[:, :60]) and result.given_mask[:, :60].all()
+        assert not result.given_mask[:, 60:].any()
+        written = media.read_audio(out / f"{name}.wav", 16000)
+        assert np.abs(written - np.clip(result.waveform, -1, 1)).max() <= 1.01 / 32768, name

@@ -352,3 +352,74 @@ def test_eval_generation_compares_vab_with_the_autoregressive_baseline(trained, 
     assert (ar_row["sampling"]["guidance"], ar_row["sampling"]["top_k"]) == (3.0, 256)
     assert (vab_row["sampling"]["guidance"], vab_row["sampling"]["steps"]) == (5.0, 2)
     assert "sampling of " in (out / "generation.md").read_text()
+
+
+# ---------------------------------------------------------------------- the real audio's span
+def two_part_video(path: Path, first: float, second: float) -> Path:
+    """A 4-s video whose audio is a `first` Hz tone for 2 s, then a `second` Hz tone."""
+    wav = np.concatenate([tone(first), tone(second)])[None]
+    return make_video(path, seconds=4.0, fps=4, width=32, height=32, wav=wav)
+
+
+def as_format_1(data: Path, out: Path) -> Path:
+    """`data` as vab wrote it before clip starts were stored (no start / source_duration, version 1)."""
+    import yaml
+
+    from vab.data.store import DATA_DIR, load_dataset_dir
+
+    out.mkdir(parents=True)
+    for name in ("meta.yaml", "codec.safetensors"):
+        if (data / name).exists():
+            (out / name).write_bytes((data / name).read_bytes())
+    meta = yaml.safe_load((out / "meta.yaml").read_text())
+    (out / "meta.yaml").write_text(yaml.safe_dump({**meta, "version": 1}))
+    load_dataset_dir(data / DATA_DIR).remove_columns(["start", "source_duration"]).save_to_disk(str(out / DATA_DIR))
+    return out
+
+
+def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
+    """Clips cut 2 s into their files: the real audio is the file's seconds 2-4 (the second tone),
+    not 0-2; a data set made before starts were stored is refused in one line only where the start
+    cannot be known (a file longer than its clip), and read from 0 where it can."""
+    from vab.cli import main as vab_main
+    from vab.evaluation.generation import RealAudio, dataset_clips, score_real
+    from vab import media
+
+    videos = [two_part_video(tmp_path / f"v{i}.mp4", 300.0 * (i + 1), 2000.0 + 500 * i) for i in range(2)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"path": str(v), "start": 2.0}) + "\n" for v in videos))
+    data = tmp_path / "data"
+    fast = ["--duration", "2", "--fps", "2", "codec.codebook_size=32", "codec.n_fft=512"]
+    assert vab_main(["extract", str(manifest), "--out", str(data), *fast]) == 0
+    clips = dataset_clips([data], None)
+    assert [c.start for c in clips.clips] == [2.0, 2.0]
+    real = RealAudio(clips, "media", sample_rate=16000)
+    for clip, video in zip(clips.clips, videos):
+        wav, rate, kind = real.read(clip)
+        assert kind == "media" and rate == 16000
+        np.testing.assert_array_equal(wav, media.read_audio(video, 16000, 2.0, 4.0))
+        assert not np.allclose(wav, media.read_audio(video, 16000, 0.0, 2.0), atol=0.05)
+    from vab.data.store import DATA_DIR, clip_spans, load_dataset_dir
+
+    starts, lengths = clip_spans(load_dataset_dir(data / DATA_DIR).data.table)
+    assert starts == [2.0, 2.0] and all(3.9 < x < 4.2 for x in lengths)
+
+    # format 1: the start of a 4-s file's 2-s clip is unknown -> one line, before any scoring
+    old = as_format_1(data, tmp_path / "old")
+    old_clips = dataset_clips([old], None)
+    assert [c.start for c in old_clips.clips] == [None, None]
+    embedder = LogMelEmbedder()
+    with pytest.raises(VabError, match=r"old: made before vab stored clip starts.*v0\.mp4 is longer than its 2-s clip"):
+        score_real(old_clips, RealAudio(old_clips, "auto", sample_rate=16000), embedder, None)
+    # the stored tokens need no start
+    scores, used, failures = score_real(old_clips, RealAudio(old_clips, "tokens", sample_rate=16000), embedder, None)
+    assert set(used.values()) == {"tokens"} and not failures
+    # format 1 over files no longer than their clips: the start can only have been 0
+    whole = tmp_path / "whole.jsonl"
+    short = [make_video(tmp_path / f"s{i}.mp4", seconds=2.0, fps=4, width=32, height=32, freq=400.0 + 300 * i)
+             for i in range(2)]
+    whole.write_text("".join(json.dumps({"path": str(v)}) + "\n" for v in short))
+    assert vab_main(["extract", str(whole), "--out", str(tmp_path / "whole"), *fast]) == 0
+    old_whole = dataset_clips([as_format_1(tmp_path / "whole", tmp_path / "old_whole")], None)
+    wav, _, kind = RealAudio(old_whole, "media", sample_rate=16000).read(old_whole.clips[0])
+    np.testing.assert_array_equal(wav, media.read_audio(short[0], 16000, 0.0, 2.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import struct
 
 import pytest
@@ -216,8 +217,16 @@ def test_parameter_counts_vab_encodec_match_the_paper():
     with torch.device("meta"):
         model = VAB.from_config(cfg, codebooks, 768, 75.0)
     counts = model.parameter_counts()
-    assert counts["total"] == pytest.approx(403e6, rel=0.03)
-    assert counts["expert_layers"] == pytest.approx(253e6, rel=0.03)
+    # the paper: 403M / 253M (its EnCodec has 2048-entry codebooks, ours 1024); the README's numbers exactly
+    assert counts["total"] == 408_582_144 and counts["expert_layers"] == 251_904_000
+    w, ffn, layers, experts = 1024, 4096, 24, 12
+    attention = 4 * (w * w + w) + 2 * w  # q, k, v, out + the attention norm
+    block = 2 * w + w * ffn + ffn + ffn * w + w  # norm + two linears
+    assert counts["expert_layers"] == experts * (attention + 2 * block)
+    assert counts["attention"] == layers * attention
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    total, expert = f"{counts['total'] / 1e6:.1f}M", f"{counts['expert_layers'] / 1e6:.1f}M"
+    assert (total, expert) == ("408.6M", "251.9M") and f"{total} parameters, {expert} of them" in readme
     parts = ("embeddings", "attention", "experts", "shared_ffn", "heads")
     assert sum(counts[p] for p in parts) == counts["total"]
     assert counts["total"] == sum(p.numel() for p in model.parameters())

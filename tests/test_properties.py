@@ -191,3 +191,26 @@ def test_sampler_keeps_given_tokens_and_leaves_no_mask(kind, b, t, steps, guidan
     assert torch.equal(out[given_mask], given_tokens[given_mask])  # given tokens never change
     again = sample_tokens(model, features, given=given_tokens, given_mask=given_mask, cfg=cfg)
     assert torch.equal(out, again)  # same seeds, same tokens
+
+
+def test_hypothesis_is_derandomized_in_ci():
+    """With CI set (`.ci/run` exports CI=1) the property tests draw the same examples on every run,
+    so a failure in CI replays; without it they stay random."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    assert "export CI=1" in (repo / ".ci" / "run").read_text()
+    code = ("import tests.conftest; from tests.test_properties import FEW; from hypothesis import settings; "
+            "print(FEW.derandomize, settings.default.derandomize, settings.default.database)")
+    base = {k: v for k, v in os.environ.items() if k != "CI"}
+    runs = {}
+    for name, extra in (("ci", {"CI": "1"}), ("local", {})):
+        done = subprocess.run([sys.executable, "-c", code], cwd=repo, env={**base, **extra, "PYTHONPATH": str(repo)},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = done.stdout.split()
+    assert runs["ci"] == ["True", "True", "None"]
+    assert runs["local"][:2] == ["False", "False"]

@@ -277,3 +277,81 @@ def test_synthetic_data_set_carries_a_fitted_codec_that_decodes_its_tokens(data)
     tokens = torch.as_tensor(VABDataset([data], "test", train=False, fps=2.0, duration=1.0, levels=4)[0]["tokens"])
     wav = codec.decode(tokens.long()[None])
     assert wav.shape == (1, 1, 16000) and torch.isfinite(wav).all() and wav.abs().max() > 0
+
+
+# ------------------------------------------------------------------ several processes
+TWO_PROCESS_SCRIPT = r"""
+import json, sys
+import torch
+from vab.config import load_config
+from vab.finetuning import contrastive
+from vab.finetuning.contrastive import finetune_retrieval
+
+out, init, data, run, batch = sys.argv[1:6]
+losses = []
+call = contrastive.ContrastiveObjective.__call__
+
+def recording(self, model, batch_, generator=None):
+    loss, logs = call(self, model, batch_, generator)
+    if model.training:
+        losses.append(loss.item())
+    return loss, logs
+
+contrastive.ContrastiveObjective.__call__ = recording
+grad_norms = []
+step = torch.optim.AdamW.step
+
+def recording_step(self, *args, **kwargs):  # the gradients the optimizer applies, after DDP averaging
+    grads = [p.grad.double().flatten() for g in self.param_groups for p in g["params"] if p.grad is not None]
+    grad_norms.append(torch.cat(grads).norm().item())
+    return step(self, *args, **kwargs)
+
+torch.optim.AdamW.step = recording_step
+cfg = load_config(init, [f"data.path=[{data}]", "train.tracker=none", "train.checkpoint_every=0", "train.valid_every=0",
+                         "train.warmup_steps=0", "train.max_steps=3", "train.lr=1e-3", "train.mixup_prob=0",
+                         "train.roll_prob=0", f"train.batch_size={batch}", f"train.output_dir={run}"])
+model = finetune_retrieval(cfg, init, model_out=f"{run}/model")
+import torch.distributed as dist
+rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+from safetensors.torch import load_file
+weights = load_file(f"{run}/model/model.safetensors") if rank == 0 else {}
+json.dump({"losses": losses, "grad_norms": grad_norms, "weights": {k: v.tolist() for k, v in weights.items() if k.startswith(("layers.0.", "modality"))}},
+          open(f"{out}.{rank}.json", "w"))
+"""
+
+
+def test_two_processes_with_batch_b_train_like_one_with_batch_2b(data, tmp_path):
+    """Contrastive fine-tuning on 2 CPU processes (gloo), batch 4 each, uses both processes' clips
+    as negatives: the same loss at every step as 1 process with batch 8, and the same weights after
+    3 steps (so the gradients flowed back across processes too)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.test_hub import save_model
+
+    init = save_model(tmp_path / "init", data, "model.dropout=0.0")
+    script = tmp_path / "ft.py"
+    script.write_text(TWO_PROCESS_SCRIPT)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           str(script), str(tmp_path / "two"), str(init), str(data), str(tmp_path / "run2"), "4"]
+    done = subprocess.run(two, cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = [sys.executable, str(script), str(tmp_path / "one"), str(init), str(data), str(tmp_path / "run1"), "8"]
+    done = subprocess.run(one, cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (json.loads((tmp_path / f"two.{r}.json").read_text()) for r in (0, 1))
+    single = json.loads((tmp_path / "one.0.json").read_text())
+    assert len(single["losses"]) == len(a["losses"]) == 3
+    assert a["losses"] == pytest.approx(single["losses"], abs=1e-5)
+    assert b["losses"] == pytest.approx(a["losses"], abs=1e-6)  # every process computes the global loss
+    # the gradient of the whole batch, not 1/2 of it (Adam would hide that scale in the weights)
+    assert len(a["grad_norms"]) == 3 and a["grad_norms"] == pytest.approx(single["grad_norms"], rel=1e-4)
+    assert single["weights"]
+    for key, value in single["weights"].items():
+        assert torch.allclose(torch.tensor(a["weights"][key]), torch.tensor(value), atol=1e-5), key

@@ -156,6 +156,15 @@ def test_curate_drops_clips_with_swapped_audio(swapped_data, model_dir, tmp_path
         print(f"threshold 0.3: dropped {len(swapped - set(above))}/{len(swapped)} swapped, "
               f"kept {len(clean & set(above))}/{len(clean)} clean")
     assert len(swapped - set(above)) >= 6 and len(clean & set(above)) >= 50
+    # exactly the clips scoring at or above the threshold: all 64 scores, then a threshold equal to
+    # the median one (kept, being "at" it), compared clip by clip
+    assert main([*args, "--keep-fraction", "1.0"]) == 0
+    every = {int(r["id"][4:]): r["score"] for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(every) == list(range(64))
+    threshold = sorted(every.values())[32]
+    assert main([*args, "--threshold", repr(threshold)]) == 0
+    exact = {int(r["id"][4:]) for r in map(json.loads, out.read_text().splitlines())}
+    assert exact == {i for i, v in every.items() if v >= threshold} and len(exact) == 32
     capsys.readouterr()
     assert main([*args, "--keep-fraction", "1.5"]) == 2
     assert "--keep-fraction" in capsys.readouterr().err

@@ -542,3 +542,26 @@ def test_two_processes_match_one_process_with_double_accumulation(tmp_path):
     assert ranks[0]["weights"] == ranks[1]["weights"]  # replicas stay in sync
     assert ranks[0]["resume_exact"] and ranks[1]["resume_exact"]
     assert ranks[0]["resume_weights"] == ranks[1]["resume_weights"]
+
+
+def test_vab_and_baseline_decay_exactly_their_weight_matrices():
+    """The [MASK] ([levels, W]) and modality ([2, W]) vectors are 2-D yet not decayed; every bias and
+    norm is kept; what decays is exactly the linear weights and embedding tables, also through a
+    wrapper (the fine-tuning models hold the VAB as a sub-module)."""
+    from tests.test_foleygen import small_model
+    from tests.test_model import make_model
+
+    for model in (make_model(), small_model(), small_model("model.conditioning=concat")):
+        decay, keep = param_groups(model, 0.1)
+        matrices = {f"{prefix}.weight" for prefix, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))}
+        assert set(decay["names"]) == matrices, type(model).__name__
+        kept = set(keep["names"])
+        assert {"null_visual", "modality", "mask_embed", "pad_visual"} & set(dict(model.named_parameters())) <= kept
+        assert all(n.endswith(".bias") or "norm" in n or "." not in n for n in kept), kept
+        assert model.no_weight_decay() == kept
+    vab = make_model()
+    assert {"mask_embed", "modality", "null_visual", "final_norm.weight", "heads.0.bias"} <= vab.no_weight_decay()
+    wrapper = nn.ModuleDict({"vab": vab, "head": nn.Linear(32, 3)})
+    decay, keep = param_groups(wrapper, 0.1)
+    assert {"vab.mask_embed", "vab.modality", "head.bias"} <= set(keep["names"])
+    assert "vab.mask_embed" not in decay["names"] and "head.weight" in decay["names"]

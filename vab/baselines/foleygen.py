@@ -120,6 +120,7 @@ class FoleyGen(TokenModel):
     """
 
     EMBEDDING_PREFIXES = ("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")
+    NO_DECAY_VECTORS = ("null_visual", "pad_visual", "modality")
     autoregressive = True
     sampler = staticmethod(sample_autoregressive)
     objective = AutoregressiveObjective

@@ -97,7 +97,7 @@ def write_manifest(out: Path, index, scores: list[float], kept: list[int]) -> No
                 f.write(json.dumps({
                     "id": index.ids[i], "path": index.paths[i],
                     "labels": index.labels[i] if index.labels else [],
-                    "split": index.splits[i] if index.splits else None, "score": round(scores[i], 6),
+                    "split": index.splits[i] if index.splits else None, "score": float(scores[i]),
                 }) + "\n")
 
 

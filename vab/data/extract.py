@@ -77,9 +77,14 @@ class _ClipDecoder(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.rows[i]
         t0 = time.perf_counter()
-        out: dict[str, Any] = {"row": row, "wav": None, "frames": None, "error": None}
+        out: dict[str, Any] = {"row": row, "wav": None, "frames": None, "error": None, "source_duration": None}
         try:
-            out["wav"], out["frames"] = decode_clip(row.path, self.cfg, self.sample_rate, row.start, self.audio_only)
+            from vab import media
+
+            info = media.probe(row.path)
+            out["source_duration"] = info.duration
+            out["wav"], out["frames"] = decode_clip(row.path, self.cfg, self.sample_rate, row.start, self.audio_only,
+                                                    info=info)
         except MediaError as exc:
             out["error"] = exc.problem
         except Exception as exc:  # a decoder bug or an exotic file must not stop a long run
@@ -89,13 +94,14 @@ class _ClipDecoder(torch.utils.data.Dataset):
 
 
 def decode_clip(
-    path: str, cfg: ExtractConfig, sample_rate: int, start: float = 0.0, audio_only: bool = False
+    path: str, cfg: ExtractConfig, sample_rate: int, start: float = 0.0, audio_only: bool = False, *, info=None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The clip's waveform ``[N]`` float32 at `sample_rate` (zero-padded to the duration) and
-    its frames ``[F, H, W, 3]`` uint8 at ``cfg.fps`` (the last frame repeated when short)."""
+    its frames ``[F, H, W, 3]`` uint8 at ``cfg.fps`` (the last frame repeated when short).
+    `info`: the file's :func:`vab.media.probe`, when the caller has it already."""
     from vab import media
 
-    info = media.probe(path)
+    info = info if info is not None else media.probe(path)
     if not info.has_audio:
         raise MediaError(path, "no audio stream")
     if not audio_only and not info.has_video:
@@ -180,8 +186,11 @@ def build_info(
 ) -> DataInfo:
     from vab.config import to_dict
 
+    codec_fields = to_dict(codec_cfg)
+    if codec_cfg.name == "spectral":
+        codec_fields["path"] = None  # the data set holds its own copy (keep_codec_file): where it came from is no setting
     return DataInfo(
-        codec=to_dict(codec_cfg),
+        codec=codec_fields,
         num_codebooks=codec.num_codebooks,
         codebook_size=codec.codebook_size,
         sample_rate=codec.sample_rate,
@@ -209,6 +218,19 @@ def _check_or_write_info(out: Path, info: DataInfo, is_main: bool) -> None:
             raise VabError(f"{out}: already holds data with other label names; use another --out directory")
     elif is_main:
         info.save(out)
+
+
+def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
+    """A spectral codec fitted elsewhere (``codec.path``, e.g. another data set's) is copied into
+    `out` byte for byte: the data set then decodes on its own, and can be trained together with
+    the one it came from (they must hold the same codec file)."""
+    from vab.codecs.spectral import STATE_FILE
+    from vab.utils import atomic_path
+
+    if codec_cfg.name != "spectral" or not codec_cfg.path or (out / STATE_FILE).exists():
+        return
+    with atomic_path(out / STATE_FILE) as tmp:
+        shutil.copyfile(Path(codec_cfg.path).expanduser(), tmp)
 
 
 def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig, max_clips: int = 64) -> int:
@@ -274,6 +296,8 @@ def extract(
 
     device = pick_device(cfg.device)
     codec = build_codec(codec_cfg, directory=out)
+    if is_main:
+        keep_codec_file(codec_cfg, out)
     if getattr(codec, "is_fitted", True) is False:
         if is_main:
             fit_spectral_codec(codec, manifest, cfg)
@@ -307,7 +331,9 @@ def extract(
         collate_fn=_collate,
         worker_init_fn=_die_with_parent,
     )
-    buffer: dict[str, list] = {k: [] for k in ("index", "id", "path", "split", "labels", "tokens", "features")}
+    buffer: dict[str, list] = {
+        k: [] for k in ("index", "id", "path", "split", "labels", "start", "source_duration", "tokens", "features")
+    }
     pending_failures: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
 
@@ -343,6 +369,9 @@ def extract(
                     buffer["path"].append(row.path)
                     buffer["split"].append(row.split or "")
                     buffer["labels"].append([label_ids[name] for name in row.labels])
+                    buffer["start"].append(float(row.start))
+                    length = b["source_duration"]
+                    buffer["source_duration"].append(float("nan") if length is None else float(length))
                     buffer["tokens"].append(tokens[j])
                     if features is not None:
                         buffer["features"].append(features[j])

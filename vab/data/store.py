@@ -9,8 +9,10 @@ DIR/failures.jsonl      one {"index", "id", "path", "reason"} line per clip that
 ```
 
 Columns: `index` (manifest row), `id`, `path`, `split`, `labels` (class ids),
-`tokens` Array2D int16 ``[K, T]``, `features` Array2D float16 ``[F, D]`` (absent for
-audio-only data).  Arrays are read back through Arrow in their stored dtypes:
+`start` (seconds into `path` where the clip was cut), `source_duration` (seconds of
+the whole file, NaN when the container does not say), `tokens` Array2D int16 ``[K, T]``, `features` Array2D float16 ``[F, D]`` (absent for
+audio-only data).  Format 1 (before `start` and `source_duration` were stored) is still
+read; :func:`clip_starts` says what is known of its starts.  Arrays are read back through Arrow in their stored dtypes:
 `datasets`' numpy/torch formatters would upcast to int64 / float32.
 """
 
@@ -29,7 +31,7 @@ META_FILE = "meta.yaml"
 DATA_DIR = "data"
 PARTS_DIR = "parts"
 FAILURES_FILE = "failures.jsonl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-clip `start` and `source_duration` columns
 
 
 @dataclass
@@ -109,6 +111,8 @@ def features_schema(info: DataInfo):
         "path": datasets.Value("string"),
         "split": datasets.Value("string"),
         "labels": datasets.Sequence(datasets.Value("int32")),
+        "start": datasets.Value("float64"),
+        "source_duration": datasets.Value("float64"),
         "tokens": datasets.Array2D((info.num_codebooks, info.num_tokens), "int16"),
     }
     if info.has_visual:
@@ -139,6 +143,19 @@ def load_dataset_dir(directory: str | Path):
     import datasets
 
     return datasets.load_from_disk(str(directory))
+
+
+def clip_spans(table) -> tuple[list[float | None], list[float | None]]:
+    """(start seconds, source file seconds) of every row of a stored table; None where the data
+    set does not say (format 1 stored neither; `source_duration` is also None when the container
+    gave no duration)."""
+    import math
+
+    n = table.num_rows
+    if "start" not in table.column_names:
+        return [None] * n, [None] * n
+    lengths = [None if x is None or math.isnan(x) else float(x) for x in table.column("source_duration").to_pylist()]
+    return [float(x) for x in table.column("start").to_pylist()], lengths
 
 
 def column_to_numpy(column, dtype: str | np.dtype) -> np.ndarray:

@@ -21,11 +21,13 @@ def _real_audio(rows, sample_rate: int, seconds: float) -> list[np.ndarray]:
 
 def generate_and_score(
     model_dir: str | Path, world: str | Path, out: str | Path, plots: int = 8, split: str = "test",
-    sampling: Any = None,
+    sampling: Any = None, noise_key: str | None = None,
 ) -> dict[str, Any]:
     """Generate for every clip of `split` of the synthetic world in `world` with the model
     directory `model_dir`; write OUT/<id>.wav, OUT/<id>.mp4 (and OUT/<id>.png for the first
-    `plots`); return the class-agreement and timing numbers with their chance levels."""
+    `plots`); return the class-agreement and timing numbers with their chance levels.
+    `noise_key`: None, each video draws its own noise (as `vab generate`); a string, every video
+    draws the same (the shared noise of before issue 14, for benchmarks/per_video_noise.py)."""
     import torch
 
     from vab.data.synthetic import iter_split, read_truth, visibility
@@ -49,7 +51,7 @@ def generate_and_score(
     requests = []
     for k, row in enumerate(held_out):
         outputs = Outputs(out / f"{row.id}.wav", out / f"{row.id}.mp4", out / f"{row.id}.png" if k < plots else None)
-        requests.append(Request(source=str(row.path), key=(row, outputs)))
+        requests.append(Request(source=str(row.path), key=(row, outputs), noise_key=noise_key))
     generated: dict[str, np.ndarray] = {}
     failures = []
     from rich.progress import Progress

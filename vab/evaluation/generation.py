@@ -12,8 +12,8 @@ are scored with an :class:`~vab.evaluation.scorers.AudioEmbedder`:
   when the source is a video file) per clip, and the real-time factor (wall seconds per
   second of audio).  Scoring time is excluded.
 
-The real audio of a clip is its original media file, read for the clip's span, when that
-file exists; otherwise the codec's decoding of the clip's stored tokens (all stored
+The real audio of a clip is its original media file, read for the clip's span (the start
+extraction cut it at, stored in the data set), when that file exists; otherwise the codec's decoding of the clip's stored tokens (all stored
 levels), which is the codec's upper bound (paper appendix D.1) rather than the truth.
 Each clip records which one was used.  Several models are scored in one run against the
 same real audio (embedded once) and end up in one table.
@@ -36,22 +36,28 @@ from vab.evaluation.scorers import AudioEmbedder, clip_distribution
 from vab.errors import VabError
 
 REAL_MODES = ("auto", "media", "tokens")
+# a file this much longer than its clip still leaves no room for another start (container
+# durations round up to whole audio / video frames)
+START_SLACK = 0.1
 
 
 # ---------------------------------------------------------------------- clips
 @dataclass
 class Clip:
     """One clip to generate for.  `video`: the media file (may not exist for stored data);
-    `start`: seconds into it; `duration`: seconds to generate; `row`: index in the data set
-    (None for videos from a manifest); `tokens`: the stored real tokens ``[K, T]`` if any."""
+    `start`: seconds into it (None: a data set of format 1, which did not store it);
+    `duration`: seconds to generate; `row`: index in the data set (None for videos from a
+    manifest); `tokens`: the stored real tokens ``[K, T]`` if any; `source`: the data set
+    directory the clip comes from."""
 
     id: str
     video: str | None
-    start: float
+    start: float | None
     duration: float
     row: int | None = None
     tokens: np.ndarray | None = None
     labels: list[str] = field(default_factory=list)
+    source: str | None = None
 
 
 @dataclass
@@ -68,7 +74,7 @@ class ClipSet:
 def dataset_clips(paths: Sequence[str | os.PathLike], split: str | None, limit: int | None = None) -> ClipSet:
     """The clips of `split` in extracted data sets (first `limit` of them)."""
     from vab.data.dataset import load_infos
-    from vab.data.store import DATA_DIR, column_to_numpy, load_dataset_dir
+    from vab.data.store import DATA_DIR, clip_spans, column_to_numpy, load_dataset_dir
     from vab.training.run import check_same_codec_state
 
     paths = [str(p) for p in paths]
@@ -84,11 +90,12 @@ def dataset_clips(paths: Sequence[str | os.PathLike], split: str | None, limit: 
         names = [str(n) for n in _label_names(path)]
         splits, ids, files = (table.column(c).to_pylist() for c in ("split", "id", "path"))
         labels = table.column("labels").to_pylist()
+        starts, _ = clip_spans(table)
         for i in range(len(ids)):
             if split is None or splits[i] == split:
                 tokens = column_to_numpy(table.column("tokens").slice(i, 1), np.int16)[0]
-                clips.append(Clip(ids[i], files[i], 0.0, float(info.duration), row, tokens,
-                                  [names[c] for c in labels[i] if c < len(names)]))
+                clips.append(Clip(ids[i], files[i], starts[i], float(info.duration), row, tokens,
+                                  [names[c] for c in labels[i] if c < len(names)], path))
             row += 1
             if limit and len(clips) >= limit:
                 break
@@ -186,13 +193,31 @@ class RealAudio:
             raise VabError(f"{clip.id}: no stored tokens to decode (the clip comes from a video manifest)")
         return "tokens"
 
+    def start(self, clip: Clip) -> float:
+        """Seconds into `clip.video` where the clip starts.  A data set of format 1 did not store
+        it: it is 0 when the file is no longer than the clip (nothing else to cut), and unknown
+        otherwise, which is refused (one line) rather than scoring the wrong seconds."""
+        if clip.start is not None:
+            return clip.start
+        from vab import media
+
+        length = media.probe(clip.video).duration
+        if length is not None and length <= clip.duration + START_SLACK:
+            return 0.0
+        raise VabError(
+            f"{clip.source}: made before vab stored clip starts, and {clip.video} is longer than its "
+            f"{clip.duration:g}-s clip, so which seconds were extracted is unknown; re-extract it with "
+            "`vab extract`, or score against the stored tokens (--real tokens)"
+        )
+
     def read(self, clip: Clip) -> tuple[np.ndarray, int, str]:
         """(mono float32 ``[S]``, sample rate Hz, `media` | `tokens`)."""
         kind = self.source(clip)
         if kind == "media":
             from vab import media
 
-            wav = media.read_audio(clip.video, self.sample_rate, clip.start, clip.start + clip.duration)
+            start = self.start(clip)
+            wav = media.read_audio(clip.video, self.sample_rate, start, start + clip.duration)
             return wav, self.sample_rate, kind
         from vab.generation.codec_chunks import decode_chunked
 
@@ -396,6 +421,13 @@ def score_real(
     out = Scores()
     used: dict[str, str] = {}
     failures: list[tuple[str, str]] = []
+    for clip in clips.clips:  # an unknown start refuses the run, before any scoring
+        try:
+            uses_media = real.source(clip) == "media"
+        except VabError:
+            continue  # reported with the clip below
+        if uses_media:
+            real.start(clip)
     for i, clip in enumerate(clips.clips):
         try:
             wav, rate, kind = real.read(clip)

@@ -10,6 +10,11 @@ scale), initialised at log(0.07) and kept inside [TEMPERATURE_MIN,
 TEMPERATURE_MAX] = [0.01, 1.0]: every training forward first clamps the stored
 parameter in place (so it can never drift out, even with Adam momentum) and
 the value used is clamped again (so the forward is always in bounds).
+
+On several processes the embeddings of every process are gathered, with their
+gradients (:func:`gather_with_grad`, as open_clip's ``gather_features(...,
+gather_with_grad=True)``), so every clip of the global batch is a negative for
+every other: N processes with batch b train exactly like one with batch N x b.
 """
 
 from __future__ import annotations
@@ -42,6 +47,46 @@ def info_nce(audio: torch.Tensor, video: torch.Tensor, temperature: torch.Tensor
     logits = audio @ video.T / temperature  # [B, B]
     target = torch.arange(audio.shape[0], device=audio.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All processes' ``[b_r, W]`` rows concatenated in rank order; backward hands each process
+    the sum over processes of the gradient of its own rows (every process computes the same
+    loss over the whole batch, and DDP then averages: the gradient of one process with it all)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        world, rank = dist.get_world_size(), dist.get_rank()
+        sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+        dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+        counts = [int(s.item()) for s in sizes]
+        padded = x.new_zeros((max(counts), *x.shape[1:]))
+        padded[: x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.counts, ctx.rank = counts, rank
+        return torch.cat([p[:n] for p, n in zip(parts, counts)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # every process's loss reads every row
+        start = sum(ctx.counts[: ctx.rank])
+        return grad[start : start + ctx.counts[ctx.rank]]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """``[b, W]`` on each process -> ``[sum of b, W]`` (rank order), differentiable; `x` itself
+    when not running on several processes."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return x
+    return _GatherWithGrad.apply(x)
 
 
 class ContrastiveVAB(nn.Module):
@@ -102,6 +147,7 @@ class ContrastiveObjective:
     Training-time temporal mixup and rolling (cfg.train.mixup_prob / roll_prob; Table 8
     retrieval: 0.5 / 0.1).  Mixup cuts audio and video of two clips at the same
     instant, so the mixed audio and mixed video still form a positive pair.
+    On several processes the loss is over the global batch (:func:`gather_with_grad`).
     logs: loss, temperature, acc (share of in-batch top-1 matches, both directions).
     """
 
@@ -123,6 +169,7 @@ class ContrastiveObjective:
                 frame_rate=core.frame_rate, fps=core.fps, generator=generator,
             )
         audio, video, temperature = model(tokens, features)
+        audio, video = gather_with_grad(audio), gather_with_grad(video)  # every process's negatives
         loss = info_nce(audio.float(), video.float(), temperature)
         with torch.no_grad():
             sim = audio @ video.T

@@ -49,7 +49,7 @@ from vab.generation.codec_chunks import decode_chunked
 from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_tokens, soundtrack_tokens
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
 from vab.generation.loading import check_c2f, check_codec, load_codec, load_visual
-from vab.generation.windows import plan_windows, seconds_to_tokens
+from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
 from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
@@ -153,6 +153,8 @@ class Generator:
     `overlap`: seconds each window carries from the previous one (default a quarter of
     the window); `batch_size`: videos sampled together; `precision`: auto (bf16 on a GPU,
     fp32 on the CPU), fp32, bf16 or fp16.  The model's device is used throughout.
+    `c2f` must fit `model` (levels, codec, frame rate, feature size); `c2f_directory` names it in
+    the error when it does not.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class Generator:
         visual: Any = None,
         c2f: Any = None,
         directory: str | Path | None = None,
+        c2f_directory: str | Path | None = None,
         precision: str = "auto",
         overlap: float | None = None,
         batch_size: int = 1,
@@ -183,7 +186,7 @@ class Generator:
         self.visual = visual if visual is not None else load_visual(model, directory)
         self.c2f = c2f.eval() if c2f is not None else None
         if self.c2f is not None:
-            check_c2f(model, self.c2f, self.codec)
+            check_c2f(model, self.c2f, self.codec, c2f_directory)
             self.c2f.to(self.device)
         self.dtype = _autocast_dtype(precision, self.device)
         self.batch_size = int(batch_size)
@@ -221,7 +224,7 @@ class Generator:
         c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
-        return cls(model, c2f=c2f, directory=directory, **kwargs)
+        return cls(model, c2f=c2f, directory=directory, c2f_directory=c2f_checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -314,13 +317,12 @@ class Generator:
         if total < 1:
             raise VabError(f"{where}: too short ({length:.3f} s) for one audio token")
         overlap = seconds_to_tokens(self.overlap, self.frame_rate)
-        passes = [(_Phase("coarse", model, None), coarse, plan_windows(total, model.num_audio_frames, overlap))]
+        passes = [(_Phase("coarse", model, None), coarse, self._plan(total, model, overlap, is_path))]
         if self.c2f is not None:
             fine = self._features(source, self.c2f, seconds)
-            window = self.c2f.num_audio_frames
-            plan = plan_windows(total, window, min(overlap, window - 1))
+            plan = self._plan(total, self.c2f, min(overlap, self.c2f.num_audio_frames - 1), is_path)
             passes.append((_Phase("fine", self.c2f, C2F_STEPS), fine, plan))
-        padded = max(total, model.num_audio_frames)
+        padded = max(total, *(w.stop for _, _, plan in passes for w in plan))
         tokens = torch.full((self.levels, padded), model.mask_id, dtype=torch.long)
         given = torch.zeros(self.levels, padded, dtype=torch.bool)
         if request.edit is not None:
@@ -339,6 +341,13 @@ class Generator:
             given[:, :count] = True
         noise_key = request.noise_key if request.noise_key is not None else content_key(source)
         return _Job(request, total, tokens, given, passes, started, noise_key)
+
+    def _plan(self, total: int, model: Any, overlap: int, is_path: bool) -> list:
+        """The windows of one pass.  Frames of a video file are read at each window's own
+        times; stored features exist only on whole frames, so their windows start on frame
+        boundaries (else the frames would be off the time-ALiBi positions by up to half a frame)."""
+        align = 1 if is_path else frame_alignment(self.frame_rate, model.fps)
+        return plan_windows(total, model.num_audio_frames, overlap, align)
 
     def _features(self, source: Source, model: Any, seconds: float | None) -> FeatureSource:
         if isinstance(source, (str, os.PathLike)):

@@ -89,6 +89,9 @@ def check_c2f(model: Any, c2f: Any, codec: AudioCodec, where: str | Path | None 
         problems.append(f"it makes {c2f.levels} levels but the codec has {codec.num_codebooks}")
     if abs(float(c2f.frame_rate) - float(model.frame_rate)) > 1e-6:
         problems.append(f"its frame rate is {c2f.frame_rate:g} Hz, the model's {model.frame_rate:g} Hz")
+    if abs(float(c2f.fps) - float(model.fps)) > 1e-6:
+        # features are read (or given) once per rate: the fine pass would see other seconds' frames
+        problems.append(f"it reads frames at {c2f.fps:g} fps, the model at {model.fps:g} fps")
     if int(c2f.visual_dim) != int(model.visual_dim):
         problems.append(f"it reads {c2f.visual_dim}-d frame features, the model {model.visual_dim}-d")
     if int(c2f.num_audio_frames) > int(model.num_audio_frames):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 
 def seconds_to_tokens(seconds: float, frame_rate: float) -> int:
@@ -31,7 +32,14 @@ class Window:
         return self.stop - self.start
 
 
-def plan_windows(total: int, length: int, overlap: int) -> list[Window]:
+def frame_alignment(frame_rate: float, fps: float) -> int:
+    """The fewest audio tokens that span a whole number of visual frames (50 Hz tokens at
+    1 fps: 50; 75 Hz at 2 fps: 75, two frames), so windows starting on multiples of it start
+    on frame boundaries of features stored at `fps`."""
+    return Fraction(float(frame_rate) / float(fps)).limit_denominator(1000).numerator
+
+
+def plan_windows(total: int, length: int, overlap: int, align: int = 1) -> list[Window]:
     """Windows of exactly `length` tokens covering ``[0, max(total, length))``.
 
     Window i + 1 starts `overlap` tokens before window i ends (it carries them as
@@ -39,6 +47,13 @@ def plan_windows(total: int, length: int, overlap: int) -> list[Window]:
     window is full length and carries whatever earlier windows already generated in
     it (at least `overlap`).  An input no longer than one window gets one window
     (the caller pads the features and trims the tokens).
+
+    `align` > 1: every window starts on a multiple of `align` tokens (see
+    :func:`frame_alignment`; features stored at a frame rate cannot start mid-frame):
+    the stride is rounded down (the overlap grows) and the last window starts on the
+    next multiple at or after ``total - length``, so it may end up to ``align - 1``
+    tokens past `total` (the caller trims them).  An `align` that leaves no whole stride
+    is ignored.
     """
     if length < 1:
         raise ValueError(f"window length must be >= 1 token, got {length}")
@@ -47,7 +62,12 @@ def plan_windows(total: int, length: int, overlap: int) -> list[Window]:
     if total <= length:
         return [Window(0, 0, length, 0)]
     stride = length - overlap
-    starts = list(range(0, total - length, stride)) + [total - length]
+    if align > 1 and stride >= align:
+        stride -= stride % align
+        last = -(-(total - length) // align) * align
+    else:
+        last = total - length
+    starts = list(range(0, last, stride)) + [last]
     windows = []
     for i, start in enumerate(starts):
         carried = 0 if i == 0 else windows[-1].stop - start

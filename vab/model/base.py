@@ -34,6 +34,9 @@ from vab.model.directory import CONFIG_FILE, WEIGHTS_FILE, check_tensors, read_w
 from vab.model.multiway import ALIBI_MODES, alibi_slopes
 from vab.model.registry import model_class, type_name
 
+#: layers whose parameters (scales, shifts) are never weight-decayed
+NORM_LAYERS = tuple(getattr(nn, n) for n in ("LayerNorm", "GroupNorm", "RMSNorm", "BatchNorm1d") if hasattr(nn, n))
+
 #: parts reported by :meth:`TokenModel.num_parameters`
 PARTS = ("total", "expert_layers", "embeddings", "attention", "experts", "shared_ffn", "heads")
 
@@ -51,6 +54,8 @@ class TokenModel(nn.Module):
 
     #: parameter-name prefixes counted as "embeddings" by :meth:`part_of`
     EMBEDDING_PREFIXES: ClassVar[tuple[str, ...]] = ()
+    #: learned vectors weight decay must not shrink ([MASK], null visual, modality ...), by name
+    NO_DECAY_VECTORS: ClassVar[tuple[str, ...]] = ()
     #: decoding step by step instead of MaskGIT (the autoregressive baseline)
     autoregressive: ClassVar[bool] = False
     #: the decoding function generation uses instead of MaskGIT; None: MaskGIT
@@ -99,6 +104,20 @@ class TokenModel(nn.Module):
         if not (isinstance(found, type) and issubclass(found, cls)):
             raise ConfigError(f"holds a {model_type} model, not a {type_name(cls)} one")
         return found
+
+    # ------------------------------------------------------------------ optimisation
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters AdamW must not decay (timm / open_clip convention): the
+        learned vectors of ``NO_DECAY_VECTORS`` (e.g. the per-level [MASK] ``[levels, W]`` and
+        the modality ``[2, W]`` embeddings, 2-D yet not weight matrices), every bias and every
+        normalisation layer's parameters.  Decayed: linear weights and embedding tables."""
+        names = {n for n in self.NO_DECAY_VECTORS if hasattr(self, n)}
+        for prefix, module in self.named_modules():
+            norm = isinstance(module, NORM_LAYERS)
+            for name, _ in module.named_parameters(recurse=False):
+                if norm or name == "bias":
+                    names.add(f"{prefix}.{name}" if prefix else name)
+        return names
 
     # ------------------------------------------------------------------ parameter counts
     def part_of(self, name: str) -> str:

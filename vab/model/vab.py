@@ -35,6 +35,7 @@ class VAB(TokenModel):
     """
 
     EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
+    NO_DECAY_VECTORS = ("mask_embed", "null_visual", "modality")
 
     def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
         m = cfg.model

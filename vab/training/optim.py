@@ -1,11 +1,13 @@
 """AdamW with weight decay applied to weight matrices only.
 
-Rule: a trainable parameter is decayed when at least two of its dimensions are
-larger than 1 (linear / attention / FFN weights, embedding tables).  Biases,
-norm scales and learned vectors such as [MASK], null or modality embeddings
-(shapes like [D], [1, D], [1, 1, D]) are not: shrinking them towards zero only
-fights their purpose.  A model may exempt more parameters by defining
-`no_weight_decay() -> Iterable[str]` returning parameter names (timm convention).
+Rule: a trainable parameter is decayed unless its name is in the
+`no_weight_decay()` set of the module holding it (timm / open_clip convention;
+names relative to that module, any depth: a wrapper around a VAB inherits its
+set) or it is not a matrix (fewer than two dimensions larger than 1: scalars,
+[D], [1, D]).  The models name their biases, norm scales and learned vectors
+([MASK] ``[levels, D]``, null, modality ``[2, D]``: 2-D, yet shrinking them
+towards zero only fights their purpose), so linear / attention / FFN weights and
+embedding tables are what decays.
 """
 
 from __future__ import annotations
@@ -21,13 +23,23 @@ def is_decayed(param: torch.Tensor) -> bool:
     return sum(size > 1 for size in param.shape) >= 2
 
 
+def no_weight_decay(model: nn.Module) -> set[str]:
+    """Full names of the parameters exempted by the `no_weight_decay()` of `model` or of any
+    of its sub-modules."""
+    exempt: set[str] = set()
+    for prefix, module in model.named_modules():
+        if callable(getattr(module, "no_weight_decay", None)):
+            exempt.update(f"{prefix}.{n}" if prefix else n for n in module.no_weight_decay())
+    return exempt
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups over the parameters with `requires_grad`: [decayed, not decayed].
 
     Both groups are always present (possibly empty) so optimizer state dicts
     keep the same layout from run to run.  Each group carries `names`.
     """
-    exempt = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    exempt = no_weight_decay(model)
     decay: list[tuple[str, nn.Parameter]] = []
     keep: list[tuple[str, nn.Parameter]] = []
     for name, param in model.named_parameters():
