@@ -64,7 +64,8 @@ def visible(folder: Path) -> set[str]:
 
 
 def hidden(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if p.name.startswith(".")}
+    """Hidden names (temporaries) other than `vab generate`'s source records."""
+    return {p.name for p in folder.iterdir() if p.name.startswith(".") and not p.name.endswith(".vab.json")}
 
 
 # ---------------------------------------------------------------------- vab extract
