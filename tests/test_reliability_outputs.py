@@ -103,3 +103,176 @@ def test_files_vab_did_not_make_are_never_overwritten(tmp_path, model_dir):
     assert generate(clip, "--checkpoint", model_dir, "--out", out, "--overwrite") == 0
     assert (out / "clip.wav").read_bytes() == b"the user's own recording"
     assert (out / "clip-vab.wav").is_file()
+
+
+# ---------------------------------------------------------------------- 5. a batch goes on
+def test_a_sampler_or_muxer_failure_is_that_videos_error(tmp_path, model_dir, monkeypatch, capsys):
+    from vab import media
+    from vab.generation import generator as gen
+
+    folder = tmp_path / "in"
+    for i, name in enumerate(("a", "b", "c", "d")):
+        make_video(folder / f"{name}.mp4", seconds=1.0, freq=220.0 * (i + 1), **SMALL)
+    real_key, real_sampler, real_mux = gen.content_key, gen.sample_tokens, media.mux
+    monkeypatch.setattr(gen, "content_key", lambda s: "poison" if Path(s).name == "b.mp4" else real_key(s))
+    poison = {gen.window_seed(0, "poison", "coarse", i) for i in range(4)}
+
+    def sampler(model, features, **kwargs):
+        if poison & set(kwargs["seeds"]):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return real_sampler(model, features, **kwargs)
+
+    def mux(video, *args, **kwargs):
+        if Path(video).name == "c.mp4":
+            raise ValueError("muxer said no")
+        return real_mux(video, *args, **kwargs)
+
+    monkeypatch.setattr(gen, "sample_tokens", sampler)
+    monkeypatch.setattr(media, "mux", mux)
+    out = tmp_path / "out"
+    assert generate(folder, "--checkpoint", model_dir, "--out", out, "--batch-size", "2") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "2 input(s) failed" in err
+    assert f"{folder / 'b.mp4'}: unexpected RuntimeError: CUDA error: device-side assert triggered" in err
+    assert f"{folder / 'c.mp4'}: unexpected ValueError: muxer said no" in err
+    assert outputs(out) == {"a.wav", "a.mp4", "d.wav", "d.mp4"}  # nothing half-written for b and c
+    # the videos sampled with b (batch of two) got the soundtrack they get alone
+    alone = tmp_path / "alone"
+    monkeypatch.setattr(gen, "sample_tokens", real_sampler)
+    assert generate(folder / "a.mp4", "--checkpoint", model_dir, "--out", alone) == 0
+    assert digest(alone / "a.wav") == digest(out / "a.wav")
+
+
+def test_embed_goes_on_past_a_clip_whose_embedding_is_not_finite(tmp_path, model_dir, monkeypatch, capsys):
+    import torch
+
+    from vab.search import Embedder, Index
+
+    folder = tmp_path / "in"
+    for i, name in enumerate(("a", "b", "c")):
+        make_video(folder / f"{name}.mp4", seconds=1.0, freq=220.0 * (i + 1), **SMALL)
+    real, calls = Embedder.embed_batch, []
+
+    def nan_for_the_second(self, batch):
+        a, v = real(self, batch)
+        calls.append(1)
+        return (a * float("nan"), v) if len(calls) == 2 else (a, v)
+
+    monkeypatch.setattr(Embedder, "embed_batch", nan_for_the_second)
+    out = tmp_path / "index"
+    assert vab_main(["embed", str(folder), "--checkpoint", str(model_dir), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'b.mp4'}: the embedding of clip 'b' is not finite (NaN or inf)" in err
+    index = Index.load(out)
+    assert index.ids == ["a", "c"] and torch.isfinite(index.audio).all()
+    # an index whose embeddings hold NaN (made elsewhere) is refused, naming the clip
+    index.video[1, 0] = float("inf")
+    with pytest.raises(Exception, match="the embedding of clip 'c' is not finite"):
+        index.save(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------- 8. outputs are valid
+@pytest.fixture
+def index_dir(tmp_path) -> Path:
+    import torch
+    import torch.nn.functional as F
+
+    from vab.search import Index
+
+    g = torch.Generator().manual_seed(0)
+    audio, video = (F.normalize(torch.randn(3, 8, generator=g), dim=-1) for _ in range(2))
+    ids = ["[red]loud[/red]", "[/bold]", "=HYPERLINK(\"http://x\")"]
+    labels = [["[link=http://x]dog[/link]"], ["cat"], ["+cmd|' /C calc'!A0"]]
+    return Index(ids=ids, paths=[f"/v/{i}.mp4" for i in range(3)], audio=audio, video=video,
+                 labels=labels).save(tmp_path / "index")
+
+
+def test_ids_and_labels_are_printed_as_they_are(index_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one row per line
+    assert vab_main(["search", str(index_dir), "--query", "[/bold]", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "[red]loud[/red]" in out and "[link=http://x]dog[/link]" in out and "Traceback" not in out
+
+
+def test_curate_refuses_a_folder_as_out_or_plot_before_writing(index_dir, tmp_path, capsys):
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    for option, extra in (("--out", []), ("--plot", ["--out", str(tmp_path / "kept.jsonl")])):
+        args = ["curate", str(index_dir), "--threshold", "0", *extra, option, str(folder)]
+        assert vab_main(args) == 2
+        assert capsys.readouterr().err.strip() == f"error: {folder}: is a folder; {option} takes a file name"
+    assert not (tmp_path / "kept.jsonl").exists() and not any(folder.iterdir())
+    # nor one of its inputs
+    assert vab_main(["curate", str(index_dir), "--threshold", "0", "--out", str(index_dir / "index.json")]) == 2
+    assert "vab never writes over an input" in capsys.readouterr().err
+
+
+def test_csv_cells_are_never_formulas(tmp_path):
+    import csv
+
+    from vab.finetuning.classification import write_per_class_csv
+
+    rows = [{"class": name, "ap": -0.5, "positives": 1, "top1_recall": 1.0}
+            for name in ("=1+1", "+cmd", "-2+3", "@SUM(A1)", "dog")]
+    path = write_per_class_csv(rows, tmp_path / "per_class.csv")
+    with open(path, newline="") as f:
+        got = [r["class"] for r in csv.DictReader(f)]
+    assert got == ["'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "dog"]
+    assert "-0.5" in path.read_text()  # numbers stay numbers
+
+
+# ---------------------------------------------------------------------- 7. one atomic writer
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path, model_dir, mask):
+    clip = make_video(tmp_path / "clip.mp4", seconds=1.0, **SMALL)
+    old = os.umask(mask)
+    try:
+        assert generate(clip, "--checkpoint", model_dir, "--out", tmp_path / "out", "--plot") == 0
+    finally:
+        os.umask(old)
+    for name in ("clip.wav", "clip.mp4", "clip.png", ".clip.vab.json"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+@pytest.mark.parametrize("library, error", [
+    ("safetensors", "SafetensorError: Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                    "message: \"No space left on device\" })"),
+    ("pyav", OSError(28, "No space left on device")),
+    ("matplotlib", PermissionError(13, "Permission denied")),
+    ("pyarrow", "pyarrow.lib.ArrowIOError: [Errno 122] Disk quota exceeded"),
+])
+def test_a_full_disk_or_a_refused_write_is_one_line_naming_the_file(tmp_path, library, error):
+    from vab.errors import VabError
+    from vab.utils import atomic_path
+
+    target = tmp_path / "out" / "file.bin"
+    with pytest.raises(VabError) as caught:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise error if isinstance(error, BaseException) else RuntimeError(error)
+    text = str(caught.value)
+    assert text.startswith(f"{target}: cannot write (") and "\n" not in text
+    assert any(w in text for w in ("no space left", "permission denied", "disk quota exceeded"))
+    assert list(target.parent.iterdir()) == []  # no half-written file, no temporary
+
+
+def test_a_full_disk_stops_generate_with_one_line(tmp_path, model_dir, monkeypatch, capsys):
+    from vab import media
+
+    folder = tmp_path / "in"
+    for name in ("a", "b"):
+        make_video(folder / f"{name}.mp4", seconds=1.0, **SMALL)
+
+    def full(path, *args, **kwargs):
+        from vab.utils import atomic_path
+
+        with atomic_path(path):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(media, "write_audio", full)
+    out = tmp_path / "out"
+    assert generate(folder, "--checkpoint", model_dir, "--out", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {out / 'a.wav'}: cannot write (no space left on device)"
+    assert outputs(out) == set()  # the mp4 written before the wav was removed with it

@@ -100,7 +100,9 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
 def print_summary(console, summary, out: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"extraction -> {out}", show_header=False)
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"extraction -> {out}"), show_header=False)
     table.add_row("clips in manifest", str(summary.total))
     table.add_row("already done", str(summary.skipped))
     table.add_row("extracted now", str(summary.extracted))
@@ -111,9 +113,10 @@ def print_summary(console, summary, out: str) -> None:
     table.add_row("decode / codec / visual", f"{summary.decode_seconds:.1f} / {summary.codec_seconds:.1f} / {summary.visual_seconds:.1f} s")
     console.print(table)
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1])[:10]:
-        console.print(f"  failed x{count}: {reason}")
+        console.print(f"  failed x{count}: {reason}", markup=False, highlight=False)  # reasons hold file names
     if summary.failed or summary.failed_before:
-        console.print(f"[yellow]{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl", soft_wrap=True)
+        console.print(plain(f"{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl"),
+                      style="yellow", soft_wrap=True)
 
 
 def register(sub) -> None:

@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
                     outcome.error = exc
                 except OSError as exc:  # folder removed: no point going on
                     raise VabError(f"{out}: cannot write outputs for {video} ({exc.strerror or exc})") from None
+                except Exception as exc:  # a muxer or plotting failure on an odd file: that video's error
+                    outcome.error = exc
             if outcome.error is not None:
                 problems.append((str(video), reason(outcome.error, video)))
             else:
@@ -208,11 +210,14 @@ def plan_batch(out: Path, videos: list[Path], args: argparse.Namespace) -> list[
 
 
 def reason(exc: Exception, video: Path) -> str:
-    """The problem without the file name the list already shows."""
-    from vab.errors import MediaError
+    """The problem without the file name the list already shows (one line)."""
+    from vab.errors import MediaError, VabError
 
     if isinstance(exc, MediaError):
         return exc.problem
+    if not isinstance(exc, VabError):
+        lines = str(exc).strip().splitlines()
+        return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
     text = str(exc)
     prefix = f"{video}: "
     return text[len(prefix):] if text.startswith(prefix) else text
@@ -271,16 +276,18 @@ class _Bar:
 def print_summary(console, rows: list[tuple], problems: list[tuple[str, str]], out: Path) -> None:
     from rich.table import Table
 
+    from vab.safetext import plain
+
     if rows:
-        table = Table(title=f"vab generate -> {out}")
+        table = Table(title=plain(f"vab generate -> {out}"))
         for name, justify in [("file", "left"), ("seconds", "right"), ("windows", "right"),
                               ("time (s)", "right"), ("RTF", "right"), ("outputs", "left")]:
             table.add_column(name, justify=justify, overflow="fold")
         for file, seconds, windows, taken, rtf, outputs in rows:
-            if seconds is None:
-                table.add_row(file, "", "", "", "", outputs)
+            if seconds is None:  # file names are shown as they are, never read as rich markup
+                table.add_row(plain(file), "", "", "", "", plain(outputs))
             else:
-                table.add_row(file, f"{seconds:.2f}", str(windows), f"{taken:.1f}", f"{rtf:.2f}", outputs)
+                table.add_row(plain(file), f"{seconds:.2f}", str(windows), f"{taken:.1f}", f"{rtf:.2f}", plain(outputs))
         console.print(table)
         console.print("RTF: wall seconds per second of audio (below 1 is faster than real time)")
     if problems:

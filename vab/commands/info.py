@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.params_only:
         console.print(Syntax(OmegaConf.to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
     counts = model.parameter_counts()
-    table = Table(title=f"{cfg.model.type} model: {args.source}")
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"{cfg.model.type} model: {args.source}"))
     table.add_column("part")
     table.add_column("parameters", justify="right")
     table.add_column("share", justify="right")

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         for r, (i, score) in enumerate(hits)
     ]
     if args.json:
-        print(json.dumps({"query": args.query, "by": args.by, "in": within, "results": results}, indent=1))
+        print(json.dumps({"query": args.query, "by": args.by, "in": within, "results": results}, indent=1,
+                         allow_nan=False))
     else:
         show(results, args.query, args.by, within)
     return 0
@@ -76,9 +77,12 @@ def show(results: list[dict], query: str, by: str, within: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{query} ({by}) -> nearest {within}")
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"{query} ({by}) -> nearest {within}"))
     for name, justify in [("rank", "right"), ("id", "left"), ("path", "left"), ("labels", "left"), ("cosine", "right")]:
         table.add_column(name, justify=justify, overflow="fold")
-    for r in results:
-        table.add_row(str(r["rank"]), r["id"], r["path"], ", ".join(r["labels"]), f"{r['cosine']:.4f}")
+    for r in results:  # ids, paths and labels are the user's text, not rich markup
+        table.add_row(str(r["rank"]), plain(r["id"]), plain(r["path"]), plain(", ".join(r["labels"])),
+                      f"{r['cosine']:.4f}")
     Console().print(table)

@@ -325,7 +325,9 @@ def evaluate_classifier(
 
 
 def write_per_class_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write per-class rows (as from :func:`evaluate_classifier`) as CSV, atomically."""
+    """Write per-class rows (as from :func:`evaluate_classifier`) as CSV, atomically; a
+    class name starting with = + - @ is written with a leading ' (never run as a formula)."""
+    from vab.safetext import csv_cell
     from vab.utils import atomic_path
 
     path = Path(path)
@@ -336,7 +338,7 @@ def write_per_class_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Pat
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # class names are user text
     return path
 
 
