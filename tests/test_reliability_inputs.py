@@ -278,4 +278,4 @@ def test_search_queries_prompts_and_edits_with_bad_files(cases, folder, model_di
     # editing needs a soundtrack: the silent video fails, the other one is edited
     assert vab_main(["generate", str(cases["silent"].path), str(cases["stereo_44k"].path), *gen, "--edit", "0.2-0.5"]) == 1
     assert "no audio track to edit" in listed(capsys.readouterr().err, cases["silent"].path)
-    assert sorted(p.name for p in out.iterdir()) == ["stereo_44k.mp4", "stereo_44k.wav"]
+    assert sorted(visible(out)) == ["stereo_44k.mp4", "stereo_44k.wav"] and not hidden(out)

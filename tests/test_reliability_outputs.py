@@ -253,7 +253,7 @@ def test_a_full_disk_or_a_refused_write_is_one_line_naming_the_file(tmp_path, li
             raise error if isinstance(error, BaseException) else RuntimeError(error)
     text = str(caught.value)
     assert text.startswith(f"{target}: cannot write (") and "\n" not in text
-    assert any(w in text for w in ("no space left", "permission denied", "disk quota exceeded"))
+    assert any(w in text for w in ("No space left on device", "Permission denied", "Disk quota exceeded"))
     assert list(target.parent.iterdir()) == []  # no half-written file, no temporary
 
 
@@ -274,5 +274,118 @@ def test_a_full_disk_stops_generate_with_one_line(tmp_path, model_dir, monkeypat
     out = tmp_path / "out"
     assert generate(folder, "--checkpoint", model_dir, "--out", out) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == f"error: {out / 'a.wav'}: cannot write (no space left on device)"
+    assert err == f"error: {out / 'a.wav'}: cannot write (No space left on device)"
     assert outputs(out) == set()  # the mp4 written before the wav was removed with it
+
+
+# ---------------------------------------------------------------------- 5, 6. data set folders stay usable
+EXTRACT = ["--duration", "2", "--fps", "2", "codec.codebook_size=32", "codec.n_fft=512", "codec.griffin_lim_iters=2"]
+
+
+def extract(*args) -> int:
+    return vab_main(["extract", *map(str, args)])
+
+
+def stored(out: Path) -> dict[str, tuple]:
+    from vab.data.store import load_dataset_dir
+
+    table = load_dataset_dir(out / "data").to_dict()
+    return {i: (p, tuple(lab)) for i, p, lab in zip(table["id"], table["path"], table["labels"])}
+
+
+def failures(out: Path) -> dict[str, str]:
+    import json
+
+    path = out / "failures.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {json.loads(line)["id"]: json.loads(line)["reason"] for line in lines}
+
+
+@pytest.mark.parametrize("option, expected", [
+    (["--fps", "0"], "extract.fps=0.0 must be > 0"),
+    (["--duration", "-2"], "extract.duration=-2.0 must be > 0"),
+    (["--workers", "-1"], "extract.num_workers=-1 must be >= 0"),
+    (["extract.chunk_size=0"], "extract.chunk_size=0 must be >= 1"),
+    (["codec.name=nope"], "nope"),
+])
+def test_extract_checks_its_options_before_writing_anything(tmp_path, option, expected, capsys):
+    make_video(tmp_path / "in" / "a.mp4", seconds=2.0, **SMALL)
+    out = tmp_path / "data"
+    assert extract(tmp_path / "in", "--out", out, *EXTRACT, *option) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and expected in err, err
+    assert not out.exists()
+
+
+def test_a_folder_where_every_clip_failed_takes_a_rerun_with_good_options(tmp_path, capsys):
+    for i in range(2):
+        make_video(tmp_path / "in" / f"a{i}.mp4", seconds=2.0, video=False, freq=300.0 + 100 * i)
+    out = tmp_path / "data"
+    assert extract(tmp_path / "in", "--out", out, *EXTRACT, "extract.audio_only=false") == 1
+    assert set(failures(out)) == {"a0", "a1"}  # the folder says what happened
+    capsys.readouterr()
+    assert extract(tmp_path / "in", "--out", out, *EXTRACT, "--audio-only") == 0  # other settings: starts afresh
+    assert set(stored(out)) == {"a0", "a1"} and not failures(out)
+
+
+def test_a_name_that_is_not_utf8_is_one_failure(tmp_path):
+    import shutil
+
+    folder = tmp_path / "in"
+    good = [make_video(folder / f"{n}.mp4", seconds=2.0, freq=200.0 + 50 * i, **SMALL) for i, n in enumerate("ab")]
+    shutil.copy(good[0], os.fsencode(folder) + b"/bad\xff\xfe.mp4")
+    out = tmp_path / "data"
+    assert extract(folder, "--out", out, *EXTRACT) == 1
+    assert set(stored(out)) == {"a", "b"}
+    assert list(failures(out).values()) == ["the file name is not valid UTF-8 (rename the file)"]
+    assert extract(folder, "--out", out, *EXTRACT) == 1  # a re-run skips it like any recorded failure
+
+
+def test_changed_manifest_rows_are_refused_naming_them(tmp_path, capsys):
+    import json
+
+    videos = [make_video(tmp_path / "v" / f"{n}.mp4", seconds=2.0, freq=200.0 + 50 * i, **SMALL)
+              for i, n in enumerate("abc")]
+    manifest = tmp_path / "m.jsonl"
+
+    def write(rows):
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    rows = [{"id": n, "path": str(p), "label": lab} for n, p, lab in zip("abc", videos, ["dog", "cat", "dog"])]
+    write(rows + [{"id": "d", "path": str(tmp_path / "missing.mp4"), "label": "cat"}])
+    out = tmp_path / "data"
+    assert extract(manifest, "--out", out, *EXTRACT) == 1  # d is missing
+    before = stored(out)
+    capsys.readouterr()
+    rows[1]["label"] = "dog"
+    rows[2]["path"] = str(videos[0])
+    write(rows + [{"id": "d", "path": str(tmp_path / "missing.mp4"), "label": "cat"}])
+    assert extract(manifest, "--out", out, *EXTRACT) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {out}: 2 manifest row(s) changed since they were extracted: b (labels), c (path); "
+                   "extract into another --out (or delete the folder) to use the new rows")
+    assert stored(out) == before
+    # a failed row that now names a file is tried again (not kept as failed)
+    rows[1]["label"], rows[2]["path"] = "cat", str(videos[2])
+    write(rows + [{"id": "d", "path": str(videos[1]), "label": "cat"}])
+    assert extract(manifest, "--out", out, *EXTRACT) == 0
+    assert set(stored(out)) == {"a", "b", "c", "d"} and not failures(out)
+
+
+def test_a_codec_failure_on_one_clip_is_that_clips_failure(tmp_path, monkeypatch):
+    from vab.data import extract as ex
+
+    folder = tmp_path / "in"
+    for i, n in enumerate("abc"):
+        make_video(folder / f"{n}.mp4", seconds=2.0, freq=200.0 + 50 * i, **SMALL)
+    real = ex._encode_batch
+
+    def fails_on_b(codec, visual, items, *args):
+        if any(b["row"].id == "b" for b in items):
+            raise RuntimeError("codec exploded")
+        return real(codec, visual, items, *args)
+
+    monkeypatch.setattr(ex, "_encode_batch", fails_on_b)
+    out = tmp_path / "data"
+    assert extract(folder, "--out", out, *EXTRACT, "extract.batch_size=3") == 1
+    assert set(stored(out)) == {"a", "c"} and failures(out) == {"b": "unexpected RuntimeError: codec exploded"}

@@ -17,13 +17,13 @@ from vab.errors import VabError
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 #: how libraries that do not raise OSError (safetensors' Rust core, some C wrappers) word them
 _WRITE_WORDS = {
-    "no space left on device": "no space left on device",
-    "os error 28": "no space left on device",
-    "disk quota exceeded": "disk quota exceeded",
-    "permission denied": "permission denied",
-    "os error 13": "permission denied",
-    "read-only file system": "read-only file system",
-    "file too large": "file too large",
+    "no space left on device": os.strerror(errno.ENOSPC),
+    "os error 28": os.strerror(errno.ENOSPC),
+    "disk quota exceeded": os.strerror(errno.EDQUOT),
+    "permission denied": os.strerror(errno.EACCES),
+    "os error 13": os.strerror(errno.EACCES),
+    "read-only file system": os.strerror(errno.EROFS),
+    "file too large": os.strerror(errno.EFBIG),
 }
 _UMASK_LOCK = threading.Lock()
 
@@ -34,10 +34,10 @@ class WriteError(VabError):
 
 
 def write_problem(exc: BaseException) -> str | None:
-    """The user-fixable reason a write failed ("no space left on device" ...), or None when
+    """The user-fixable reason a write failed ("No space left on device" ...), or None when
     `exc` is not such a failure."""
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
-        return (exc.strerror or os.strerror(exc.errno)).lower()
+        return exc.strerror or os.strerror(exc.errno)
     text = str(exc).lower()
     for words, problem in _WRITE_WORDS.items():
         if words in text:

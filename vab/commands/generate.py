@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.generation.conditions import parse_spans
     from vab.generation.generator import Generator, Request
     from vab.generation.inputs import expand_inputs
-    from vab.generation.outputs import remove_stale_temporaries, write_outputs, write_record
+    from vab.generation.outputs import remove_stale_temporaries, write_recorded
     from vab.generation.sampling import SamplingConfig
 
     console = Console(stderr=True)
@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
             video = Path(outcome.request.source)
             if outcome.error is None:
                 try:
-                    write_record(outcome.request.key, video, settings)
-                    write_outputs(outcome.result, video, outcome.request.key, outcome.request.duration)
+                    write_recorded(outcome.result, video, outcome.request.key, outcome.request.duration, settings)
                 except WriteError:  # disk full, no permission: the next video would fail the same way
                     raise
                 except VabError as exc:

@@ -69,6 +69,19 @@ def write_record(outputs: Outputs, video: Path, settings: dict[str, Any] | None 
         tmp.write_text(json.dumps({**source_record(video), "settings": settings or {}}, indent=1), encoding="utf-8")
 
 
+def write_recorded(result, video: Path, outputs: Outputs, duration: float | None = None,
+                   settings: dict[str, Any] | None = None) -> None:
+    """:func:`write_record`, then :func:`write_outputs`; when the outputs fail and none of
+    them exists, the record goes too (a killed write keeps it: the re-run finds its name)."""
+    write_record(outputs, video, settings)
+    try:
+        write_outputs(result, video, outputs, duration)
+    except BaseException:
+        if not any(p.exists() for p in outputs.paths()):
+            outputs.record.unlink(missing_ok=True)
+        raise
+
+
 def choose_outputs(
     out: Path, name: str, video: Path, guard: InputGuard, reserved: set[str], audio_format: str = "wav", *,
     mux: bool = True, plot: bool = False,
