@@ -389,3 +389,23 @@ def test_a_codec_failure_on_one_clip_is_that_clips_failure(tmp_path, monkeypatch
     out = tmp_path / "data"
     assert extract(folder, "--out", out, *EXTRACT, "extract.batch_size=3") == 1
     assert set(stored(out)) == {"a", "c"} and failures(out) == {"b": "unexpected RuntimeError: codec exploded"}
+
+
+@pytest.mark.parametrize("script", ["retrieval", "classification"])
+def test_fine_tuning_into_its_own_init_folder_is_refused(tmp_path, model_dir, script, capsys):
+    import importlib.util
+    import shutil
+
+    model = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    before = digest(model / "model.safetensors")
+    path = Path(__file__).resolve().parents[1] / "finetune" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"finetune_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "link").symlink_to(model)  # the same folder under another name
+    rc = module.main(["--init", str(model), "--model-out", str(tmp_path / "link"), "data.path=[/nowhere]",
+                      f"train.output_dir={tmp_path / 'run'}", "train.tracker=none"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'link'}: is the input {model}; vab never writes over an input (choose another --model-out)"
+    assert digest(model / "model.safetensors") == before and not (tmp_path / "run").exists()

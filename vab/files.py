@@ -111,6 +111,13 @@ class InputGuard:
                 raise VabError(f"{output}: is the input {hit}; vab never writes over an input (choose another {option})")
 
 
+def refuse_input_folder(output: str | os.PathLike, source: str | os.PathLike, option: str) -> None:
+    """VabError when the folder a command writes (`option`) is its input folder `source`
+    (fine-tuning into the model directory it starts from would replace that model)."""
+    if same_file(output, source):
+        raise VabError(f"{output}: is the input {source}; vab never writes over an input (choose another {option})")
+
+
 def refuse_folder(path: str | os.PathLike, option: str) -> None:
     """Raise VabError when the file a command is told to write (`option`) is a folder."""
     if Path(path).is_dir():

@@ -366,6 +366,7 @@ def finetune_classifier(
     from vab.model.hub import resolve_model_dir
     from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
+    from vab.files import refuse_input_folder
     from vab.utils import check_writable_dir
 
     if model_out is not None:  # written after training: refuse a bad place before it
@@ -376,6 +377,7 @@ def finetune_classifier(
     if not (init / CONFIG_FILE).is_file():
         raise VabError(f"{init}: not a model directory (no config.yaml)")
     cfg = load_config(init, FINETUNE_DEFAULTS + [f"train.output_dir=runs/classify-{mode}"] + list(overrides))
+    refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
     train_set, valid_set, info = build_datasets(cfg, paths)
