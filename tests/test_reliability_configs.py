@@ -224,7 +224,23 @@ def damage(draw, names: list[str]):
     return draw(st.lists(st.tuples(kinds, st.sampled_from(names), DTYPES, SPECIAL,
                                    st.sampled_from(["visual_dim", "frame_rate", "format", "type"]),
                                    st.sampled_from(["nan", "-1", "0", "1e999", "x", "", "3", "50.0"])),
-                         min_size=1, max_size=3))
+                         min_size=0, max_size=3))
+
+
+#: values written into a model directory's config.yaml (small magnitudes: a valid config that asks
+#: for a 1e30-s window would be honoured, and this test would measure memory, not refusals)
+CONFIG_VALUES = st.sampled_from([float("nan"), float("inf"), float("-inf"), -1, 0, 0.5, 1, 3, 64, "x", "", True,
+                                 None, [1, 2], "${oc.env:HOME}", "${model.width}"])
+CONFIG_EDITS = st.lists(st.tuples(st.sampled_from(KEYS), CONFIG_VALUES), max_size=2)
+
+
+def edit_config(directory: Path, edits) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(directory / "config.yaml")
+    for key, value in edits:
+        OmegaConf.update(cfg, key, value, force_add=True)
+    (directory / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
 
 def apply(changes, metadata: dict, tensors: dict) -> None:
@@ -256,16 +272,17 @@ def tensor_names(model_dir) -> list[str]:
         return sorted(f.keys())
 
 
-def test_random_model_directory_tensors_give_a_result_or_one_line(model_dir, clip, tensor_names):
+def test_random_model_directory_tensors_and_configs_give_a_result_or_one_line(model_dir, clip, tensor_names):
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(changes=damage(tensor_names))
-    def check(changes):
+    @given(changes=damage(tensor_names), edits=CONFIG_EDITS)
+    def check(changes, edits):
         import contextlib
         import io
 
         with tempfile.TemporaryDirectory() as tmp:
             model = copy_model(model_dir, Path(tmp))
             rewrite_weights(model, lambda m, t: apply(changes, m, t))
+            edit_config(model, edits)
             for argv in (["info", str(model), "--params-only"],
                          ["generate", str(clip), "--checkpoint", str(model), "--out", f"{tmp}/out", "--device", "cpu",
                           *FAST_ARGS]):
