@@ -409,3 +409,18 @@ def test_fine_tuning_into_its_own_init_folder_is_refused(tmp_path, model_dir, sc
     err = capsys.readouterr().err.strip()
     assert err == f"error: {tmp_path / 'link'}: is the input {model}; vab never writes over an input (choose another --model-out)"
     assert digest(model / "model.safetensors") == before and not (tmp_path / "run").exists()
+
+
+def test_extract_never_writes_over_its_manifest(tmp_path, capsys):
+    import json
+
+    video = make_video(tmp_path / "a.mp4", seconds=2.0, **SMALL)
+    out = tmp_path / "data"
+    out.mkdir()
+    manifest = out / "failures.jsonl"  # a manifest kept where extraction writes its failures
+    manifest.write_text(json.dumps({"path": str(video)}) + "\n")
+    before = manifest.read_bytes()
+    assert extract(manifest, "--out", out, *EXTRACT) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {manifest}: is the input {manifest}; vab never writes over "
+                                               "an input (choose another --out)")
+    assert manifest.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["failures.jsonl"]

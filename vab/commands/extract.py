@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -74,8 +75,13 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
     from vab.data.extract import extract
     from vab.data.manifest import read_manifest
 
+    from vab.data.store import FAILURES_FILE, META_FILE
+    from vab.files import InputGuard
+
     console = Console(stderr=True)
     cfg = config_from_args(args)
+    written = [Path(args.out) / name for name in (META_FILE, FAILURES_FILE, "codec.safetensors")]
+    InputGuard([p for p in (args.manifest, args.class_index) if p]).refuse(written)
     manifest = read_manifest(
         args.manifest, fmt=args.format, root=args.root, class_index=args.class_index,
         name_template=args.name_template, split=args.split, trimmed=not args.full_videos,
