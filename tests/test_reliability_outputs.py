@@ -424,3 +424,14 @@ def test_extract_never_writes_over_its_manifest(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"error: {manifest}: is the input {manifest}; vab never writes over "
                                                "an input (choose another --out)")
     assert manifest.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["failures.jsonl"]
+
+
+def test_a_query_whose_embedding_is_not_finite_is_one_line(index_dir, model_dir, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from vab.search import Embedder
+
+    clip = make_video(tmp_path / "q.mp4", seconds=1.0, **SMALL)
+    monkeypatch.setattr(Embedder, "embed_one", lambda self, modality, value: torch.full((8,), float("nan")))
+    assert vab_main(["search", str(index_dir), "--query", str(clip), "--checkpoint", str(model_dir), "--json"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {clip}: its video embedding is not finite (NaN or inf)"

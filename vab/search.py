@@ -205,8 +205,10 @@ class Embedder:
             paths.append(table.column("path")[i].as_py())
             splits.append(table.column("split")[i].as_py())
             labels.append([info.label_names[c] for c in table.column("labels")[i].as_py()])
-        return Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                     splits=splits, model_dir=self.source)
+        index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
+                      splits=splits, model_dir=self.source)
+        index.check_finite(str(data_dir))
+        return index
 
     # ------------------------------------------------------------------ media files
     @property

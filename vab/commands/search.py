@@ -70,7 +70,10 @@ def query_vector(index, query: str, by: str, checkpoint: str | None, device: str
     model_dir = checkpoint or index.model_dir
     if not model_dir:
         raise VabError("the index records no model directory; pass --checkpoint for file queries")
-    return Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+    vector = Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+    if not bool(vector.isfinite().all()):
+        raise VabError(f"{query}: its {by} embedding is not finite (NaN or inf)")
+    return vector
 
 
 def show(results: list[dict], query: str, by: str, within: str) -> None:
