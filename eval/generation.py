@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(out / "generation.md") as tmp:
         tmp.write_text(report.markdown())
     print_table(console, report)
-    console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}")
+    console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}", markup=False)
     return 1 if report.failures else 0
 
 
@@ -139,6 +139,7 @@ def print_table(console, report) -> None:
     from rich.table import Table
 
     from vab.evaluation.generation import short_spec
+    from vab.safetext import plain
 
     table = Table(title=f"generation: {report.clips} clips, real audio = {report.real_audio}",
                   caption=f"FAD: {report.embedder}; KL: {report.classifier or 'none'}")
@@ -146,12 +147,12 @@ def print_table(console, report) -> None:
                  f"KL ({short_spec(report.classifier)})", "s / clip", "RTF"):
         table.add_column(name, justify="left" if name in ("model", "type") else "right", overflow="fold")
     for m in report.models:
-        table.add_row(m.name, m.model_type, f"{m.clips}" + (f" ({m.failed} failed)" if m.failed else ""),
+        table.add_row(plain(m.name), m.model_type, f"{m.clips}" + (f" ({m.failed} failed)" if m.failed else ""),
                       _fmt(m.fad), _fmt(m.kl), f"{m.seconds_per_clip:.3f}", f"{m.real_time_factor:.3f}")
     console.print(table)
     for m in report.models:
         if m.note:
-            console.print(f"[yellow]{m.name}: {m.note}")
+            console.print(plain(f"{m.name}: {m.note}"), style="yellow")
     if report.failures:
         console.print(f"[red]{len(report.failures)} clip(s) failed:")
         for f in report.failures:

@@ -9,6 +9,7 @@ as ``section.field=value`` (e.g. ``train.lr=1e-4``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -150,7 +151,7 @@ def list_presets() -> list[str]:
 
 def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.is_dir() and (path / "config.yaml").exists():
+    if path.is_dir() and (path / "config.yaml").is_file():
         return path / "config.yaml"
     if path.is_file():
         return path
@@ -171,18 +172,23 @@ def load_config(
     """Defaults of `schema`, merged with a preset / YAML file / model directory, then
     `key=value` overrides.  Unknown keys and wrong types raise a one-line ConfigError."""
     cfg = OmegaConf.structured(schema)
-    source = "defaults"
+    source = file = "defaults"
     try:
         if name_or_path is not None:
             path = _resolve(name_or_path)
-            source = str(path)
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            source = file = str(path)
+            loaded = OmegaConf.load(path)
+            if is_model_config(path):
+                refuse_interpolations(loaded, source)
+            cfg = OmegaConf.merge(cfg, loaded)
         if overrides:
             source = "command-line override"
             for item in overrides:
                 if "=" not in item:
                     raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        source = "the config"
+        check_config(cfg, file, overrides or [])
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{source}: {_short(exc)}") from None
     except OSError as exc:
@@ -208,3 +214,127 @@ def save_config(cfg: DictConfig, path: str | Path) -> None:
 
 def to_dict(cfg: Any) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------- the schema's rules
+@dataclass(frozen=True)
+class Bound:
+    """The values one numeric field may take: `low` / `high` (None: unbounded), each
+    included unless `low_open` / `high_open`.  Every float must also be finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}" if self.high is not None else "finite"
+
+
+POSITIVE = Bound(0, low_open=True)
+COUNT = Bound(1)  # at least one
+NON_NEGATIVE = Bound(0)
+FRACTION = Bound(0, 1)  # a probability
+BELOW_ONE = Bound(0, 1, high_open=True)  # a decay, a dropout rate, a beta
+
+#: every numeric field with a range (lists: each element); checked by :func:`check_config`
+#: on every load, from a preset, a YAML file, a model directory or key=value overrides
+RULES: dict[str, Bound] = {
+    "codec.bandwidth": POSITIVE, "codec.sample_rate": COUNT, "codec.frame_rate": POSITIVE,
+    "codec.n_fft": Bound(2), "codec.levels": COUNT, "codec.codebook_size": Bound(2),
+    "codec.griffin_lim_iters": NON_NEGATIVE,
+    "visual.grid": COUNT, "visual.batch_size": COUNT,
+    "extract.duration": POSITIVE, "extract.fps": POSITIVE, "extract.max_short_side": COUNT,
+    "extract.batch_size": COUNT, "extract.chunk_size": COUNT, "extract.num_workers": NON_NEGATIVE,
+    "data.duration": POSITIVE, "data.fps": POSITIVE, "data.num_workers": NON_NEGATIVE,
+    "model.width": COUNT, "model.layers": COUNT, "model.expert_layers": NON_NEGATIVE, "model.heads": COUNT,
+    "model.ffn": COUNT, "model.dropout": BELOW_ONE, "model.levels": COUNT, "model.given_levels": NON_NEGATIVE,
+    "train.batch_size": COUNT, "train.grad_accum": COUNT, "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE,
+    "train.betas": BELOW_ONE, "train.warmup_steps": NON_NEGATIVE, "train.max_steps": COUNT,
+    "train.clip_grad": NON_NEGATIVE, "train.ema": BELOW_ONE, "train.log_every": COUNT,
+    "train.valid_every": NON_NEGATIVE, "train.checkpoint_every": NON_NEGATIVE, "train.max_nonfinite": COUNT,
+    "train.mask_mean": FRACTION, "train.mask_std": NON_NEGATIVE, "train.visual_dropout": FRACTION,
+    "train.mixup_prob": FRACTION, "train.roll_prob": FRACTION,
+}
+#: fields that are lists of a fixed length
+LENGTHS = {"train.betas": 2}
+
+
+def _relations(cfg: Any) -> list[tuple[str, str]]:
+    """(keys joined by |, problem) for rules between fields."""
+    m = cfg.get("model") if isinstance(cfg, DictConfig) else None
+    if m is None or not all(k in m for k in ("width", "heads", "layers", "expert_layers", "levels", "given_levels")):
+        return []
+    found = []
+    if m.heads >= 1 and m.width % m.heads:
+        found.append(("model.width|model.heads", f"model.width={m.width} must be divisible by model.heads ({m.heads})"))
+    if m.expert_layers > m.layers:
+        found.append(("model.expert_layers|model.layers", f"model.expert_layers={m.expert_layers} must be <= model.layers ({m.layers})"))
+    if m.given_levels >= m.levels:
+        found.append(("model.given_levels|model.levels", f"model.given_levels={m.given_levels} must be < model.levels ({m.levels})"))
+    return found
+
+
+def check_config(cfg: Any, file: str = "defaults", overrides: list[str] | tuple = ()) -> None:
+    """Raise one-line ConfigError for the first field outside its range (:data:`RULES`),
+    non-finite number or broken relation, naming where it was set, the key, the value
+    and what is allowed."""
+    container = OmegaConf.to_container(cfg, resolve=True)  # interpolations resolved: errors surface here
+    problems: list[tuple[str, str]] = []
+    for key, value in _leaves(container):
+        bound = RULES.get(key)
+        values = value if isinstance(value, list) else [value]
+        if key in LENGTHS and len(values) != LENGTHS[key]:
+            problems.append((key, f"{key}={value} must hold {LENGTHS[key]} values"))
+            continue
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if (bound is not None and not bound.allows(v)) or (isinstance(v, float) and not math.isfinite(v)):
+                problems.append((key, f"{key}={value} must be {bound or Bound()}"))
+                break
+    problems += _relations(cfg)
+    if problems:
+        key, problem = problems[0]
+        given = [o.split("=", 1)[0].strip().lstrip("+~") for o in overrides]
+        where = "command-line override" if set(key.split("|")) & set(given) else file
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{where}: {problem}{more}")
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every non-dict value of a plain container."""
+    if not isinstance(node, dict):
+        return [(prefix, node)]
+    out = []
+    for k, v in node.items():
+        out += _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def is_model_config(path: Path) -> bool:
+    """A model directory's config.yaml (it has model.safetensors beside it)."""
+    return path.name == "config.yaml" and (path.parent / "model.safetensors").exists()
+
+
+def refuse_interpolations(loaded: Any, source: str) -> None:
+    """A model directory is data, not a program: no ``${...}`` (references, resolvers
+    such as ``${oc.env:...}``) in its config.yaml."""
+    container = OmegaConf.to_container(loaded, resolve=False) if isinstance(loaded, DictConfig) else {}
+    for key, value in _leaves(container):
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str) and "${" in v:
+                raise ConfigError(f"{source}: {key}={v!r}: interpolations (${{...}}) are not allowed in a model "
+                                  "directory's config.yaml (it is data, not a program)")

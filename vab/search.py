@@ -59,11 +59,13 @@ class Index:
             return None
 
     def save(self, directory: str | Path) -> Path:
-        """Write both files atomically (the JSON last: an index without it is incomplete)."""
+        """Write both files atomically (the JSON last: an index without it is incomplete).
+        Refuses (VabError naming the clip) embeddings that are not finite."""
         from safetensors.torch import save_file
 
         from vab.utils import atomic_path
 
+        self.check_finite(str(directory))
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"audio": self.audio.float().contiguous().cpu(), "video": self.video.float().contiguous().cpu()}
@@ -100,8 +102,18 @@ class Index:
         if not (audio.shape == video.shape and audio.ndim == 2 and len(audio) == len(ids) == len(paths)):
             raise VabError(f"{directory}: {INDEX_FILE} lists {len(ids)} clips but {EMBEDDINGS_FILE} holds "
                            f"{tuple(audio.shape)} / {tuple(video.shape)}")
-        return cls(ids=ids, paths=paths, audio=audio, video=video, labels=record.get("labels") or [],
-                   splits=record.get("splits") or [], model_dir=str(record.get("model_dir", "")))
+        index = cls(ids=ids, paths=paths, audio=audio, video=video, labels=record.get("labels") or [],
+                    splits=record.get("splits") or [], model_dir=str(record.get("model_dir", "")))
+        index.check_finite(str(weights))
+        return index
+
+    def check_finite(self, where: str) -> None:
+        """VabError naming the first clip whose audio or video embedding holds NaN or inf."""
+        bad = ~(torch.isfinite(self.audio).all(dim=-1) & torch.isfinite(self.video).all(dim=-1))
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0])
+            more = f" (and {int(bad.sum()) - 1} more)" if int(bad.sum()) > 1 else ""
+            raise VabError(f"{where}: the embedding of clip {self.ids[first]!r} is not finite (NaN or inf){more}")
 
 
 def search(index: Index, query: torch.Tensor, within: str, top: int = 5) -> list[tuple[int, float]]:
@@ -193,8 +205,10 @@ class Embedder:
             paths.append(table.column("path")[i].as_py())
             splits.append(table.column("split")[i].as_py())
             labels.append([info.label_names[c] for c in table.column("labels")[i].as_py()])
-        return Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                     splits=splits, model_dir=self.source)
+        index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
+                      splits=splits, model_dir=self.source)
+        index.check_finite(str(data_dir))
+        return index
 
     # ------------------------------------------------------------------ media files
     @property
@@ -283,12 +297,16 @@ class Embedder:
             try:
                 wav, frames = decode_clip(row.path, window, self.codec.sample_rate, row.start)
                 batch = {"tokens": self.tokens_of(wav)[None], "features": self.features_of(frames)[None]}
+                a, v = self.embed_batch(batch)
+                if not bool(torch.isfinite(a).all() and torch.isfinite(v).all()):
+                    raise VabError(f"{row.path}: the embedding of clip {row.id!r} is not finite (NaN or inf)")
             except MediaError as exc:
                 problems.append((row.path, exc.problem))
-            except Exception as exc:  # an exotic file must not stop a folder
+            except VabError as exc:
+                problems.append((row.path, str(exc).removeprefix(f"{row.path}: ")))
+            except Exception as exc:  # an exotic file or a model failure must not stop a folder
                 problems.append((row.path, f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
             else:
-                a, v = self.embed_batch(batch)
                 audio.append(a)
                 video.append(v)
                 ids.append(row.id)

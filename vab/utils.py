@@ -29,22 +29,35 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
 
     A crash or exception inside the block leaves no half-written `final`.
     The temporary name keeps the final suffix so libraries that infer a
-    format from it (PyAV, soundfile) still work.
+    format from it (PyAV, soundfile) still work.  The result gets the mode the
+    user's umask gives (not mkstemp's owner-only 0600).  A full disk, a quota or a
+    permission error, raised by any library inside the block, becomes one
+    :class:`vab.files.WriteError` naming `final`.
     """
+    from vab.errors import VabError
+    from vab.files import WriteError, apply_umask, write_problem
+
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    if is_dir:
-        tmp.unlink()
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        if is_dir:
+            tmp.unlink()
         yield tmp
+        apply_umask(tmp, is_dir=is_dir)
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except Exception as exc:
+        problem = None if isinstance(exc, VabError) else write_problem(exc)
+        if problem is None:
+            raise
+        raise WriteError(f"{final}: cannot write ({problem})") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from vab.codecs.base import AudioCodec
-from vab.codecs.weights import short_reason
+from vab.codecs.weights import scalar, short_reason
 from vab.errors import ConfigError, VabError
 
 FLOOR_DB = -80.0  # dB re. a full-scale sine
@@ -266,13 +266,18 @@ class SpectralCodec(AudioCodec):
         missing = [k for k in needed if k not in state]
         if missing:
             raise VabError(f"{label}: not a spectral codec file (missing {', '.join(missing)})")
+        numbers = {k: scalar(label, state, k) for k in ("sample_rate", "hop_length", "n_fft", "floor_db")}
+        centroids = state["centroids"]
+        if centroids.dim() != 3 or not centroids.is_floating_point() or not bool(torch.isfinite(centroids).all()):
+            raise VabError(f"{label}: centroids must be a [levels, codebook_size, bins] tensor of finite floats "
+                           f"(got {centroids.dtype} {tuple(centroids.shape)})")
         saved = {
-            "sample_rate": int(state["sample_rate"]),
-            "hop (sample_rate / frame_rate)": int(state["hop_length"]),
-            "n_fft": int(state["n_fft"]),
-            "levels": state["centroids"].shape[0] if state["centroids"].dim() == 3 else None,
-            "codebook_size": state["centroids"].shape[1] if state["centroids"].dim() == 3 else None,
-            "floor_db": float(state["floor_db"]),
+            "sample_rate": _whole(numbers["sample_rate"]),
+            "hop (sample_rate / frame_rate)": _whole(numbers["hop_length"]),
+            "n_fft": _whole(numbers["n_fft"]),
+            "levels": centroids.shape[0] if centroids.dim() == 3 else None,
+            "codebook_size": centroids.shape[1] if centroids.dim() == 3 else None,
+            "floor_db": numbers["floor_db"],
         }
         wanted = {
             "sample_rate": self._sample_rate,
@@ -288,6 +293,11 @@ class SpectralCodec(AudioCodec):
         self.centroids.copy_(state["centroids"].to(torch.float32))
         self._fitted = True
         return self
+
+
+def _whole(x: float) -> int | float:
+    """`x` as an int when it is a whole number (for messages and comparisons)."""
+    return int(x) if x.is_integer() else x
 
 
 def _nearest(vectors: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -103,3 +104,15 @@ def seeded(seed: int = 0) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def scalar(path: str, state: dict[str, torch.Tensor], name: str) -> float:
+    """A one-value tensor of a state file as a finite number, else a VabError."""
+    t = state[name]
+    if t.numel() != 1 or t.dtype == torch.bool or t.is_complex():
+        raise VabError(f"{path}: {name} must be one number, got a {str(t.dtype).replace('torch.', '')} "
+                       f"tensor of shape {tuple(t.shape)}")
+    value = float(t.double().item())
+    if not math.isfinite(value):
+        raise VabError(f"{path}: {name} must be a finite number, got {value}")
+    return value

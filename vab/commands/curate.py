@@ -47,11 +47,16 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.keep_fraction is not None and not 0 < args.keep_fraction <= 1:
         raise VabError(f"--keep-fraction must be in (0, 1], got {args.keep_fraction}")
+    from vab.files import InputGuard, refuse_folder
     from vab.utils import check_writable_dir
 
-    for output in [args.out] + ([args.plot] if args.plot else []):  # before embedding, not after
-        check_writable_dir(Path(output).expanduser().absolute().parent, "output")
     source = Path(args.input).expanduser()
+    outputs = {"--out": args.out, **({"--plot": args.plot} if args.plot else {})}
+    guard = InputGuard([source, *(source.glob("*") if source.is_dir() else [])])
+    for option, output in outputs.items():  # before embedding, not after
+        refuse_folder(Path(output).expanduser(), option)
+        guard.refuse([Path(output).expanduser()], option)
+        check_writable_dir(Path(output).expanduser().absolute().parent, "output")
     if is_index_dir(source):
         index = Index.load(source)
     else:
@@ -98,7 +103,7 @@ def write_manifest(out: Path, index, scores: list[float], kept: list[int]) -> No
                     "id": index.ids[i], "path": index.paths[i],
                     "labels": index.labels[i] if index.labels else [],
                     "split": index.splits[i] if index.splits else None, "score": float(scores[i]),
-                }) + "\n")
+                }, allow_nan=False) + "\n")
 
 
 def plot_histogram(out: Path, scores: list[float], threshold: float) -> None:

@@ -42,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
     from vab.utils import check_writable_dir
 
+    from vab.files import InputGuard
+    from vab.search import EMBEDDINGS_FILE, INDEX_FILE
+
     console = Console(stderr=True)
     check_writable_dir(Path(args.out), "the index")  # before any work, not after it
+    InputGuard([args.input]).refuse([Path(args.out) / EMBEDDINGS_FILE, Path(args.out) / INDEX_FILE])
     index, problems = build_index(args.input, args.checkpoint, split=args.split, device=args.device,
                                   batch_size=args.batch_size, console=console)
     if index is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -74,8 +75,13 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
     from vab.data.extract import extract
     from vab.data.manifest import read_manifest
 
+    from vab.data.store import FAILURES_FILE, META_FILE
+    from vab.files import InputGuard
+
     console = Console(stderr=True)
     cfg = config_from_args(args)
+    written = [Path(args.out) / name for name in (META_FILE, FAILURES_FILE, "codec.safetensors")]
+    InputGuard([p for p in (args.manifest, args.class_index) if p]).refuse(written)
     manifest = read_manifest(
         args.manifest, fmt=args.format, root=args.root, class_index=args.class_index,
         name_template=args.name_template, split=args.split, trimmed=not args.full_videos,
@@ -100,7 +106,9 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
 def print_summary(console, summary, out: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"extraction -> {out}", show_header=False)
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"extraction -> {out}"), show_header=False)
     table.add_row("clips in manifest", str(summary.total))
     table.add_row("already done", str(summary.skipped))
     table.add_row("extracted now", str(summary.extracted))
@@ -111,9 +119,10 @@ def print_summary(console, summary, out: str) -> None:
     table.add_row("decode / codec / visual", f"{summary.decode_seconds:.1f} / {summary.codec_seconds:.1f} / {summary.visual_seconds:.1f} s")
     console.print(table)
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1])[:10]:
-        console.print(f"  failed x{count}: {reason}")
+        console.print(f"  failed x{count}: {reason}", markup=False, highlight=False)  # reasons hold file names
     if summary.failed or summary.failed_before:
-        console.print(f"[yellow]{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl", soft_wrap=True)
+        console.print(plain(f"{summary.failed + summary.failed_before} clip(s) failed: see {out}/failures.jsonl"),
+                      style="yellow", soft_wrap=True)
 
 
 def register(sub) -> None:

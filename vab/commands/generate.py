@@ -26,8 +26,13 @@ For each video: OUT/<name>.wav (or .flac), OUT/<name>.mp4 (the original video st
 the new audio as its only track, as long as the video) and with --plot OUT/<name>.png.
 <name> is the file's stem; videos from different folders that share a stem are named
 after their folders too (a/clip.mp4 -> a__clip, b/clip.mp4 -> b__clip).
-Videos whose outputs all exist are skipped (so a killed batch re-run continues) unless
---overwrite.  Every file is written to a temporary name and renamed when complete.
+An input is never written over: when OUT/<name>.* would be one of the inputs (say
+`vab generate clip.mp4 --out .`: clip.mp4 itself), or holds the outputs of another file
+(another clip.mp4 generated into OUT earlier), the outputs are named <name>-vab.*
+(then <name>-vab2.* ...).  OUT/.<name>.vab.json records the source file (path, size,
+mtime) and the settings.  Videos whose outputs all exist and were made from the same
+file are skipped (so a killed batch re-run continues) unless --overwrite.  Every file
+is written to a temporary name and renamed when complete, with your umask's permissions.
 Files that cannot be used are listed at the end and make the exit code 1; the others
 are still generated.
 
@@ -96,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vab.errors import VabError
+    from vab.files import WriteError
     from vab.generation.conditions import parse_spans
     from vab.generation.generator import Generator, Request
-    from vab.generation.inputs import expand_inputs, unique_names
-    from vab.generation.outputs import plan_outputs, remove_stale_temporaries, write_outputs
+    from vab.generation.inputs import expand_inputs
+    from vab.generation.outputs import remove_stale_temporaries, write_recorded
     from vab.generation.sampling import SamplingConfig
 
     console = Console(stderr=True)
@@ -117,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
         raise VabError(f"--duration must be > 0 seconds, got {args.duration}")
     spans = parse_spans(args.edit) if args.edit else None
     _check_device(args.device)
+    settings = {"checkpoint": str(args.checkpoint), "c2f_checkpoint": args.c2f_checkpoint, "duration": args.duration,
+                "edit": args.edit, "prompt": args.prompt, **vars(sampling)}
 
     videos, problems = expand_inputs(args.inputs, exclude=out)
+    plans = plan_batch(out, videos, args)
     generator = Generator.from_pretrained(
         args.checkpoint, args.c2f_checkpoint, device=args.device, precision=args.precision,
         overlap=args.overlap, batch_size=args.batch_size,
@@ -128,12 +137,10 @@ def run(args: argparse.Namespace) -> int:
                       "(no --c2f-checkpoint): expect muffled audio")
     prompt = generator.tokenize_prompt(args.prompt, args.prompt_seconds) if args.prompt else None
 
-    names = unique_names(videos)
     rows: list[tuple] = []
     requests = []
-    for video in videos:
-        outputs = plan_outputs(out, names[video], args.format, mux=not args.no_mux, plot=args.plot)
-        if not args.overwrite and all(p.exists() for p in outputs.paths()):
+    for video, outputs, done in plans:
+        if done and not args.overwrite:
             rows.append((str(video), None, None, None, None, "exists, skipped"))
             continue
         remove_stale_temporaries(outputs)
@@ -144,11 +151,15 @@ def run(args: argparse.Namespace) -> int:
             video = Path(outcome.request.source)
             if outcome.error is None:
                 try:
-                    write_outputs(outcome.result, video, outcome.request.key, outcome.request.duration)
+                    write_recorded(outcome.result, video, outcome.request.key, outcome.request.duration, settings)
+                except WriteError:  # disk full, no permission: the next video would fail the same way
+                    raise
                 except VabError as exc:
                     outcome.error = exc
-                except OSError as exc:  # disk full, folder removed: no point going on
+                except OSError as exc:  # folder removed: no point going on
                     raise VabError(f"{out}: cannot write outputs for {video} ({exc.strerror or exc})") from None
+                except Exception as exc:  # a muxer or plotting failure on an odd file: that video's error
+                    outcome.error = exc
             if outcome.error is not None:
                 problems.append((str(video), reason(outcome.error, video)))
             else:
@@ -163,23 +174,49 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- outputs
 def ensure_writable(out: Path) -> None:
-    """Create `out` and prove a file can be written there, before any work is done."""
+    """Prove a file can be written in `out` (or that it can be created), before any work is
+    done; creates nothing, so a refused run leaves no empty folder."""
     from vab.errors import VabError
+    from vab.utils import check_writable_dir
 
+    if not out.exists():
+        check_writable_dir(out, "to the output folder")
+        return
     try:
-        out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
         raise VabError(f"{out}: cannot write to the output folder ({exc.strerror or exc})") from None
 
 
+def plan_batch(out: Path, videos: list[Path], args: argparse.Namespace) -> list[tuple[Path, object, bool]]:
+    """(video, its outputs, whether they exist and were made from it) for each video.
+    Output names are never one of the inputs (videos, --prompt): see `choose_outputs`."""
+    from vab.files import InputGuard
+    from vab.generation.inputs import unique_names
+    from vab.generation.outputs import choose_outputs
+
+    guard = InputGuard([*videos, *([args.prompt] if args.prompt else [])])
+    names = unique_names(videos)
+    taken = set(names.values())
+    plans = []
+    for video in videos:
+        outputs, done = choose_outputs(out, names[video], video, guard, taken - {names[video]}, args.format,
+                                       mux=not args.no_mux, plot=args.plot)
+        taken.add(outputs.audio.stem)
+        plans.append((video, outputs, done))
+    return plans
+
+
 def reason(exc: Exception, video: Path) -> str:
-    """The problem without the file name the list already shows."""
-    from vab.errors import MediaError
+    """The problem without the file name the list already shows (one line)."""
+    from vab.errors import MediaError, VabError
 
     if isinstance(exc, MediaError):
         return exc.problem
+    if not isinstance(exc, VabError):
+        lines = str(exc).strip().splitlines()
+        return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
     text = str(exc)
     prefix = f"{video}: "
     return text[len(prefix):] if text.startswith(prefix) else text
@@ -238,16 +275,18 @@ class _Bar:
 def print_summary(console, rows: list[tuple], problems: list[tuple[str, str]], out: Path) -> None:
     from rich.table import Table
 
+    from vab.safetext import plain
+
     if rows:
-        table = Table(title=f"vab generate -> {out}")
+        table = Table(title=plain(f"vab generate -> {out}"))
         for name, justify in [("file", "left"), ("seconds", "right"), ("windows", "right"),
                               ("time (s)", "right"), ("RTF", "right"), ("outputs", "left")]:
             table.add_column(name, justify=justify, overflow="fold")
         for file, seconds, windows, taken, rtf, outputs in rows:
-            if seconds is None:
-                table.add_row(file, "", "", "", "", outputs)
+            if seconds is None:  # file names are shown as they are, never read as rich markup
+                table.add_row(plain(file), "", "", "", "", plain(outputs))
             else:
-                table.add_row(file, f"{seconds:.2f}", str(windows), f"{taken:.1f}", f"{rtf:.2f}", outputs)
+                table.add_row(plain(file), f"{seconds:.2f}", str(windows), f"{taken:.1f}", f"{rtf:.2f}", plain(outputs))
         console.print(table)
         console.print("RTF: wall seconds per second of audio (below 1 is faster than real time)")
     if problems:

@@ -55,13 +55,18 @@ def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:
     if weights.is_file():
         from safetensors import safe_open
 
+        from vab.model.directory import metadata_number
+
         try:
             with safe_open(str(weights), framework="pt") as f:
                 meta = f.metadata() or {}
                 shape = tuple(f.get_slice("codebooks").get_shape())
-            return shape, int(meta["visual_dim"]), float(meta["frame_rate"])
         except Exception as exc:
             raise VabError(f"{weights}: cannot read the weights header ({type(exc).__name__}: {exc})") from None
+        if len(shape) != 3:
+            raise VabError(f"{weights}: tensor codebooks has shape {shape}, expected (levels, codebook_size, dim)")
+        return shape, int(metadata_number(weights, meta, "visual_dim", int, 1)), float(
+            metadata_number(weights, meta, "frame_rate", float, 0))
     size, dim, frame_rate, levels = codec_geometry(cfg.codec)
     if cfg.model.levels > levels:
         raise ConfigError(f"model.levels is {cfg.model.levels} but codec {cfg.codec.name} has {levels} levels")
@@ -92,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.params_only:
         console.print(Syntax(OmegaConf.to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
     counts = model.parameter_counts()
-    table = Table(title=f"{cfg.model.type} model: {args.source}")
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"{cfg.model.type} model: {args.source}"))
     table.add_column("part")
     table.add_column("parameters", justify="right")
     table.add_column("share", justify="right")

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         for r, (i, score) in enumerate(hits)
     ]
     if args.json:
-        print(json.dumps({"query": args.query, "by": args.by, "in": within, "results": results}, indent=1))
+        print(json.dumps({"query": args.query, "by": args.by, "in": within, "results": results}, indent=1,
+                         allow_nan=False))
     else:
         show(results, args.query, args.by, within)
     return 0
@@ -69,16 +70,22 @@ def query_vector(index, query: str, by: str, checkpoint: str | None, device: str
     model_dir = checkpoint or index.model_dir
     if not model_dir:
         raise VabError("the index records no model directory; pass --checkpoint for file queries")
-    return Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+    vector = Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+    if not bool(vector.isfinite().all()):
+        raise VabError(f"{query}: its {by} embedding is not finite (NaN or inf)")
+    return vector
 
 
 def show(results: list[dict], query: str, by: str, within: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{query} ({by}) -> nearest {within}")
+    from vab.safetext import plain
+
+    table = Table(title=plain(f"{query} ({by}) -> nearest {within}"))
     for name, justify in [("rank", "right"), ("id", "left"), ("path", "left"), ("labels", "left"), ("cosine", "right")]:
         table.add_column(name, justify=justify, overflow="fold")
-    for r in results:
-        table.add_row(str(r["rank"]), r["id"], r["path"], ", ".join(r["labels"]), f"{r['cosine']:.4f}")
+    for r in results:  # ids, paths and labels are the user's text, not rich markup
+        table.add_row(str(r["rank"]), plain(r["id"]), plain(r["path"]), plain(", ".join(r["labels"])),
+                      f"{r['cosine']:.4f}")
     Console().print(table)

@@ -40,6 +40,7 @@ from vab.data.store import (
     write_part,
 )
 from vab.errors import MediaError, VabError
+from vab.files import same_file
 
 
 @dataclass
@@ -79,6 +80,9 @@ class _ClipDecoder(torch.utils.data.Dataset):
         t0 = time.perf_counter()
         out: dict[str, Any] = {"row": row, "wav": None, "frames": None, "error": None, "source_duration": None}
         try:
+            not_utf8 = [name for name, text in (("file name", row.path), ("id", row.id)) if not _is_utf8(text)]
+            if not_utf8:  # the data set stores text as UTF-8: this clip fails, not the whole part
+                raise MediaError(row.path, f"the {not_utf8[0]} is not valid UTF-8 (rename the file)")
             from vab import media
 
             info = media.probe(row.path)
@@ -88,9 +92,18 @@ class _ClipDecoder(torch.utils.data.Dataset):
         except MediaError as exc:
             out["error"] = exc.problem
         except Exception as exc:  # a decoder bug or an exotic file must not stop a long run
-            out["error"] = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+            out["error"] = _unexpected(exc)
         out["decode_seconds"] = time.perf_counter() - t0
         return out
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a str holding lone surrogates (a file name that was not UTF-8 on disk)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_clip(
@@ -151,6 +164,62 @@ def _done_ids(out: Path) -> tuple[set[str], set[str]]:
         stored.update(load_dataset_dir(d)["id"])
     failed = {f["id"] for f in read_failures(out)}
     return stored, failed
+
+
+def refuse_changed_rows(out: Path, manifest: Manifest, label_ids: dict[str, int]) -> None:
+    """VabError listing the clips stored under an id whose manifest row now gives another
+    path, labels or split (keeping them would keep stale labels silently)."""
+    rows = {r.id: r for r in manifest.rows}
+    changed: list[str] = []
+    for d in _stored_dirs(out):
+        table = load_dataset_dir(d).select_columns(["id", "path", "labels", "split"]).to_dict()
+        for clip_id, path, labels, split in zip(table["id"], table["path"], table["labels"], table["split"]):
+            row = rows.get(clip_id)
+            if row is None:
+                continue
+            what = [name for name, old, new in (
+                ("path", path, path if path == row.path or same_file(path, row.path) else row.path),
+                ("labels", sorted(labels), sorted(label_ids[n] for n in row.labels if n in label_ids)),
+                ("split", split or "", row.split or ""),
+            ) if old != new]
+            if what:
+                changed.append(f"{clip_id} ({', '.join(what)})")
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise VabError(f"{out}: {len(changed)} manifest row(s) changed since they were extracted: {shown}; "
+                       "extract into another --out (or delete the folder) to use the new rows")
+
+
+def changed_failures(out: Path, manifest: Manifest) -> set[str]:
+    """Ids recorded as failures whose manifest row now names another file: tried again."""
+    paths = {r.id: r.path for r in manifest.rows}
+    return {f["id"] for f in read_failures(out)
+            if f["id"] in paths and f.get("path") != paths[f["id"]] and not same_file(f.get("path", ""), paths[f["id"]])}
+
+
+def _holds_clips(out: Path) -> bool:
+    return any(len(load_dataset_dir(d)) for d in _stored_dirs(out))
+
+
+def _start_over_if_empty(out: Path, manifest: Manifest, codec_cfg: CodecConfig, visual_cfg: VisualConfig,
+                         cfg: ExtractConfig, audio_only: bool) -> None:
+    """A folder where no clip was ever stored (say every clip failed) is not bound to its
+    first settings: a run with other settings removes its meta.yaml, fitted codec, empty
+    data/ and failures.jsonl and starts afresh."""
+    from vab.config import to_dict
+    from vab.data.store import META_FILE
+
+    if not (out / META_FILE).exists() or _holds_clips(out):
+        return
+    old = DataInfo.load(out)
+    new = {"codec": to_dict(codec_cfg), "visual": {} if audio_only else to_dict(visual_cfg),
+           "duration": float(cfg.duration), "fps": 0.0 if audio_only else float(cfg.fps), "has_visual": not audio_only,
+           "label_names": list(manifest.label_names)}
+    if any(getattr(old, k) != v for k, v in new.items()):
+        for name in (DATA_DIR, PARTS_DIR):  # empty: no clip was stored
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (META_FILE, FAILURES_FILE, "codec.safetensors"):
+            (out / name).unlink(missing_ok=True)
 
 
 def _stored_dirs(out: Path) -> list[Path]:
@@ -278,24 +347,30 @@ def extract(
     from vab.utils import pick_device
     from vab.visual import build_visual_encoder
 
+    from vab.utils import check_writable_dir
+
     start_time = time.perf_counter()
     out = Path(out_dir)
     is_main = rank == 0
-    try:
+    check_writable_dir(out)  # creates nothing: a refused run leaves no folder behind
+    if not manifest.rows:
+        raise VabError(f"{manifest.source}: the manifest lists no clips")
+    audio_only = cfg.audio_only or is_audio_only(manifest)
+    if is_main and out.is_dir():
+        _recover_data_dir(out)
+        _start_over_if_empty(out, manifest, codec_cfg, visual_cfg, cfg, audio_only)
+    barrier()
+
+    device = pick_device(cfg.device)
+    codec = build_codec(codec_cfg, directory=out)
+    visual = None if audio_only else build_visual_encoder(visual_cfg)
+    try:  # the settings are known good: now the folder may be made
         out.mkdir(parents=True, exist_ok=True)
         probe_file = out / f".write-test-{rank}"
         probe_file.write_text("ok")
         probe_file.unlink()
     except OSError as exc:
         raise VabError(f"{out}: cannot write here ({exc.strerror or exc})") from None
-    if not manifest.rows:
-        raise VabError(f"{manifest.source}: the manifest lists no clips")
-    audio_only = cfg.audio_only or is_audio_only(manifest)
-    if is_main:
-        _recover_data_dir(out)
-
-    device = pick_device(cfg.device)
-    codec = build_codec(codec_cfg, directory=out)
     if is_main:
         keep_codec_file(codec_cfg, out)
     if getattr(codec, "is_fitted", True) is False:
@@ -306,16 +381,17 @@ def extract(
         if not is_main:
             codec = build_codec(codec_cfg, directory=out)
     codec = codec.to(device).eval()
-    visual = None if audio_only else build_visual_encoder(visual_cfg)
 
     info = build_info(codec, visual, codec_cfg, visual_cfg, cfg, manifest, audio_only)
     _check_or_write_info(out, info, is_main)
     barrier()
 
+    label_ids = {name: i for i, name in enumerate(info.label_names)}
     stored, failed_ids = _done_ids(out)
+    refuse_changed_rows(out, manifest, label_ids)
+    failed_ids -= changed_failures(out, manifest)
     if retry_failed:
         failed_ids = set()
-    label_ids = {name: i for i, name in enumerate(info.label_names)}
     todo = [r for r in manifest.rows if r.id not in stored and r.id not in failed_ids]
     summary = ExtractSummary(
         total=len(manifest.rows),
@@ -354,6 +430,8 @@ def extract(
         task = bar.add_task("extracting", total=len(shard))
         for batch in loader:
             good = [b for b in batch if b["error"] is None]
+            if good:
+                good, tokens, features = _encode_each_or_alone(codec, visual, good, device, summary)
             for b in batch:
                 summary.decode_seconds += b["decode_seconds"]
                 if b["error"] is not None:
@@ -361,7 +439,6 @@ def extract(
                     reasons[b["error"]] += 1
                     pending_failures.append({"index": row.index, "id": row.id, "path": row.path, "reason": b["error"]})
             if good:
-                tokens, features = _encode_batch(codec, visual, good, device, summary)
                 for j, b in enumerate(good):
                     row = b["row"]
                     buffer["index"].append(row.index)
@@ -389,6 +466,38 @@ def extract(
     summary.reasons = dict(reasons)
     summary.seconds = time.perf_counter() - start_time
     return summary
+
+
+def _encode_each_or_alone(codec, visual, items, device, summary: ExtractSummary):
+    """(items encoded, their tokens, their features): the batch at once, or, when the codec
+    or encoder fails on it, each clip alone, so one odd clip is one failure (its item's
+    ``error`` set) and the others are kept."""
+    try:
+        return (items, *_encode_batch(codec, visual, items, device, summary))
+    except Exception as exc:
+        if len(items) == 1:
+            items[0]["error"] = _unexpected(exc)
+            return [], None, None
+    done, tokens, features = [], [], []
+    for item in items:
+        try:
+            t, f = _encode_batch(codec, visual, [item], device, summary)
+        except Exception as exc:
+            item["error"] = _unexpected(exc)
+            continue
+        done.append(item)
+        tokens.append(t[0])
+        features.append(None if f is None else f[0])
+    if not done:
+        return [], None, None
+    return done, np.stack(tokens), None if features[0] is None else np.stack(features)
+
+
+def _unexpected(exc: Exception) -> str:
+    if isinstance(exc, VabError):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 def _encode_batch(codec, visual, items, device, summary: ExtractSummary) -> tuple[np.ndarray, np.ndarray | None]:
@@ -427,17 +536,9 @@ def merge_parts(out: str | Path) -> int:
     _recover_data_dir(out)
     dirs = _stored_dirs(out)
     parts = [d for d in dirs if d.parent.name == PARTS_DIR]
-    if parts or not (out / DATA_DIR).exists():
-        info = DataInfo.load(out)
-        from vab.data.store import features_schema
-
-        pieces = [load_dataset_dir(d) for d in dirs]
-        merged = (
-            datasets.concatenate_datasets(pieces)
-            if pieces
-            else datasets.Dataset.from_dict({k: [] for k in features_schema(info)}, features=features_schema(info))
-        )
-        merged = merged.sort("index")
+    pieces = [load_dataset_dir(d) for d in dirs]
+    if parts and pieces:  # (no clip at all: no data/, which `datasets` could not read back empty)
+        merged = datasets.concatenate_datasets(pieces).sort("index")
         quiet_datasets()
         tmp = out / f".{DATA_DIR}.merging"
         if tmp.exists():
@@ -449,7 +550,7 @@ def merge_parts(out: str | Path) -> int:
         _recover_data_dir(out)
         for p in parts:
             shutil.rmtree(p)
-    stored = set(load_dataset_dir(out / DATA_DIR)["id"])
+    stored = set(load_dataset_dir(out / DATA_DIR)["id"]) if (out / DATA_DIR).exists() else set()
     failures = {f["id"]: f for f in read_failures(out) if f["id"] not in stored}
     if (out / FAILURES_FILE).exists():
         from vab.utils import atomic_path

@@ -325,7 +325,9 @@ def evaluate_classifier(
 
 
 def write_per_class_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write per-class rows (as from :func:`evaluate_classifier`) as CSV, atomically."""
+    """Write per-class rows (as from :func:`evaluate_classifier`) as CSV, atomically; a
+    class name starting with = + - @ is written with a leading ' (never run as a formula)."""
+    from vab.safetext import csv_cell
     from vab.utils import atomic_path
 
     path = Path(path)
@@ -336,7 +338,7 @@ def write_per_class_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Pat
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # class names are user text
     return path
 
 
@@ -364,6 +366,7 @@ def finetune_classifier(
     from vab.model.hub import resolve_model_dir
     from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
+    from vab.files import refuse_input_folder
     from vab.utils import check_writable_dir
 
     if model_out is not None:  # written after training: refuse a bad place before it
@@ -374,6 +377,7 @@ def finetune_classifier(
     if not (init / CONFIG_FILE).is_file():
         raise VabError(f"{init}: not a model directory (no config.yaml)")
     cfg = load_config(init, FINETUNE_DEFAULTS + [f"train.output_dir=runs/classify-{mode}"] + list(overrides))
+    refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
     train_set, valid_set, info = build_datasets(cfg, paths)

@@ -237,6 +237,7 @@ def finetune_retrieval(
     ``cfg.train`` settings; writes RUN and a model directory (default RUN/model).  Returns it."""
     from vab.data.dataset import collate
     from vab.errors import VabError
+    from vab.files import refuse_input_folder
     from vab.utils import check_writable_dir
 
     if model_out is not None:  # written after training: refuse a bad place before it
@@ -247,6 +248,7 @@ def finetune_retrieval(
     from vab.training.engine import Trainer
 
     source, init = init, resolve_model_dir(init)
+    refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
     vab = VAB.from_pretrained(init)

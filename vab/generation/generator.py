@@ -370,16 +370,18 @@ class Generator:
         for phase, items in groups.items():
             cfg = sampling if phase.steps is None else dataclasses.replace(sampling, steps=phase.steps)
             t0 = time.perf_counter()
-            with self._autocast():
-                out = _sampler(phase.model)(
-                    phase.model,
-                    torch.stack([it[4] for it in items]).to(self.device),
-                    given=torch.stack([it[3] for it in items]).to(self.device),
-                    given_mask=torch.stack([it[5] for it in items]).to(self.device),
-                    cfg=cfg,
-                    seeds=[window_seed(sampling.seed, it[0].noise_key, phase.name, it[2].index) for it in items],
-                ).cpu()
-            share = (time.perf_counter() - t0) / len(items)
+            try:
+                out = self._sample(phase, items, cfg, sampling.seed)
+            except Exception:  # one video's window broke the sampler: find it, the others go on
+                out, ok = [], []
+                for item in items:
+                    try:
+                        out.append(self._sample(phase, [item], cfg, sampling.seed)[0])
+                        ok.append(item)
+                    except Exception as exc:
+                        failed.append((item[0], _user_error(item[0].request, exc)))
+                items = ok
+            share = (time.perf_counter() - t0) / max(len(items), 1)
             for (job, _, window, given, _, mask), tokens in zip(items, out):
                 levels = phase.model.levels
                 job.tokens[:levels, window.start : window.stop] = torch.where(mask, given, tokens)
@@ -388,6 +390,18 @@ class Generator:
                 if progress is not None:
                     progress(job.request, job.done, job.num_windows)
         return failed
+
+    def _sample(self, phase: _Phase, items: list, cfg: SamplingConfig, seed: int) -> torch.Tensor:
+        """Tokens ``[B, levels, T]`` (CPU) of one window of each item."""
+        with self._autocast():
+            return _sampler(phase.model)(
+                phase.model,
+                torch.stack([it[4] for it in items]).to(self.device),
+                given=torch.stack([it[3] for it in items]).to(self.device),
+                given_mask=torch.stack([it[5] for it in items]).to(self.device),
+                cfg=cfg,
+                seeds=[window_seed(seed, it[0].noise_key, phase.name, it[2].index) for it in items],
+            ).cpu()
 
     def _next_window(self, job: _Job, progress: WindowProgress | None):
         """(job, phase, window, given tokens, features, given mask) of the job's next window

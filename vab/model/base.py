@@ -30,7 +30,9 @@ from torch import nn
 
 from vab.errors import ConfigError, VabError
 from vab.model.card import TrainingRecord
-from vab.model.directory import CONFIG_FILE, WEIGHTS_FILE, check_tensors, read_weights, tensors_digest
+from vab.model.directory import (
+    CONFIG_FILE, WEIGHTS_FILE, check_tensors, check_values, metadata_number, read_weights, tensors_digest,
+)
 from vab.model.multiway import ALIBI_MODES, alibi_slopes
 from vab.model.registry import model_class, type_name
 
@@ -205,16 +207,20 @@ class TokenModel(nn.Module):
         metadata, tensors = read_weights(weights_path)
         if "codebooks" not in tensors:
             raise VabError(f"{weights_path}: missing tensors: codebooks")
-        try:
-            visual_dim, frame_rate = int(metadata["visual_dim"]), float(metadata["frame_rate"])
-        except (KeyError, ValueError):
-            raise VabError(f"{weights_path}: not a VAB weights file (metadata lacks visual_dim / frame_rate)") from None
+        if "visual_dim" not in metadata or "frame_rate" not in metadata:
+            raise VabError(f"{weights_path}: not a VAB weights file (metadata lacks visual_dim / frame_rate)")
+        visual_dim = int(metadata_number(weights_path, metadata, "visual_dim", int, 1))
+        frame_rate = float(metadata_number(weights_path, metadata, "frame_rate", float, 0))
+        if tensors["codebooks"].dim() != 3:
+            raise VabError(f"{weights_path}: tensor codebooks has shape {tuple(tensors['codebooks'].shape)}, "
+                           "expected (levels, codebook_size, dim)")
         try:
             with torch.device("meta"):
                 model = found(cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate)
         except ConfigError as exc:  # say which model directory holds the bad config
             raise ConfigError(f"{config_path}: {exc}") from None
         check_tensors(weights_path, model.state_dict(), tensors)
+        tensors = check_values(weights_path, model.state_dict(), tensors)
         model.load_state_dict(tensors, strict=True, assign=True)
         # non-persistent buffers were built on the meta device
         model.slopes = alibi_slopes(len(model.slopes))

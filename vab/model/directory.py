@@ -39,7 +39,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
     return h.hexdigest()
 
 
@@ -88,6 +88,40 @@ def check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str
         problems.append(f"wrong shapes: {names(shapes)}")
     if problems:
         raise VabError(f"{path}: does not match {CONFIG_FILE}: " + "; ".join(problems))
+
+
+def check_values(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`found` with each tensor in the dtype of its `expected` twin: another float dtype
+    (float16, bfloat16, float64 ...) is converted; any other dtype, or a non-finite value
+    (NaN, inf) in a float tensor, is a VabError naming the tensor."""
+    checked = dict(found)
+    for name in sorted(set(expected) & set(found)):
+        want, have = expected[name].dtype, found[name].dtype
+        if have != want:
+            if not (want.is_floating_point and have.is_floating_point):
+                raise VabError(f"{path}: tensor {name} has dtype {str(have).replace('torch.', '')}, "
+                               f"expected {str(want).replace('torch.', '')}")
+            checked[name] = found[name].to(want)
+        if want.is_floating_point and not bool(torch.isfinite(found[name]).all()):
+            raise VabError(f"{path}: tensor {name} holds non-finite values (NaN or inf); the weights are damaged")
+    return checked
+
+
+def metadata_number(path: Path, metadata: dict[str, str], key: str, kind: type, low: float) -> float | int:
+    """Metadata `key` read as `kind`, finite and >= `low` (> 0 when low is 0), else a VabError."""
+    import math
+
+    try:
+        value = kind(float(metadata[key])) if kind is int else kind(metadata[key])
+        ok = math.isfinite(value) and (value > low if low == 0 else value >= low)
+    except (KeyError, ValueError, OverflowError):
+        ok, value = False, metadata.get(key)
+    if kind is int and ok and float(metadata[key]) != value:
+        ok = False
+    if not ok:
+        raise VabError(f"{path}: metadata {key}={value!r} is not a {'positive' if low == 0 else f'>= {low}'} "
+                       f"{'whole number' if kind is int else 'number'}")
+    return value
 
 
 def _one_line(exc: BaseException) -> str:
