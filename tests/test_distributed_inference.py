@@ -1,0 +1,145 @@
+"""Inference over several processes (issue 19): `accelerate launch -m vab generate`, `vab embed`
+and `eval/generation.py` on 2 CPU processes (gloo) give what one process gives, and a
+killed multi-process run re-run with the same command finishes with the same results.
+
+`accelerate launch --cpu` starts one process in accelerate 1.x, so the multi-process
+launcher is used; `vab.sharding.Shard` makes Accelerate use gloo when there is no GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.mediagen import make_video
+from tests.test_generate import FAST_ARGS, SMALL, make_model_dir
+from vab.sharding import Shard
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def launcher(processes: int) -> list[str]:
+    """The command prefix that runs `-m vab` / a script on `processes` CPU processes."""
+    if processes == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()),
+            "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def run(processes: int, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    # wide enough that each summary row is one line
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "1000"}
+    return subprocess.run([*launcher(processes), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(processes: int, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([*launcher(processes), *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the launcher starts its workers in sessions of their own,
+    so a process-group kill would miss them)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def kill_when(proc: subprocess.Popen, ready, poll: float = 0.05) -> None:
+    """SIGKILL the run, workers first, then the launcher, as soon as `ready()` holds."""
+    try:
+        while proc.poll() is None and not ready():
+            time.sleep(poll)
+        for pid in [*descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finally:
+        proc.wait()
+
+
+def visible(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+# ---------------------------------------------------------------------- the split itself
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 16])
+@pytest.mark.parametrize("world", [1, 2, 3, 8])
+def test_shards_are_disjoint_contiguous_and_cover_the_inputs(n, world):
+    items = list(range(n))
+    blocks = [Shard(rank, world).take(items) for rank in range(world)]
+    assert sum(blocks, []) == items  # in rank order: the input order again
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_one_process_is_the_whole_list_without_a_process_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    shard = Shard.current()
+    assert (shard.rank, shard.world_size, shard.state) == (0, 1, None)
+    assert shard.take("abc") == ["a", "b", "c"] and shard.device("auto") == "auto"
+    shard.barrier()  # nothing to wait for
+
+
+# ---------------------------------------------------------------------- generation
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    for i in range(5):
+        make_video(folder / f"v{i}.mp4", seconds=3.0 + 0.5 * i, freq=220.0 + 55 * i, **SMALL)
+    make_video(folder / "sub" / "v0.mp4", seconds=2.5, freq=600.0, **SMALL)  # a stem shared across folders
+    return folder
+
+
+def generate_args(clips: Path, model_dir: Path, out: Path) -> list[str]:
+    return ["-m", "vab", "generate", str(clips), "--checkpoint", str(model_dir), "--out", str(out),
+            "--device", "cpu", "--no-mux", *FAST_ARGS]
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_wavs_one_process_writes(tmp_path, clips, model_dir):
+    one = run(1, *generate_args(clips, model_dir, tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run(2, *generate_args(clips, model_dir, tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "process 0 of 2: videos 1-3 of 6" in two.stderr and "process 1 of 2: videos 4-6 of 6" in two.stderr
+    assert sum(".wav" in line for line in two.stderr.splitlines()) == 6  # each video generated once
+    a, b = visible(tmp_path / "one"), visible(tmp_path / "two")
+    assert len(a) == 6 and "sub__v0.wav" in a
+    assert a == b  # same names, same bytes
+
+
+@pytest.mark.slow
+def test_killed_two_process_generation_resumes_to_the_same_wavs(tmp_path, clips, model_dir):
+    reference = run(1, *generate_args(clips, model_dir, tmp_path / "one"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    out = tmp_path / "two"
+    proc = start(2, *generate_args(clips, model_dir, out))
+    kill_when(proc, lambda: out.is_dir() and any(p.suffix == ".wav" for p in out.iterdir()))
+    done = {p.name for p in out.iterdir() if p.suffix == ".wav"}
+    assert 0 < len(done) < 6, done  # killed mid-run
+    again = run(2, *generate_args(clips, model_dir, out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert visible(out) == visible(tmp_path / "one")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
