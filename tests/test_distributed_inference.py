@@ -82,11 +82,14 @@ def visible(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------------- the split itself
 @pytest.mark.parametrize("n", [0, 1, 5, 7, 16])
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
-def test_shards_are_disjoint_contiguous_and_cover_the_inputs(n, world):
+@pytest.mark.parametrize("unit", [1, 3])
+def test_shards_are_disjoint_contiguous_and_cover_the_inputs(n, world, unit):
     items = list(range(n))
-    blocks = [Shard(rank, world).take(items) for rank in range(world)]
+    blocks = [Shard(rank, world).take(items, unit) for rank in range(world)]
     assert sum(blocks, []) == items  # in rank order: the input order again
-    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= unit
+    for rank in range(world):  # blocks start on a batch boundary
+        assert Shard(rank, world).bounds(n, unit)[0] % unit == 0
 
 
 def test_one_process_is_the_whole_list_without_a_process_group(monkeypatch):
@@ -143,3 +146,56 @@ def test_killed_two_process_generation_resumes_to_the_same_wavs(tmp_path, clips,
     assert again.returncode == 0, again.stderr[-3000:]
     assert visible(out) == visible(tmp_path / "one")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+# ---------------------------------------------------------------------- embedding index
+@pytest.fixture(scope="module")
+def dataset_and_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A small extracted data set (8 test clips) and an untrained model that reads it."""
+    from tests.synthdata import make_synthetic_dataset, tiny_overrides
+    from vab.config import load_config
+    from vab.data.dataset import load_infos
+    from vab.training.run import build_model, load_codec_for, save_model_dir
+
+    root = tmp_path_factory.mktemp("embed")
+    data = make_synthetic_dataset(root / "data", per_class={"train": 1, "test": 2}, classes=4, duration=2.0, frames=4)
+    cfg = load_config("tiny", [*tiny_overrides(data), "data.duration=2.0", "model.width=32", "model.layers=2",
+                               "model.expert_layers=1", "model.heads=2", "model.ffn=64"])
+    codec = load_codec_for(cfg, data)
+    model = build_model(cfg, codec, load_infos([str(data)]).visual_dim)
+    return data, save_model_dir(model, codec, root / "model")
+
+
+def index_files(folder: Path) -> dict[str, bytes]:
+    assert not (folder / ".parts").exists()  # the blocks are removed once joined
+    return visible(folder)
+
+
+@pytest.mark.slow
+def test_two_processes_embed_the_index_one_process_embeds(tmp_path, dataset_and_model, clips, model_dir):
+    data, model = dataset_and_model
+    for name, args in {"data": [str(data), "--checkpoint", str(model), "--split", "test", "--batch-size", "3"],
+                       "media": [str(clips), "--checkpoint", str(model_dir)]}.items():
+        one = run(1, "-m", "vab", "embed", *args, "--out", str(tmp_path / name / "one"))
+        assert one.returncode == 0, one.stderr[-3000:]
+        two = run(2, "-m", "vab", "embed", *args, "--out", str(tmp_path / name / "two"))
+        assert two.returncode == 0, two.stderr[-3000:]
+        assert "process 1 of 2: clips" in two.stderr
+        a, b = index_files(tmp_path / name / "one"), index_files(tmp_path / name / "two")
+        assert set(a) == {"embeddings.safetensors", "index.json"} and a == b
+
+
+@pytest.mark.slow
+def test_two_process_embed_reports_every_bad_file_once(tmp_path, clips, model_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for video in sorted(clips.glob("*.mp4"))[:3]:
+        (folder / video.name).write_bytes(video.read_bytes())
+    (folder / "z_broken.mp4").write_bytes(b"garbage")  # the last block's
+    out = tmp_path / "index"
+    res = run(2, "-m", "vab", "embed", str(folder), "--checkpoint", str(model_dir), "--out", str(out))
+    assert res.returncode == 1  # the main process reports the failure of the other's block
+    assert res.stderr.count("z_broken.mp4: ") == 1 and "1 input(s) failed" in res.stderr
+    from vab.search import Index
+
+    assert Index.load(out).ids == ["v0", "v1", "v2"]

@@ -52,18 +52,22 @@ class Shard:
         """``rank-of-world`` (``00003-of-00008``), for per-process file names."""
         return f"{self.rank:05d}-of-{self.world_size:05d}"
 
-    def bounds(self, n: int) -> tuple[int, int]:
-        """[start, stop) of this process's block of `n` items."""
-        return self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size
+    def bounds(self, n: int, unit: int = 1) -> tuple[int, int]:
+        """[start, stop) of this process's block of `n` items.  With `unit` > 1 blocks hold
+        whole groups of `unit` items (the batches one process would form, so batched
+        results, which may differ in the last bits with the batch's company, are the same)."""
+        groups = -(-n // unit)
+        start, stop = self.rank * groups // self.world_size, (self.rank + 1) * groups // self.world_size
+        return min(n, start * unit), min(n, stop * unit)
 
-    def take(self, items: Sequence[T]) -> list[T]:
+    def take(self, items: Sequence[T], unit: int = 1) -> list[T]:
         """This process's contiguous block of `items` (all of them with one process)."""
-        start, stop = self.bounds(len(items))
+        start, stop = self.bounds(len(items), unit)
         return list(items[start:stop])
 
-    def describe(self, n: int, what: str) -> str:
+    def describe(self, n: int, what: str, unit: int = 1) -> str:
         """One line saying which block of `n` `what` this process took."""
-        start, stop = self.bounds(n)
+        start, stop = self.bounds(n, unit)
         return f"process {self.rank} of {self.world_size}: {what} {start + 1}-{stop} of {n}"
 
     def barrier(self) -> None:
