@@ -8,6 +8,7 @@ launcher is used; `vab.sharding.Shard` makes Accelerate use gloo when there is n
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import free_port
@@ -151,14 +153,14 @@ def test_killed_two_process_generation_resumes_to_the_same_wavs(tmp_path, clips,
 # ---------------------------------------------------------------------- embedding index
 @pytest.fixture(scope="module")
 def dataset_and_model(tmp_path_factory) -> tuple[Path, Path]:
-    """A small extracted data set (8 test clips) and an untrained model that reads it."""
+    """A small extracted data set (12 test clips) and an untrained model that reads it."""
     from tests.synthdata import make_synthetic_dataset, tiny_overrides
     from vab.config import load_config
     from vab.data.dataset import load_infos
     from vab.training.run import build_model, load_codec_for, save_model_dir
 
     root = tmp_path_factory.mktemp("embed")
-    data = make_synthetic_dataset(root / "data", per_class={"train": 1, "test": 2}, classes=4, duration=2.0, frames=4)
+    data = make_synthetic_dataset(root / "data", per_class={"train": 1, "test": 3}, classes=4, duration=2.0, frames=4)
     cfg = load_config("tiny", [*tiny_overrides(data), "data.duration=2.0", "model.width=32", "model.layers=2",
                                "model.expert_layers=1", "model.heads=2", "model.ffn=64"])
     codec = load_codec_for(cfg, data)
@@ -199,3 +201,76 @@ def test_two_process_embed_reports_every_bad_file_once(tmp_path, clips, model_di
     from vab.search import Index
 
     assert Index.load(out).ids == ["v0", "v1", "v2"]
+
+
+# ---------------------------------------------------------------------- generation evaluation
+def eval_args(data: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    from tests.synthdata import tiny_overrides
+
+    return [str(REPO / "eval/generation.py"), "--checkpoint", str(model), *tiny_overrides(data), "data.duration=2.0",
+            "codec.griffin_lim_iters=2", "--split", "test", "--steps", "2", "--out", str(out), *extra]
+
+
+def scores(out: Path) -> dict:
+    """What must not depend on the number of processes (timings may)."""
+    report = json.loads((out / "generation.json").read_text())
+    keep = ("name", "clips", "failed", "fad", "kl", "audio_seconds", "embeddings")
+    return {"clips": report["clips"], "real": report["real_audio_counts"], "failures": report["failures"],
+            "models": [{k: m[k] for k in keep} for m in report["models"]]}
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_reports_what_one_process_reports(tmp_path, dataset_and_model):
+    data, model = dataset_and_model
+    one = run(1, *eval_args(data, model, tmp_path / "one", "--save-audio"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run(2, *eval_args(data, model, tmp_path / "two", "--save-audio"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "process 1 of 2: clips 7-12 of 12" in two.stderr
+    a, b = scores(tmp_path / "one"), scores(tmp_path / "two")
+    assert a["clips"] == 12 and a["models"][0]["clips"] == 12 and a["models"][0]["fad"] > 0
+    assert a == b  # FAD and KL exactly equal: every clip's embeddings, merged in clip order
+    assert visible(tmp_path / "one" / "audio" / "model") == visible(tmp_path / "two" / "audio" / "model")
+
+
+def records(out: Path, side: str) -> list[Path]:
+    return sorted(out.glob(f"records/{side}-*/*.npz"))
+
+
+@pytest.mark.slow
+def test_killed_two_process_evaluation_resumes_to_the_same_scores(tmp_path, dataset_and_model):
+    data, model = dataset_and_model
+    reference = run(1, *eval_args(data, model, tmp_path / "one"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    out = tmp_path / "two"
+    proc = start(2, *eval_args(data, model, out))
+    kill_when(proc, lambda: len(records(out, "model")) >= 2, poll=0.01)
+    made = records(out, "model")
+    assert 2 <= len(made) < 12 and len(records(out, "real")) == 12  # killed while generating
+    stamps = {p: p.stat().st_mtime_ns for p in made}
+    again = run(2, *eval_args(data, model, out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert scores(out) == scores(tmp_path / "one")
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in made)  # recorded clips were not redone
+    assert len(records(out, "model")) == 12 and not list(out.glob("records/*/.*"))  # no temporaries left
+    # other settings never reuse these records
+    other = run(1, *eval_args(data, model, out, "--seed", "1"))
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert len(list(out.glob("records/model-*"))) == 2 and scores(out) != scores(tmp_path / "one")
+
+
+def test_an_evaluation_process_scores_only_its_block(tmp_path, dataset_and_model):
+    from vab.evaluation import generation as ge
+    from vab.evaluation.scorers import build_classifier, build_scorer
+    from vab.generation.sampling import SamplingConfig
+
+    data, model = dataset_and_model
+    clips = ge.dataset_clips([data], "test")
+    report = ge.evaluate([str(model)], clips, SamplingConfig(steps=2), build_scorer("logmel", "cpu"),
+                         build_classifier("logmel", "cpu"), embedder_name="logmel", classifier_name="logmel",
+                         real_codec={"griffin_lim_iters": 2}, records=tmp_path, shard=Shard(1, 2))
+    assert report is None  # only the main process reports
+    mine = {c.id for c in clips.clips[6:]}
+    for side in ("real", "model"):
+        ids = {json.loads(str(np.load(p)["header"]))["clip"]["id"] for p in records(tmp_path, side)}
+        assert ids == mine, side

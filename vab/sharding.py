@@ -75,9 +75,18 @@ class Shard:
         if self.state is not None:
             self.state.wait_for_everyone()
 
+    def gather(self, value: T) -> list[T]:
+        """Every process's `value`, in rank order, on every process (a barrier too)."""
+        if self.state is None:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return list(gather_object([value]))
+
     def device(self, requested: str) -> str:
-        """`auto` means this process's own device when launched (cuda:<local rank>), so
-        processes do not all land on the first GPU; any other choice is kept."""
-        if requested == "auto" and self.state is not None:
+        """`auto` (and a bare `cuda`) mean this process's own device when launched
+        (cuda:<local rank>), so processes do not all land on the first GPU; any other
+        choice is kept."""
+        if requested in ("auto", "cuda") and self.state is not None:
             return str(self.state.device)
         return requested
