@@ -248,6 +248,7 @@ def test_killed_two_process_evaluation_resumes_to_the_same_scores(tmp_path, data
     made = records(out, "model")
     assert 2 <= len(made) < 12 and len(records(out, "real")) == 12  # killed while generating
     stamps = {p: p.stat().st_mtime_ns for p in made}
+    (made[0].parent / f".{made[0].stem}.k1ll3d00.tmp.npz").write_bytes(b"half")  # as a kill mid-write leaves
     again = run(2, *eval_args(data, model, out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert scores(out) == scores(tmp_path / "one")

@@ -616,7 +616,9 @@ def evaluate(
             continue
         scores = Scores.load(store, usable)
         fad, kl, note = fad_and_kl(Scores.load(real_store, usable), scores)
-        timing = [store.read(clip_header(c)) for c in usable if c.id in set(scores.ids)]
+        scored = set(scores.ids)
+        timing = [store.read(clip_header(c)) for c in usable if c.id in scored]
+        store.remove_temporaries()  # left by a killed run; every process is past its writes
         wall, audio_seconds = sum(t["wall"] for t in timing), sum(t["audio_seconds"] for t in timing)
         n = len(scores.ids)
         results.append(ModelResult(
@@ -627,6 +629,7 @@ def evaluate(
         ))
     if not shard.is_main:
         return None
+    real_store.remove_temporaries()
     used = [real_store.read(clip_header(c))["kind"] for c in usable]
     counts = {"media": used.count("media"), "tokens": used.count("tokens")}
     return Report(

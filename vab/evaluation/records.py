@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +93,9 @@ class RecordStore:
             return None
         return {**record, **header}
 
-    def done(self, clips: Iterable[dict[str, Any]]) -> list[str]:
-        """Ids of `clips` with a usable record."""
-        return [c["id"] for c in clips if self.read(c) is not None]
+    def remove_temporaries(self) -> None:
+        """Half-written records of a killed run (`vab.utils.atomic_path` names).  Call it only
+        when no process is writing."""
+        if self.folder.is_dir():
+            for leftover in self.folder.glob(".*.tmp.*"):
+                leftover.unlink(missing_ok=True)
