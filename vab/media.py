@@ -192,7 +192,7 @@ def _target_size(width: int, height: int, max_short_side: int | None) -> tuple[i
 
 # Sparse reading skips a stretch of frames (seeking to the next sampled frame's keyframe)
 # only when it spans at least this long: a seek restarts the decoder's threads.
-SKIP_AT_LEAST = 0.2  # seconds
+SKIP_AT_LEAST = 0.5  # seconds (benchmarks/frame_reading.py --readers)
 
 
 def iter_frames(
@@ -228,7 +228,7 @@ def iter_frames(
     if stream is None:
         container.close()
         raise MediaError(path, "no video stream")
-    keys = _keyframe_times(path, stream.index) if sparse else []
+    keys = _keyframe_times(container, stream) if sparse else []
     return _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys)
 
 
@@ -272,15 +272,15 @@ def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
             raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
 
 
-def _keyframe_times(path, index: int) -> list[float]:
-    """Presentation times (seconds from the origin, sorted) of the keyframes of stream
-    `index`, from the packets alone (no decoding; a few ms for a 10-s clip).  Empty when
-    the packets do not tell (then nothing is skipped)."""
+def _keyframe_times(container, stream) -> list[float]:
+    """Presentation times (seconds from the origin, sorted) of the keyframes of `stream`,
+    from its packets alone (no decoding), then back to the start.  Empty when the packets
+    do not tell or the file cannot seek back (then nothing is skipped)."""
+    origin = _origin(container)
     try:
-        with av.open(str(path), "r") as c:
-            stream, origin = c.streams[index], _origin(c)
-            times = [float(p.pts * p.time_base) - origin for p in c.demux(stream)
-                     if p.is_keyframe and p.pts is not None]
+        times = [float(p.pts * p.time_base) - origin for p in container.demux(stream)
+                 if p.is_keyframe and p.pts is not None]
+        container.seek(0)
     except _AV_ERRORS:
         return []
     return sorted(times)
@@ -294,7 +294,10 @@ def _skipping(container, stream, path, frames, keys: list[float], next_sample, l
     import bisect
 
     origin = _origin(container)
+    # half a tick past the keyframe: seconds -> ticks must not round to the tick before it
+    nudge = 0.5 * float(stream.time_base)
     done = -math.inf  # presentation time of the last frame handed out
+    sought = -math.inf  # the last keyframe sought: never seek back to it (an index that lands early)
     while True:
         try:
             t, frame = next(frames)
@@ -306,10 +309,11 @@ def _skipping(container, stream, path, frames, keys: list[float], next_sample, l
         yield t, frame
         want = next_sample(t)
         k = bisect.bisect_right(keys, want) - 1
-        if want >= limit or k < 0 or keys[k] - t < SKIP_AT_LEAST:
+        if want >= limit or k < 0 or keys[k] - t < SKIP_AT_LEAST or keys[k] <= sought:
             continue
+        sought = keys[k]
         frames.close()
-        _seek(container, stream, keys[k] + origin)
+        _seek(container, stream, keys[k] + origin + nudge)
         frames = _decoded(container, stream, path)
         first = next(frames, None)
         if first is not None and first[0] <= want + 1e-6:
