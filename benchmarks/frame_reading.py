@@ -7,6 +7,15 @@ Makes one h264 test clip (moving gradient and box, light noise) in a temporary f
 then times both readers in the same run (best of `--repeat`) and prints a markdown table.
 Both decode with PyAV's automatic threading, so the difference is the conversion work
 skipped for frames that are never returned.
+
+    python benchmarks/frame_reading.py --readers --gops 250 50 12 --sample-fps 1 8 --repeat 5
+
+compares, on clips encoded like uploads (x264 veryfast, B-frames) with keyframes every
+`--gops` frames, in one run with the repeats interleaved (best of `--repeat`):
+decoding every packet with frame + slice threads (`sparse=False`, the reader before
+issue 19), the same without decoder threads, and sparse reading (`sparse=True`: skip
+stretches no sample needs by seeking to the next sample's keyframe).  It checks that
+all three return identical frames.
 """
 
 from __future__ import annotations
@@ -67,14 +76,64 @@ def best_time(fn, repeat: int):
     return best, out
 
 
+def compare_readers(args) -> None:
+    """Decode threading and sparse reading against decoding every packet (see the docstring)."""
+    import vab.media as media
+
+    def without_threads(path, fps):
+        media.THREAD_TYPE = "NONE"
+        try:
+            return read_frames(path, fps, sparse=False)[0]
+        finally:
+            media.THREAD_TYPE = "AUTO"
+
+    readers = {
+        "every packet, threads (before)": lambda path, fps: read_frames(path, fps, sparse=False)[0],
+        "every packet, no threads": without_threads,
+        "sparse, threads (now)": lambda path, fps: read_frames(path, fps, sparse=True)[0],
+    }
+    width = args.height * 16 // 9
+    n = int(round(args.seconds * args.fps))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for gop in args.gops:
+            path = make_video(Path(tmp) / f"gop{gop}.mp4", seconds=args.seconds, fps=args.fps, width=width,
+                              height=args.height, frames=MovingScene(n, width, args.height),
+                              encoder_options={"preset": "veryfast", "g": str(gop), "keyint_min": str(min(gop, 25))})
+            for fps in args.sample_fps:
+                best = {name: float("inf") for name in readers}
+                out = {}
+                for _ in range(args.repeat):  # interleaved: load changes hit every reader alike
+                    for name, read in readers.items():
+                        t = time.perf_counter()
+                        out[name] = read(path, fps)
+                        best[name] = min(best[name], time.perf_counter() - t)
+                ref = out["every packet, threads (before)"]
+                assert all(np.array_equal(ref, f) for f in out.values()), "the readers disagree"
+                base = best["every packet, threads (before)"]
+                for name in readers:
+                    rows.append((gop, fps, name, len(ref), best[name], base / best[name]))
+    print(f"{args.seconds:g}-s {args.fps:g}-fps {width}x{args.height} h264 (x264 veryfast, B-frames) clips; "
+          f"best of {args.repeat}, interleaved; {platform.processor() or platform.machine()}, PyAV {av.__version__}\n")
+    print("| keyframe every | sample fps | reader | frames | seconds | speed-up vs before |")
+    print("|---|---|---|---|---|---|")
+    for gop, fps, name, frames, seconds, ratio in rows:
+        print(f"| {gop} frames ({gop / args.fps:g} s) | {fps:g} | {name} | {frames} | {seconds:.3f} | {ratio:.2f}x |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the test clip")
     p.add_argument("--height", type=int, default=360)
-    p.add_argument("--sample-fps", type=float, default=1.0, help="rate read_frames samples at")
+    p.add_argument("--sample-fps", type=float, nargs="+", default=[1.0], help="rate(s) read_frames samples at")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--readers", action="store_true", help="compare threading and sparse reading (see above)")
+    p.add_argument("--gops", type=int, nargs="+", default=[250, 50, 12], help="keyframe intervals (frames), --readers")
     args = p.parse_args()
+    if args.readers:
+        return compare_readers(args)
+    args.sample_fps = args.sample_fps[0]
 
     width = args.height * 16 // 9
     n = int(round(args.seconds * args.fps))

@@ -25,6 +25,13 @@ says which was used.  Scorers: `--embedder` for FAD, `--classifier` for KL:
 The scorers download nothing; a --checkpoint or own: given as a Hugging Face Hub id is
 fetched into the Hugging Face cache as `vab generate` does (HF_HUB_OFFLINE=1: cache only).  Writes OUT/generation.json and OUT/generation.md (and with
 --save-audio the generated wavs under OUT/audio/<model>/).  Exit code 1 when clips failed.
+
+Each clip's scores are recorded under OUT/records/ as soon as they exist: a killed run,
+re-run with the same command, scores only the clips that have no record (records made
+with other settings are never reused; delete OUT/records/ to start over).  Many processes
+or GPUs: `accelerate launch --num_processes 8 eval/generation.py ...`; each process takes a
+block of the clips, the main process merges every clip's records (FAD over all clips'
+embeddings, the mean of per-clip KL) into the table one process would make.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.model.hub import resolve_model_dir
     from vab.training.run import data_paths
     from vab.generation.sampling import SamplingConfig
+    from vab.sharding import Shard
     from vab.utils import atomic_path
 
     console = Console(stderr=True)
@@ -114,10 +122,13 @@ def run(args: argparse.Namespace) -> int:
     decode = {}
     if any(o.startswith("codec.griffin_lim_iters=") for o in args.overrides):
         decode["griffin_lim_iters"] = int(cfg.codec.griffin_lim_iters)
-    embedder = build_scorer(args.embedder, args.device)
-    classifier = None if args.classifier == "none" else build_classifier(args.classifier, args.device)
+    shard = Shard.current()  # under `accelerate launch`: this process's block of the clips
+    embedder = build_scorer(args.embedder, shard.device(args.device))
+    classifier = None if args.classifier == "none" else build_classifier(args.classifier, shard.device(args.device))
 
     out = Path(args.out)
+    if shard.world_size > 1:
+        console.print(shard.describe(len(clips.clips), "clips"), highlight=False)
     with _Bar(console) as bar:
         report = ge.evaluate(
             args.checkpoint, clips, sampling, embedder, classifier,
@@ -125,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
             labels=args.label, real_mode=args.real, real_codec=decode, source=args.source, device=args.device,
             precision=args.precision, batch_size=args.batch_size,
             save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
+            records=out, shard=shard,
         )
+    if report is None:  # not the main process: it wrote its clips' records, the main one merged them
+        return 0
     with atomic_path(out / "generation.json") as tmp:
         tmp.write_text(json.dumps(report.to_json(), indent=2))
     with atomic_path(out / "generation.md") as tmp:

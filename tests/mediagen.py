@@ -46,13 +46,15 @@ def make_video(
     rotation: int = 0,
     gop: int | None = None,
     container_options: dict[str, str] | None = None,
+    encoder_options: dict[str, str] | None = None,
 ) -> Path:
     """Write an mp4 (h264 + aac).  `frame_times` gives explicit presentation times in
     seconds (variable frame rate); otherwise frames are at i / fps.  `frames` and `wav`
     ([C, N] float32) override the generated picture and tone.  `gop` caps the keyframe
     interval (frames; for seek tests).  `rotation` stores a display matrix
     (degrees counter-clockwise, as phones do); `container_options` go to the muxer
-    (e.g. {"movflags": "faststart"})."""
+    (e.g. {"movflags": "faststart"}); `encoder_options` replace the x264 settings (default
+    ultrafast, zerolatency: no B-frames)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if frame_times is None:
@@ -68,7 +70,7 @@ def make_video(
             vs.time_base = time_base
             # a fine codec time base keeps explicit (variable) frame times exact
             vs.codec_context.time_base = time_base
-            vs.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            vs.options = encoder_options or {"preset": "ultrafast", "tune": "zerolatency"}
             if gop is not None:
                 vs.codec_context.gop_size = gop
             if rotation:

@@ -447,3 +447,51 @@ def test_missing_stream_kinds(clips):
     with pytest.raises(MediaError, match="no audio stream") as err:
         media.read_audio(clips["noaudio"], SR)
     assert str(clips["noaudio"]) in str(err.value)
+
+
+# ---------------------------------------------------------------------- sparse reading (issue 19)
+SHORT_GOPS = {"preset": "veryfast", "g": "6", "keyint_min": "6", "bf": "3"}  # B-frames, a keyframe every 0.24 s
+
+
+@pytest.mark.parametrize("options", [
+    SHORT_GOPS,
+    {**SHORT_GOPS, "x264-params": "open-gop=1"},  # leading B-frames reference the previous GOP
+    {"preset": "veryfast", "g": "250", "bf": "3"},  # one keyframe: nothing to skip
+])
+@pytest.mark.parametrize("fps, t0, t1", [(1.0, 0.0, None), (8.0, 0.0, None), (0.7, 1.3, 5.1), (2.5, 0.4, 3.0)])
+def test_sparse_reading_returns_the_frames_of_decoding_every_packet(tmp_path, options, fps, t0, t1):
+    path = make_video(tmp_path / "v.mp4", seconds=6.0, fps=25, width=64, height=48, encoder_options=options)
+    sparse, times = media.read_frames(path, fps, t0, t1, max_short_side=32)
+    every, every_times = media.read_frames(path, fps, t0, t1, max_short_side=32, sparse=False)
+    assert len(every) > 0 and np.array_equal(times, every_times)
+    assert np.array_equal(sparse, every)
+
+
+def test_sparse_reading_matches_on_variable_frame_rate(tmp_path):
+    rng = np.random.default_rng(0)
+    stamps = np.cumsum(rng.uniform(0.01, 0.12, 80))
+    path = make_video(tmp_path / "vfr.mp4", frame_times=list(stamps - stamps[0]), seconds=float(stamps[-1]),
+                      width=64, height=48, encoder_options={"preset": "veryfast", "g": "5", "bf": "2"})
+    for fps in (0.5, 1.0, 3.0):
+        a, _ = media.read_frames(path, fps)
+        b, _ = media.read_frames(path, fps, sparse=False)
+        assert np.array_equal(a, b), fps
+
+
+def test_sparse_reading_decodes_only_what_low_frame_rates_need(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "v.mp4", seconds=8.0, fps=25, width=64, height=48, encoder_options=SHORT_GOPS)
+    decoded = {"n": 0}
+    real = media._decoded
+
+    def counting(*args):
+        for item in real(*args):
+            decoded["n"] += 1
+            yield item
+
+    monkeypatch.setattr(media, "_decoded", counting)
+    counts = {}
+    for sparse in (False, True):
+        decoded["n"] = 0
+        media.read_frames(path, 1.0, sparse=sparse)
+        counts[sparse] = decoded["n"]
+    assert counts[False] == 200 and counts[True] < 200 / 3, counts

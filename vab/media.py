@@ -29,6 +29,8 @@ _LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 _EDIT_LIST_FORMATS = {"mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _AAC_FRAME = 1024
 _WRITE_CODECS = {".wav": ("wav", "pcm_s16le"), ".flac": ("flac", "flac")}
+# PyAV decoder threading: frame and slice threads (benchmarks/frame_reading.py measures it)
+THREAD_TYPE = "AUTO"
 
 
 @dataclass(frozen=True)
@@ -188,12 +190,18 @@ def _target_size(width: int, height: int, max_short_side: int | None) -> tuple[i
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+# Sparse reading skips a stretch of frames (seeking to the next sampled frame's keyframe)
+# only when it spans at least this long: a seek restarts the decoder's threads.
+SKIP_AT_LEAST = 0.5  # seconds (benchmarks/frame_reading.py --readers)
+
+
 def iter_frames(
     path: str | os.PathLike,
     fps: float,
     t0: float = 0.0,
     t1: float | None = None,
     max_short_side: int | None = None,
+    sparse: bool = True,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield `(t, frame)` for t = t0 + (i + 0.5) / fps, every t < min(t1, video end).
 
@@ -203,6 +211,13 @@ def iter_frames(
     a frame or two, whatever the video length.  Source frame times are real timestamps,
     so variable frame rate is handled; when fps exceeds the source, frames repeat.
     The file is opened (and bad input reported) at the call, not at the first `next`.
+
+    With `sparse` (the default) a stretch of frames that no sample time needs is not
+    decoded when a keyframe lies inside it: the reader seeks to the keyframe before the
+    next sample time instead (frames far apart, keyframes close together).  The frames
+    returned are the same as decoding every packet (`sparse=False`): decoding starts at a
+    keyframe at or before each sample, and the frame on screen at a sample time is at or
+    after that keyframe in presentation order.
     """
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -213,7 +228,8 @@ def iter_frames(
     if stream is None:
         container.close()
         raise MediaError(path, "no video stream")
-    return _sample_frames(container, stream, path, fps, t0, t1, max_short_side)
+    keys = _keyframe_times(container, stream) if sparse else []
+    return _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys)
 
 
 class _Held:
@@ -256,17 +272,76 @@ def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
             raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
 
 
-def _sample_frames(container, stream, path, fps, t0, t1, max_short_side):
+def _keyframe_times(container, stream) -> list[float]:
+    """Presentation times (seconds from the origin, sorted) of the keyframes of `stream`,
+    from its packets alone (no decoding), then back to the start.  Empty when the packets
+    do not tell or the file cannot seek back (then nothing is skipped)."""
+    origin = _origin(container)
+    try:
+        times = [float(p.pts * p.time_base) - origin for p in container.demux(stream)
+                 if p.is_keyframe and p.pts is not None]
+        container.seek(0)
+    except _AV_ERRORS:
+        return []
+    return sorted(times)
+
+
+def _skipping(container, stream, path, frames, keys: list[float], next_sample, limit: float):
+    """`frames` (decoded, presentation order), jumping ahead by a seek when the keyframe at
+    or before the next needed sample time lies well after the frame just handed out.  A
+    seek that lands past that sample time (an odd index) is undone: decoding restarts
+    from the keyframe before the last frame handed out, without further skips."""
+    import bisect
+
+    origin = _origin(container)
+    # half a tick past the keyframe: seconds -> ticks must not round to the tick before it
+    nudge = 0.5 * float(stream.time_base)
+    done = -math.inf  # presentation time of the last frame handed out
+    sought = -math.inf  # the last keyframe sought: never seek back to it (an index that lands early)
+    while True:
+        try:
+            t, frame = next(frames)
+        except StopIteration:
+            return
+        if t <= done:
+            continue  # decoded again after an undone seek
+        done = t
+        yield t, frame
+        want = next_sample(t)
+        k = bisect.bisect_right(keys, want) - 1
+        if want >= limit or k < 0 or keys[k] - t < SKIP_AT_LEAST or keys[k] <= sought:
+            continue
+        sought = keys[k]
+        frames.close()
+        _seek(container, stream, keys[k] + origin + nudge)
+        frames = _decoded(container, stream, path)
+        first = next(frames, None)
+        if first is not None and first[0] <= want + 1e-6:
+            frames = _prepend(first, frames)
+            continue
+        frames.close()
+        _seek(container, stream, max([x for x in keys if x <= t], default=0.0) + origin)
+        frames = _decoded(container, stream, path)
+        keys = []
+
+
+def _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys=()):
     limit = math.inf if t1 is None else t1
 
     def sample_time(i: int) -> float:
         return t0 + (i + 0.5) / fps
 
+    def next_sample(t: float) -> float:
+        """The first sample time at or after `t` (those before it are handed out)."""
+        return sample_time(max(0, math.ceil((t - t0) * fps - 0.5 - 1e-9)))
+
     with container:
         if sample_time(0) >= limit:
             return
-        stream.thread_type = "AUTO"
+        stream.thread_type = THREAD_TYPE
         frames = _frames_from(container, stream, path, t0, sample_time(0))
+        if keys:
+            frames = _skipping(container, stream, path, frames, list(keys), next_sample, limit)
         try:
             yield from _pick(frames, sample_time, limit, max_short_side, stream, path)
         finally:
@@ -337,10 +412,11 @@ def read_frames(
     t0: float = 0.0,
     t1: float | None = None,
     max_short_side: int | None = None,
+    sparse: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All of `iter_frames` at once: frames uint8 [F, H, W, 3] RGB, times float64 [F] (s)."""
     times, frames = [], []
-    for t, frame in iter_frames(path, fps, t0, t1, max_short_side):
+    for t, frame in iter_frames(path, fps, t0, t1, max_short_side, sparse):
         times.append(t)
         frames.append(frame)
     if not frames:
@@ -370,7 +446,7 @@ def read_audio(
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = THREAD_TYPE
         if n == 0:
             return np.zeros(0, dtype=np.float32)
         chunks = _audio_chunks(container, stream, path, sample_rate, start, n, seek=t0 > 0)

@@ -52,6 +52,21 @@ class Index:
             raise VabError(f"modality {modality!r}: expected audio or video")
         return self.audio if modality == "audio" else self.video
 
+    @classmethod
+    def concat(cls, parts: list["Index"]) -> "Index":
+        """One index holding the rows of `parts` in their order (the blocks of a sharded run)."""
+        if not parts:
+            raise VabError("no index parts to join")
+        if len({p.model_dir for p in parts}) > 1:
+            raise VabError(f"index parts come from different models: {sorted({p.model_dir for p in parts})}")
+
+        def listed(name: str) -> list:
+            return [x for p in parts for x in (getattr(p, name) or [None] * len(p))]
+
+        return cls(ids=listed("ids"), paths=listed("paths"), audio=torch.cat([p.audio for p in parts]),
+                   video=torch.cat([p.video for p in parts]),
+                   labels=[x or [] for x in listed("labels")], splits=listed("splits"), model_dir=parts[0].model_dir)
+
     def position(self, clip_id: str) -> int | None:
         try:
             return self.ids.index(clip_id)
@@ -180,8 +195,9 @@ class Embedder:
 
     # ------------------------------------------------------------------ extracted data sets
     def embed_dataset(self, data_dir: str | Path, split: str | None = None,
-                      progress: Progress | None = None) -> Index:
-        """Every clip (of `split`) of a `vab extract` output, as the model reads it."""
+                      progress: Progress | None = None, block: tuple[int, int] | None = None) -> Index:
+        """Every clip (of `split`) of a `vab extract` output, as the model reads it; with
+        `block` = [start, stop) only those positions of the split (one process's share)."""
         from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
 
         info = load_infos([data_dir])
@@ -190,7 +206,9 @@ class Embedder:
             raise VabError(f"{data_dir}: audio-only data set; embedding needs videos")
         data = VABDataset([data_dir], split, fps=self.cfg.data.fps, duration=self.cfg.data.duration,
                           train=False, levels=self.model.levels)
-        loader = torch.utils.data.DataLoader(data, batch_size=self.batch_size, collate_fn=collate)
+        positions = range(*(block or (0, len(data))))
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, positions), batch_size=self.batch_size,
+                                             collate_fn=collate)
         audio, video, ids = [], [], []
         for batch in loader:
             a, v = self.embed_batch(batch)
@@ -200,7 +218,7 @@ class Embedder:
             if progress:
                 progress(len(batch["id"]))
         paths, labels, splits = [], [], []
-        for n, i in data.index:
+        for n, i in (data.index[k] for k in positions):
             table, _ = data.tables[n]
             paths.append(table.column("path")[i].as_py())
             splits.append(table.column("split")[i].as_py())

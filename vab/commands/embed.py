@@ -18,7 +18,14 @@ media are tokenized and encoded on the fly with the model's codec and frame enco
 first model window of each clip).  Writes INDEX_DIR/embeddings.safetensors (audio [N, W],
 video [N, W], L2-normalised) and INDEX_DIR/index.json (ids, paths, labels, model).
 Files that cannot be used are listed at the end and make the exit code 1.
+
+Many processes or GPUs: `accelerate launch --num_processes 8 -m vab embed INPUT ...`.  Each
+process embeds one contiguous block of the clips into INDEX_DIR/.parts/; the main process
+joins the blocks in input order (the index is the one a single process writes) and removes
+the parts.
 """
+
+PARTS_DIR = ".parts"
 
 
 def register(sub) -> None:
@@ -40,6 +47,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from vab.sharding import Shard
     from vab.utils import check_writable_dir
 
     from vab.files import InputGuard
@@ -48,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     check_writable_dir(Path(args.out), "the index")  # before any work, not after it
     InputGuard([args.input]).refuse([Path(args.out) / EMBEDDINGS_FILE, Path(args.out) / INDEX_FILE])
-    index, problems = build_index(args.input, args.checkpoint, split=args.split, device=args.device,
-                                  batch_size=args.batch_size, console=console)
+    shard = Shard.current()
+    index, problems = build_index(args.input, args.checkpoint, split=args.split, device=shard.device(args.device),
+                                  batch_size=args.batch_size, console=console, shard=shard)
+    if shard.world_size > 1:
+        index, problems = join_parts(Path(args.out), shard, index, problems)
+        if not shard.is_main:
+            return 0
     if index is not None:
         index.save(args.out)
         console.print(f"embedded {len(index)} clip(s) -> {args.out}")
@@ -58,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_index(source: str, checkpoint: str, *, split: str | None = None, device: str = "cpu",
-                batch_size: int = 16, console=None):
-    """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts."""
+                batch_size: int = 16, console=None, shard=None):
+    """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts; with a
+    `vab.sharding.Shard`, of that process's block of the clips only."""
     from vab.errors import VabError
     from vab.search import Embedder, is_dataset_dir
+    from vab.sharding import Shard
 
+    shard = shard or Shard()
     path = Path(source).expanduser()
     if not path.exists():
         raise VabError(f"{source}: no such file or folder")
@@ -71,12 +87,50 @@ def build_index(source: str, checkpoint: str, *, split: str | None = None, devic
         from vab.data.dataset import VABDataset
 
         total = len(VABDataset([path], split, train=False))
-        with ClipBar(console, total) as advance:
-            return embedder.embed_dataset(path, split, progress=advance), []
+        if shard.world_size > 1 and console is not None:
+            console.print(shard.describe(total, "clips", batch_size), highlight=False)
+        start, stop = shard.bounds(total, batch_size)  # whole batches: the batches one process forms
+        if start == stop:
+            return None, []
+        with ClipBar(console, stop - start) as advance:
+            return embedder.embed_dataset(path, split, progress=advance, block=(start, stop)), []
     rows, problems = media_rows(path, split)
+    if shard.world_size > 1 and console is not None:
+        console.print(shard.describe(len(rows), "clips"), highlight=False)
+    rows = shard.take(rows)
+    problems = problems if shard.is_main else []  # input problems are reported once
     with ClipBar(console, len(rows)) as advance:
         index, failed = embedder.embed_files(rows, progress=advance)
     return index, problems + failed
+
+
+def join_parts(out: Path, shard, index, problems: list[tuple[str, str]]):
+    """Every process writes its block to OUT/.parts/<rank-of-world>/ (atomically; the problem
+    list last); after a barrier the main process returns the blocks joined in rank order,
+    which is input order, and removes the parts.  Others return their own block."""
+    import json
+    import shutil
+
+    from vab.search import Index, is_index_dir
+    from vab.utils import atomic_path
+
+    part = out / PARTS_DIR / shard.name
+    with atomic_path(part, is_dir=True) as tmp:
+        tmp.mkdir(parents=True)
+        if index is not None:
+            index.save(tmp)
+        (tmp / "problems.json").write_text(json.dumps(problems))
+    shard.barrier()
+    if not shard.is_main:
+        return index, problems
+    blocks, problems = [], []
+    for rank in range(shard.world_size):
+        folder = out / PARTS_DIR / type(shard)(rank, shard.world_size).name
+        if is_index_dir(folder):
+            blocks.append(Index.load(folder))
+        problems += [tuple(p) for p in json.loads((folder / "problems.json").read_text())]
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    return (Index.concat(blocks) if blocks else None), problems
 
 
 def media_rows(path: Path, split: str | None):

@@ -15,6 +15,10 @@ examples:
   vab generate clip.mp4 --checkpoint DIR --out out/ --prompt door.wav --prompt-seconds 2
   vab generate clip.mp4 --checkpoint org/vab-encodec --out out/           # a Hugging Face Hub id
   vab generate clip.mp4 --checkpoint org/vab-dac@v1.0 --c2f-checkpoint org/c2f-dac --out out/
+  accelerate launch --num_processes 8 -m vab generate videos/ --checkpoint DIR --out out/   # 8 GPUs
+
+Under `accelerate launch` each process generates one contiguous block of the video list
+(names are decided over all of them), so the files are those one process would write.
 
 --checkpoint and --c2f-checkpoint take a model directory or a Hugging Face Hub id
 (org/name, or org/name@revision for a branch, tag or commit); a local folder of the same
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.generation.inputs import expand_inputs
     from vab.generation.outputs import remove_stale_temporaries, write_recorded
     from vab.generation.sampling import SamplingConfig
+    from vab.sharding import Shard
 
     console = Console(stderr=True)
     out = Path(args.out).expanduser()
@@ -125,11 +130,13 @@ def run(args: argparse.Namespace) -> int:
     _check_device(args.device)
     settings = {"checkpoint": str(args.checkpoint), "c2f_checkpoint": args.c2f_checkpoint, "duration": args.duration,
                 "edit": args.edit, "prompt": args.prompt, **vars(sampling)}
+    shard = Shard.current()  # under `accelerate launch`: this process's block of the videos
 
     videos, problems = expand_inputs(args.inputs, exclude=out)
     plans = plan_batch(out, videos, args)
+    shard.barrier()  # every process plans before any writes, so all see the same folder
     generator = Generator.from_pretrained(
-        args.checkpoint, args.c2f_checkpoint, device=args.device, precision=args.precision,
+        args.checkpoint, args.c2f_checkpoint, device=shard.device(args.device), precision=args.precision,
         overlap=args.overlap, batch_size=args.batch_size,
     )
     if generator.coarse_only:
@@ -137,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
                       "(no --c2f-checkpoint): expect muffled audio")
     prompt = generator.tokenize_prompt(args.prompt, args.prompt_seconds) if args.prompt else None
 
+    if shard.world_size > 1:
+        console.print(shard.describe(len(plans), "videos"), highlight=False)
+    plans = shard.take(plans)  # names were chosen over all the inputs, so they do not depend on the processes
+    problems = problems if shard.is_main else []  # input problems are reported once
     rows: list[tuple] = []
     requests = []
     for video, outputs, done in plans:

@@ -242,6 +242,19 @@ class RealAudio:
 
 
 # ---------------------------------------------------------------------- scores
+def clip_header(clip: Clip) -> dict[str, Any]:
+    """What a record names its clip by: a record for another span or file of an id is stale."""
+    return {"id": clip.id, "video": clip.video, "start": float(clip.start), "duration": float(clip.duration),
+            "row": clip.row}
+
+
+def _score(wav: np.ndarray, sample_rate: int, embedder: AudioEmbedder,
+           classifier: AudioEmbedder | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(FAD embeddings ``[N, D]``, KL label distribution ``[C]`` or None) of one clip's audio."""
+    dist = None if classifier is None else clip_distribution(classifier.label_probs_at(wav, sample_rate))
+    return embedder.embed_at(wav, sample_rate), dist
+
+
 @dataclass
 class Scores:
     """Per-clip scorer outputs of one side (real or one model), in clip order of `ids`."""
@@ -250,12 +263,19 @@ class Scores:
     embeddings: list[np.ndarray] = field(default_factory=list)  # each [N_i, D]
     distributions: list[np.ndarray] = field(default_factory=list)  # each [C]
 
-    def add(self, clip_id: str, wav: np.ndarray, sample_rate: int, embedder: AudioEmbedder,
-            classifier: AudioEmbedder | None) -> None:
-        self.ids.append(clip_id)
-        self.embeddings.append(embedder.embed_at(wav, sample_rate))
-        if classifier is not None:
-            self.distributions.append(clip_distribution(classifier.label_probs_at(wav, sample_rate)))
+    @classmethod
+    def load(cls, store: Any, clips: Sequence[Clip]) -> Scores:
+        """The recorded scores (`vab.evaluation.records.RecordStore`) of those `clips` that have
+        one, in the order of `clips`."""
+        out = cls()
+        for clip in clips:
+            record = store.read(clip_header(clip))
+            if record is not None:
+                out.ids.append(clip.id)
+                out.embeddings.append(record["embeddings"])
+                if record["distribution"] is not None:
+                    out.distributions.append(record["distribution"])
+        return out
 
     def of(self, ids: Sequence[str]) -> Scores:
         where = {k: i for i, k in enumerate(self.ids)}
@@ -338,19 +358,22 @@ def generate_and_score(
     sampling: Any,
     embedder: AudioEmbedder,
     classifier: AudioEmbedder | None,
+    store: Any,
     *,
     source: str = "auto",
     save_audio: str | os.PathLike | None = None,
     progress: Progress | None = None,
     label: str = "generate",
     warmup: bool = True,
-) -> tuple[Scores, dict[str, float], list[tuple[str, str]]]:
-    """Generate every clip with `generator` and score the result.
+) -> list[tuple[str, str]]:
+    """Generate every clip with `generator`, score the result and record it in `store`
+    (`vab.evaluation.records.RecordStore`: embeddings, distribution, generation wall seconds
+    ``wall`` and ``audio_seconds``).  Clips already recorded are skipped (a re-run continues).
 
     `source`: `features` (stored features, data sets only), `video` (the media file) or
     `auto` (features for data sets, video files for manifests).  With `warmup` the first
-    clip is generated once, untimed, before the timed run.  Returns (scores, timing
-    {wall, audio_seconds, clips}, failures [(clip id, problem)])."""
+    clip is generated once, untimed, before the timed run.  Returns the failures
+    [(clip id, problem)]."""
     from vab.generation.generator import Request
 
     use_features = clips.data_paths and source in ("auto", "features")
@@ -371,55 +394,58 @@ def generate_and_score(
             failures.append((clip.id, "no audio to generate (empty clip)"))
         else:
             chosen.append(clip)
+    if save_audio is not None:
+        Path(save_audio).mkdir(parents=True, exist_ok=True)
+
+    def wav_path(clip: Clip) -> Path:
+        return Path(save_audio) / f"{_safe_name(clip.id)}.wav"
+
+    todo = [c for c in chosen if store.read(clip_header(c)) is None
+            or (save_audio is not None and not wav_path(c).is_file())]
 
     def request(clip: Clip) -> Request:
         source = features(clip.row) if features is not None else clip.video
         return Request(source, duration=clip.duration, key=clip)
 
-    out = Scores()
-    scoring = 0.0
-    audio_seconds = 0.0
-    if save_audio is not None:
-        Path(save_audio).mkdir(parents=True, exist_ok=True)
-    if warmup and chosen:
+    if warmup and todo:
         # one untimed run first: lazy initialisation and first-call costs would otherwise
         # be charged to whichever model is scored first
-        for _ in generator.run([request(chosen[0])], sampling):
+        for _ in generator.run([request(todo[0])], sampling):
             pass
-    t0 = time.perf_counter()
-    done = 0
-    for outcome in generator.run((request(c) for c in chosen), sampling):
-        t1 = time.perf_counter()
+    done = len(chosen) - len(todo)
+    start = time.perf_counter()
+    for outcome in generator.run((request(c) for c in todo), sampling):
+        wall = time.perf_counter() - start  # this clip's share: scoring below is not counted
         clip = outcome.request.key
         if outcome.error is not None:
             failures.append((clip.id, str(outcome.error)))
         else:
             r = outcome.result
-            audio_seconds += r.seconds
-            out.add(clip.id, r.waveform, r.sample_rate, embedder, classifier)
             if save_audio is not None:
                 from vab import media
 
-                media.write_audio(Path(save_audio) / f"{_safe_name(clip.id)}.wav", r.waveform, r.sample_rate)
+                media.write_audio(wav_path(clip), r.waveform, r.sample_rate)
+            embeddings, distribution = _score(r.waveform, r.sample_rate, embedder, classifier)
+            store.write(clip_header(clip), embeddings, distribution, wall=wall, audio_seconds=float(r.seconds))
         done += 1
         if progress is not None:
             progress(label, done, len(chosen))
-        scoring += time.perf_counter() - t1
-    wall = time.perf_counter() - t0 - scoring
-    return out, {"wall": wall, "audio_seconds": audio_seconds, "clips": float(len(out.ids))}, failures
+        start = time.perf_counter()
+    return failures
 
 
 def _safe_name(clip_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in clip_id)
+    from vab.evaluation.records import safe_name
+
+    return safe_name(clip_id)
 
 
 def score_real(
-    clips: ClipSet, real: RealAudio, embedder: AudioEmbedder, classifier: AudioEmbedder | None,
+    clips: ClipSet, real: RealAudio, embedder: AudioEmbedder, classifier: AudioEmbedder | None, store: Any,
     progress: Progress | None = None,
-) -> tuple[Scores, dict[str, str], list[tuple[str, str]]]:
-    """(scores of the real audio, clip id -> `media` | `tokens`, failures)."""
-    out = Scores()
-    used: dict[str, str] = {}
+) -> list[tuple[str, str]]:
+    """Score the real audio of every clip not yet recorded in `store` and record it (with
+    ``kind``: `media` | `tokens`, what `real` read).  Returns the failures [(clip id, problem)]."""
     failures: list[tuple[str, str]] = []
     for clip in clips.clips:  # an unknown start refuses the run, before any scoring
         try:
@@ -429,15 +455,16 @@ def score_real(
         if uses_media:
             real.start(clip)
     for i, clip in enumerate(clips.clips):
-        try:
-            wav, rate, kind = real.read(clip)
-            out.add(clip.id, wav, rate, embedder, classifier)
-            used[clip.id] = kind
-        except VabError as exc:
-            failures.append((clip.id, f"real audio: {exc}"))
+        if store.read(clip_header(clip)) is None:
+            try:
+                wav, rate, kind = real.read(clip)
+                embeddings, distribution = _score(wav, rate, embedder, classifier)
+                store.write(clip_header(clip), embeddings, distribution, kind=kind)
+            except VabError as exc:
+                failures.append((clip.id, f"real audio: {exc}"))
         if progress is not None:
             progress("real audio", i + 1, len(clips.clips))
-    return out, used, failures
+    return failures
 
 
 # ---------------------------------------------------------------------- report
@@ -548,53 +575,105 @@ def evaluate(
     save_audio: str | os.PathLike | None = None,
     progress: Progress | None = None,
     ar_sampling: Any = None,
-) -> Report:
+    records: str | os.PathLike | None = None,
+    shard: Any = None,
+) -> Report | None:
     """Score every model in `checkpoints` on `clips` against the same real audio.
 
     `real_codec`: codec settings (CodecConfig fields, e.g. ``griffin_lim_iters``) for decoding
     stored real tokens, over the data set's own.  `ar_sampling`: the sampling settings for
     autoregressive models (the baseline; FoleyGen decodes with guidance 3 and top-k 256),
-    `sampling` for the others."""
+    `sampling` for the others.
+
+    Per-clip scores are recorded under `records`/records/ (`vab.evaluation.records`; a
+    temporary folder when None), so a re-run with the same settings scores only the clips
+    without a record.  With a `vab.sharding.Shard` of several processes, each scores its
+    block of the clips and the main process merges every clip's records: it returns the
+    report (the same as one process's), the others None."""
+    import tempfile
+
+    from vab.sharding import Shard
+
+    shard = shard or Shard()
+    if records is None:
+        with tempfile.TemporaryDirectory(prefix="vab-eval-") as tmp:
+            return evaluate(checkpoints, clips, sampling, embedder, classifier, embedder_name=embedder_name,
+                            classifier_name=classifier_name, labels=labels, real_mode=real_mode,
+                            real_codec=real_codec, source=source, device=device, precision=precision,
+                            batch_size=batch_size, save_audio=save_audio, progress=progress,
+                            ar_sampling=ar_sampling, records=tmp, shard=shard)
+    from vab.evaluation.records import RecordStore, files_stamp
+    from vab.model.hub import resolve_model_dir
+    from vab.utils import pick_device
+
     names = model_labels(checkpoints, labels)
     rate = max(embedder.sample_rate, classifier.sample_rate if classifier is not None else 0)
     real = RealAudio(clips, real_mode, sample_rate=rate, codec_settings=real_codec)
-    real_scores, used, failures = score_real(clips, real, embedder, classifier, progress)
-    if len(real_scores.ids) < 2:
+    scorers = {"embedder": embedder_name, "classifier": classifier_name, "rate": rate}
+    real_store = RecordStore(records, "real", {**scorers, "mode": real_mode, "codec": real.codec_settings,
+                                               "data": clips.source})
+    mine = ClipSet(shard.take(clips.clips), clips.source, clips.split, clips.data_paths, clips.sample_rate)
+    failures = _joined(shard.gather(score_real(mine, real, embedder, classifier, real_store, progress)))
+    failed = {c for c, _ in failures}
+    usable = [c for c in clips.clips if c.id not in failed]
+    if len(usable) < 2:
         raise VabError(f"{clips.source}: real audio for fewer than 2 clips" +
                        (f" ({failures[0][0]}: {failures[0][1]})" if failures else ""))
-    usable = [c for c in clips.clips if c.id in used]
-    subset = ClipSet(usable, clips.source, clips.split, clips.data_paths, clips.sample_rate)
-    counts = {"media": sum(v == "media" for v in used.values()), "tokens": sum(v == "tokens" for v in used.values())}
+    subset = ClipSet([c for c in mine.clips if c.id not in failed], clips.source, clips.split, clips.data_paths,
+                     clips.sample_rate)
     results = []
     all_failures = [{"model": "", "clip": c, "problem": p} for c, p in failures]
     sources = set()
     for checkpoint, name in zip(checkpoints, names):
-        generator = load_generator(checkpoint, device=device, precision=precision, batch_size=batch_size)
+        generator = load_generator(checkpoint, device=shard.device(device), precision=precision,
+                                   batch_size=batch_size)
         autoregressive = bool(getattr(getattr(generator, "model", None), "autoregressive", False))
         settings = ar_sampling if autoregressive and ar_sampling is not None else sampling
         kind = "stored features" if clips.data_paths and source in ("auto", "features") else "video files"
         sources.add(kind)
+        store = RecordStore(records, name, {
+            **scorers, "checkpoint": str(checkpoint), "files": files_stamp(resolve_model_dir(checkpoint)),
+            "sampling": _sampling_dict(settings), "source": kind, "precision": precision,
+            "device": pick_device(shard.device(device)).type, "data": clips.source,
+        })
         out_dir = Path(save_audio) / _safe_name(name.replace("/", "__")) if save_audio is not None else None
-        scores, timing, failed = generate_and_score(
-            generator, subset, settings, embedder, classifier, source=source, save_audio=out_dir, progress=progress,
-            label=f"generate {name}",
-        )
-        fad, kl, note = fad_and_kl(real_scores, scores)
+        failed_here = _joined(shard.gather(generate_and_score(
+            generator, subset, settings, embedder, classifier, store, source=source, save_audio=out_dir,
+            progress=progress, label=f"generate {name}",
+        )))
+        model_type = str(generator.model.config.model.type)
+        del generator
+        all_failures += [{"model": name, "clip": c, "problem": p} for c, p in failed_here]
+        if not shard.is_main:
+            continue
+        scores = Scores.load(store, usable)
+        fad, kl, note = fad_and_kl(Scores.load(real_store, usable), scores)
+        scored = set(scores.ids)
+        timing = [store.read(clip_header(c)) for c in usable if c.id in scored]
+        store.remove_temporaries()  # left by a killed run; every process is past its writes
+        wall, audio_seconds = sum(t["wall"] for t in timing), sum(t["audio_seconds"] for t in timing)
         n = len(scores.ids)
         results.append(ModelResult(
-            name=name, checkpoint=str(checkpoint), model_type=str(generator.model.config.model.type), clips=n,
-            failed=len(failed),
-            fad=fad, kl=kl, seconds_per_clip=timing["wall"] / max(n, 1),
-            real_time_factor=timing["wall"] / max(timing["audio_seconds"], 1e-9), audio_seconds=timing["audio_seconds"],
+            name=name, checkpoint=str(checkpoint), model_type=model_type, clips=n, failed=len(failed_here),
+            fad=fad, kl=kl, seconds_per_clip=wall / max(n, 1),
+            real_time_factor=wall / max(audio_seconds, 1e-9), audio_seconds=audio_seconds,
             embeddings=int(sum(len(e) for e in scores.embeddings)), sampling=_sampling_dict(settings), note=note,
         ))
-        all_failures += [{"model": name, "clip": c, "problem": p} for c, p in failed]
-        del generator
+    if not shard.is_main:
+        return None
+    real_store.remove_temporaries()
+    used = [real_store.read(clip_header(c))["kind"] for c in usable]
+    counts = {"media": used.count("media"), "tokens": used.count("tokens")}
     return Report(
         data=clips.source, split=clips.split, clips=len(usable), embedder=embedder_name, classifier=classifier_name,
         real_audio=describe_real(counts), real_audio_counts=counts, sampling=_sampling_dict(sampling),
         source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures,
     )
+
+
+def _joined(parts: list[list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """The per-process lists of `Shard.gather` as one list (tuples again after the transfer)."""
+    return [tuple(item) for part in parts for item in part]
 
 
 def _sampling_dict(sampling: Any) -> dict[str, Any]:
