@@ -2,7 +2,7 @@
 
 Every ``nn.Linear`` inside ``model.layers`` (attention projections, the FFNs and the
 modality experts) becomes a dynamically quantized linear layer: int8 weights, one scale
-per output channel, activations quantized per batch on the fly, int8 x int8 products
+per output channel, activations quantized on the fly (one scale per call), int8 x int8 products
 accumulated in int32 (VNNI / AMX on x86).  Everything else stays in float: the audio and
 visual input projections and the learned embeddings, the norms and the token heads (their
 rounding would reach the sampler multiplied by the guidance scale).
@@ -46,7 +46,8 @@ def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
     target.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the torch.ao deprecation notice
-        target.layers = torch.ao.quantization.quantize_dynamic(
-            target.layers, {nn.Linear}, dtype=torch.qint8, inplace=True
-        )
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        # per-channel weight scales: same speed as one scale per tensor, a little less error
+        target.layers = quantize_dynamic(target.layers, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
     return target
