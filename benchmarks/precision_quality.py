@@ -58,16 +58,17 @@ def torchao_available() -> bool:
 
 
 def variant(model: torch.nn.Module, name: str) -> tuple[torch.nn.Module, torch.dtype | None]:
-    """(model to run, autocast dtype) of format `name`; int8 variants are quantized copies."""
+    """(model to run, autocast dtype) of format `name`, converted as `Generator.from_pretrained`
+    converts it (copies: bf16 weights in the Transformer's linears, or int8 layers)."""
     import copy
     import warnings
 
-    from vab.model.quantize import quantize_int8
+    from vab.model.quantize import prepare_for_inference
 
     if name == "bf16":
-        return model, torch.bfloat16
+        return prepare_for_inference(model, "bf16"), torch.bfloat16
     if name == "int8":
-        return quantize_int8(model), None
+        return prepare_for_inference(model, "int8"), None
     if name == "int8-torchao":
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 

@@ -74,10 +74,11 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     model = make_model(preset, codec)
     autoregressive = bool(getattr(model, "autoregressive", False))
     guidance = args.ar_guidance if autoregressive else args.guidance
-    if args.precision == "int8":  # before the clock wraps the forward: the Generator then keeps this model
-        from vab.model.quantize import quantize_int8
+    # as Generator.from_pretrained loads a model for this format (int8 layers, or bf16 weights), before
+    # the clock wraps the forward: the Generator then keeps this very model
+    from vab.model.quantize import prepare_for_inference
 
-        model = quantize_int8(model, inplace=True)
+    model = prepare_for_inference(model, args.precision, inplace=True)
     with generator_autocast(args.precision):
         warm_up(model, guidance)
     built_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -109,7 +109,7 @@ def test_int8_leaves_the_callers_model_float_and_nothing_quantized_is_saved(mode
     float_model = Generator.from_pretrained(model_dir, device="cpu", precision="fp32").model
     generator = Generator(float_model, directory=model_dir, precision="int8")
     assert is_quantized(generator.model) and not is_quantized(float_model)
-    with pytest.raises(VabError, match="int8-quantized"):
+    with pytest.raises(VabError, match="converted for inference"):
         generator.model.save_pretrained(tmp_path / "q")
     assert not (tmp_path / "q").exists()
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, **SMALL)
@@ -126,6 +126,27 @@ def test_quantize_copies_unless_inplace(model_dir):
     copy = quantize_int8(model)
     assert copy is not model and not is_quantized(model)
     assert quantize_int8(model, inplace=True) is model and is_quantized(model)
+
+
+def test_bf16_loads_transformer_weights_in_bf16_and_keeps_norms_heads_embeddings_float(model_dir, tmp_path):
+    generator = Generator.from_pretrained(model_dir, device="cpu", precision="bf16")
+    model = generator.model
+    assert generator.dtype == torch.bfloat16
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            expected = torch.bfloat16 if name.startswith("layers.") else torch.float32
+            assert module.weight.dtype == expected, name
+        elif isinstance(module, nn.LayerNorm):
+            assert module.weight.dtype == torch.float32, name
+    assert model.null_visual.dtype == model.mask_embed.dtype == torch.float32
+    result = generator.generate(torch.randn(8, model.visual_dim), sampling=FAST)
+    assert result.waveform.dtype.name == "float32" and bool(torch.isfinite(torch.from_numpy(result.waveform)).all())
+    with pytest.raises(VabError, match="converted for inference"):
+        model.save_pretrained(tmp_path / "half")
+    # a caller's model stays as it is: bf16 runs it under autocast
+    float_model = Generator.from_pretrained(model_dir, device="cpu", precision="fp32").model
+    assert Generator(float_model, directory=model_dir, precision="bf16").model is float_model
+    assert float_model.layers[0].attn.qkv.weight.dtype == torch.float32
 
 
 # ---------------------------------------------------------------------- errors

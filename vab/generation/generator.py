@@ -51,6 +51,7 @@ from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures,
 from vab.generation.loading import check_c2f, check_codec, load_codec, load_visual
 from vab.generation.windows import plan_windows, seconds_to_tokens
 from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
+from vab.model.quantize import prepare_for_inference
 from vab.precision import GENERATION_PRECISIONS, autocast_dtype, resolve_generation_precision
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
@@ -154,7 +155,9 @@ class Generator:
     `overlap`: seconds each window carries from the previous one (default a quarter of
     the window); `batch_size`: videos sampled together; `precision`: auto (bf16 on a GPU and
     on a CPU with native bf16, else fp32), fp32, bf16, fp16 or int8 (CPU: the Transformer's
-    linear layers dynamically quantized, on a copy of `model`; :mod:`vab.precision`).  The
+    linear layers dynamically quantized, on a copy of `model`; :mod:`vab.precision`,
+    :mod:`vab.model.quantize`).  :meth:`from_pretrained` also stores those layers' weights in
+    bf16 / fp16 once for those formats (the models it loads are its own).  The
     model's device is used throughout; `self.precision` is the format in use.
     """
 
@@ -180,9 +183,10 @@ class Generator:
         self.device = model_device(model)
         self.precision = resolve_generation_precision(precision, self.device)
         self.dtype = autocast_dtype(self.precision)
-        if self.precision == "int8":
-            model = _quantized(model)
-            c2f = _quantized(c2f) if c2f is not None else None
+        if self.precision == "int8":  # int8 layers on copies of the caller's models; bf16 / fp16 run
+            # them under autocast as they are (from_pretrained stores their weights in bf16 / fp16 once)
+            model = prepare_for_inference(model, "int8")
+            c2f = prepare_for_inference(c2f, "int8") if c2f is not None else None
         self.model = model.eval()
         self.codec = codec if codec is not None else load_codec(model, directory)
         if codec is not None:
@@ -223,14 +227,15 @@ class Generator:
         from vab.utils import pick_device
 
         device = pick_device(device)
-        int8 = resolve_generation_precision(kwargs.get("precision", "auto"), device) == "int8"  # before loading
+        precision = resolve_generation_precision(kwargs.get("precision", "auto"), device)  # before loading
         directory = resolve_model_dir(checkpoint)  # the codec is read from the same folder
         model = load_pretrained(directory, device=device)
         c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
-        if int8:  # these models are ours alone: quantize them in place, without a float copy
-            model, c2f = _quantized(model, inplace=True), _quantized(c2f, inplace=True) if c2f is not None else None
+        # these models are ours alone: convert them in place, without a float copy
+        model = prepare_for_inference(model, precision, inplace=True)
+        c2f = prepare_for_inference(c2f, precision, inplace=True) if c2f is not None else None
         return cls(model, c2f=c2f, directory=directory, **kwargs)
 
     # ------------------------------------------------------------------ facts
@@ -446,13 +451,6 @@ def _user_error(request: Request, exc: Exception) -> VabError:
     error = VabError(f"{where}: unexpected {type(exc).__name__}" + (f": {text[0]}" if text else ""))
     error.__cause__ = exc
     return error
-
-
-def _quantized(model: Any, inplace: bool = False) -> Any:
-    """`model` with its Transformer's linear layers in int8 (unchanged if already quantized)."""
-    from vab.model.quantize import is_quantized, quantize_int8
-
-    return model if is_quantized(model) else quantize_int8(model, inplace=inplace)
 
 
 def _sampler(model: Any) -> Callable[..., torch.Tensor]:

@@ -147,8 +147,8 @@ class TokenModel(nn.Module):
 
         if is_quantized(self):
             raise VabError(
-                f"{directory}: this model is int8-quantized (built at load time for --precision int8); "
-                "save the float model it was made from"
+                f"{directory}: this model was converted for inference (int8 or half-precision layers, built at "
+                "load time for --precision); save the float model it was made from"
             )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
