@@ -43,6 +43,7 @@ import sys
 from pathlib import Path
 
 from vab.cli import run_script
+from vab.precision import add_precision_option
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
     s.add_argument("--batch-size", type=int, default=1)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    add_precision_option(s)
     o = p.add_argument_group("outputs")
     o.add_argument("--out", default="eval-generation", help="folder for generation.json / generation.md")
     o.add_argument("--save-audio", action="store_true", help="also write the generated wavs to OUT/audio/")

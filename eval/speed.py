@@ -4,6 +4,7 @@ baseline at the same width and depth, on the same machine, in the same run.
     python eval/speed.py                                  # tiny pair fully, paper-size pair extrapolated
     python eval/speed.py --pairs tiny --repeat 3          # about a minute on an idle machine
     python eval/speed.py --pairs paper --measure-steps 2 --ar-measure-steps 8 --out runs/eval/speed
+    python eval/speed.py --precisions fp32 bf16 int8    # each number format, both models alike
 
 Pairs (random weights: timing does not depend on them):
 
@@ -17,7 +18,9 @@ For each batch size (default 1 and 8) and each model of a pair in turn (so a cha
 hits both alike; --repeat N keeps the fastest of N runs), a fresh subprocess builds the model and
 codec and runs the real generation path (`vab.generation.generator.Generator` on random 10-s frame
 features: frame encoding is excluded, token sampling and codec decoding are included, fp32,
-inference mode); its peak resident memory (`ru_maxrss`) is that process's high-water mark:
+inference mode, in each of `--precisions`: fp32, bf16 autocast, or int8 with both models'
+Transformer linears quantized alike, :mod:`vab.model.quantize`); its peak resident memory
+(`ru_maxrss`) is that process's high-water mark:
 weights, activations, key-value cache and the torch runtime (about 0.5 GB of it is the torch
 import).  Settings: VAB 16 steps, guidance 5 (the paper's); FoleyGen guidance 3, top-k 256
 (FoleyGen's), one step per delayed token (T + K - 1 = 753 for EnCodec).
@@ -45,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = {"tiny": ("tiny", "foleygen-tiny"), "paper": ("vab-encodec", "foleygen-encodec")}
 CHEAP = ("tiny",)  # pairs timed over every step
+FORMATS = ("fp32", "bf16", "int8")  # --precisions (explicit formats: auto would hide which one ran)
 
 
 # ---------------------------------------------------------------------- child: one measurement
@@ -70,7 +74,13 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     model = make_model(preset, codec)
     autoregressive = bool(getattr(model, "autoregressive", False))
     guidance = args.ar_guidance if autoregressive else args.guidance
-    warm_up(model, guidance)
+    # as Generator.from_pretrained loads a model for this format (int8 layers, or bf16 weights), before
+    # the clock wraps the forward: the Generator then keeps this very model
+    from vab.model.quantize import prepare_for_inference
+
+    model = prepare_for_inference(model, args.precision, inplace=True)
+    with generator_autocast(args.precision):
+        warm_up(model, guidance)
     built_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sampling = (
         SamplingConfig(guidance=guidance, top_k=min(args.top_k, model.codebook_size), seed=0)
@@ -81,7 +91,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     requests = [Request(torch.randn(frames, model.visual_dim)) for _ in range(batch)]
     # features are given, so the frame encoder is never called (the pixels encoder stands in for CLIP)
     generator = Generator(model, codec=codec, visual=build_visual_encoder(VisualConfig(name="pixels")),
-                          precision="fp32", batch_size=batch)
+                          precision=args.precision, batch_size=batch)
     clock = ForwardClock(model, limit)
     with torch.inference_mode(), clock:
         start = time.perf_counter()
@@ -95,7 +105,8 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     mean_start = sum(clock.real) / len(clock.real)
     mean_end = mean_start
     if clock.replayed and autoregressive:
-        mean_end = time_last_steps(model, batch, guidance, len(clock.real))
+        with generator_autocast(args.precision):
+            mean_end = time_last_steps(model, batch, guidance, len(clock.real))
     forward_estimate = clock.calls * (mean_start + mean_end) / 2
     extra = forward_estimate - clock.inside  # forward seconds the replayed calls would have cost
     return {
@@ -103,6 +114,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
         "model": "FoleyGen (autoregressive)" if autoregressive else "VAB (masked, parallel)",
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "batch": batch,
+        "precision": args.precision,
         "clip_seconds": result.seconds,
         "windows": result.windows,
         "forwards": clock.calls,
@@ -119,6 +131,18 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
         "cores_used": (time.process_time() - cpu0) / (time.perf_counter() - wall0),
         "threads": torch.get_num_threads(),
     }
+
+
+def generator_autocast(precision: str):
+    """The autocast the Generator runs its sampler under for `precision` (none for fp32 / int8)."""
+    import contextlib
+
+    import torch
+
+    from vab.precision import autocast_dtype
+
+    dtype = autocast_dtype(precision)
+    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def time_last_steps(model, batch: int, guidance: float, n: int) -> float:
@@ -149,16 +173,16 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parent: run, report
-def run_child(preset: str, batch: int, args: argparse.Namespace) -> dict:
+def run_child(preset: str, batch: int, precision: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", preset, "--child-batch", str(batch),
            "--seconds", str(args.seconds), "--steps", str(args.steps), "--guidance", str(args.guidance),
            "--ar-guidance", str(args.ar_guidance), "--top-k", str(args.top_k),
            "--measure-steps", str(args.measure_steps), "--ar-measure-steps", str(args.ar_measure_steps),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--precision", precision]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise SystemExit(f"measuring {preset} at batch {batch} failed:\n{tail}")
+        raise SystemExit(f"measuring {preset} at batch {batch} in {precision} failed:\n{tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -168,15 +192,26 @@ def timing_label(r: dict) -> str:
     return f"extrapolated from {r['forwards_real']} of {r['forwards']} forwards"
 
 
-def speedups(rows: list[dict]) -> dict[tuple[str, int], float]:
-    """(pair, batch) -> FoleyGen seconds / VAB seconds."""
+def speedups(rows: list[dict]) -> dict[tuple[str, int, str], float]:
+    """(pair, batch, precision) -> FoleyGen seconds / VAB seconds, both in that format."""
     out = {}
     for pair, (vab, ar) in PAIRS.items():
         for r in rows:
             if r["preset"] == vab:
-                other = [x for x in rows if x["preset"] == ar and x["batch"] == r["batch"]]
+                other = [x for x in rows if x["preset"] == ar and x["batch"] == r["batch"]
+                         and x["precision"] == r["precision"]]
                 if other:
-                    out[(pair, r["batch"])] = other[0]["seconds_per_clip"] / r["seconds_per_clip"]
+                    out[(pair, r["batch"], r["precision"])] = other[0]["seconds_per_clip"] / r["seconds_per_clip"]
+    return out
+
+
+def format_gains(rows: list[dict]) -> dict[tuple[str, int, str], float]:
+    """(preset, batch, precision) -> fp32 seconds / this format's seconds (same preset and batch)."""
+    out = {}
+    for r in rows:
+        base = [x for x in rows if x["preset"] == r["preset"] and x["batch"] == r["batch"] and x["precision"] == "fp32"]
+        if base:
+            out[(r["preset"], r["batch"], r["precision"])] = base[0]["seconds_per_clip"] / r["seconds_per_clip"]
     return out
 
 
@@ -186,19 +221,21 @@ def markdown(rows: list[dict], header: dict, gains: dict) -> str:
         "",
         f"{header['machine']}; load average {header['load_start']:.2f} at the start, {header['load_end']:.2f} "
         f"at the end. {header['seconds']:g}-s clips from random frame features (frame encoding excluded, "
-        "codec decoding included), fp32, random weights.",
+        "codec decoding included), random weights; \"vs fp32\" is the same model and batch in fp32 over this format.",
         "",
-        "| pair | model | preset | params | batch | timing | windows | forwards | s per clip | peak RSS | "
-        "CPU cores used | FoleyGen / VAB |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| pair | model | preset | params | batch | format | timing | windows | forwards | s per clip | peak RSS | "
+        "CPU cores used | vs fp32 | FoleyGen / VAB |",
+        "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    faster = format_gains(rows)
     for r in rows:
-        gain = gains.get((r["pair"], r["batch"])) if r["preset"] == PAIRS[r["pair"]][0] else None
+        gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
+        vs = faster.get((r["preset"], r["batch"], r["precision"]))
         lines.append(
             f"| {r['pair']} | {r['model']} | {r['preset']} | {r['params_m']:.{0 if r['params_m'] >= 10 else 1}f}M | "
-            f"{r['batch']} | {timing_label(r)} | {r['windows']} | {r['forwards']} | {r['seconds_per_clip']:.2f} s | "
-            f"{r['peak_rss_mb']:.0f} MB | {r['cores_used']:.2f} of {r['threads']} | "
-            f"{f'{gain:.2f}x' if gain is not None else ''} |"
+            f"{r['batch']} | {r['precision']} | {timing_label(r)} | {r['windows']} | {r['forwards']} | "
+            f"{r['seconds_per_clip']:.2f} s | {r['peak_rss_mb']:.0f} MB | {r['cores_used']:.2f} of {r['threads']} | "
+            f"{f'{vs:.2f}x' if vs is not None else ''} | {f'{gain:.2f}x' if gain is not None else ''} |"
         )
     lines += ["", header["notes"]]
     return "\n".join(lines) + "\n"
@@ -229,13 +266,13 @@ def print_rich(rows: list[dict], gains: dict) -> None:
 
     table = Table(title="generation speed: VAB vs the autoregressive baseline (seconds per 10-s clip)")
     for name, justify in [("pair", "left"), ("model", "left"), ("params", "right"), ("batch", "right"),
-                          ("timing", "left"), ("s / clip", "right"), ("peak RSS", "right"),
+                          ("format", "left"), ("timing", "left"), ("s / clip", "right"), ("peak RSS", "right"),
                           ("cores", "right"), ("FoleyGen / VAB", "right")]:
         table.add_column(name, justify=justify)
     for r in rows:
-        gain = gains.get((r["pair"], r["batch"])) if r["preset"] == PAIRS[r["pair"]][0] else None
+        gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
         table.add_row(r["pair"], f"{r['model']} [{r['preset']}]", f"{r['params_m']:.1f}M", str(r["batch"]),
-                      timing_label(r), f"{r['seconds_per_clip']:.2f}", f"{r['peak_rss_mb']:.0f} MB",
+                      r["precision"], timing_label(r), f"{r['seconds_per_clip']:.2f}", f"{r['peak_rss_mb']:.0f} MB",
                       f"{r['cores_used']:.2f}", f"{gain:.2f}x" if gain is not None else "")
     Console().print(table)
 
@@ -251,6 +288,9 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
         raise VabError("--repeat must be >= 1")
     if any(b < 1 for b in args.batch_sizes):
         raise VabError("--batch-sizes must be >= 1")
+    bad = [p for p in args.precisions if p not in FORMATS]
+    if bad:
+        raise VabError(f"--precisions: {', '.join(bad)} not among {', '.join(FORMATS)}")
     header = {
         "command": " ".join(["python eval/speed.py", *argv]).strip(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -260,17 +300,18 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     }
     rows = []
     for pair in args.pairs:
-        # the two models alternate, so a change of machine load hits both alike
+        # the two models and the formats alternate, so a change of machine load hits them alike
         for batch in args.batch_sizes:
             for preset in PAIRS[pair]:
-                t0 = time.perf_counter()
-                runs = [run_child(preset, batch, args) for _ in range(args.repeat)]
-                row = min(runs, key=lambda r: r["seconds_per_clip"])
-                row["pair"], row["repeat"] = pair, args.repeat
-                rows.append(row)
-                print(f"  {preset} batch {batch}: {row['seconds_per_clip']:.2f} s per clip "
-                      f"({timing_label(row)}, best of {args.repeat}; measured in {time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+                for precision in args.precisions:
+                    t0 = time.perf_counter()
+                    runs = [run_child(preset, batch, precision, args) for _ in range(args.repeat)]
+                    row = min(runs, key=lambda r: r["seconds_per_clip"])
+                    row["pair"], row["repeat"] = pair, args.repeat
+                    rows.append(row)
+                    print(f"  {preset} batch {batch} {precision}: {row['seconds_per_clip']:.2f} s per clip "
+                          f"({timing_label(row)}, best of {args.repeat}; measured in {time.perf_counter() - t0:.0f} s)",
+                          flush=True)
     header["load_end"] = os.getloadavg()[0]
     header["notes"] = NOTES
     gains = speedups(rows)
@@ -282,7 +323,7 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out)
     with atomic_path(out / "speed.json") as tmp:
         tmp.write_text(json.dumps({"header": header, "rows": rows,
-                                   "speedups": {f"{p}@batch{b}": g for (p, b), g in gains.items()}}, indent=2))
+                                   "speedups": {f"{p}@batch{b}@{f}": g for (p, b, f), g in gains.items()}}, indent=2))
     with atomic_path(out / "speed.md") as tmp:
         tmp.write_text(text)
     print(f"written: {out / 'speed.json'}, {out / 'speed.md'}")
@@ -305,7 +346,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per measurement (0 = torch's default); 1 avoids the per-operation "
                    "thread-synchronisation stalls a busy machine adds, which hit FoleyGen's many small steps hardest")
+    p.add_argument("--precisions", nargs="+", default=["fp32"], metavar="FORMAT",
+                   help=f"number formats to measure, each for both models ({', '.join(FORMATS)}; default fp32)")
     p.add_argument("--out", default="runs/eval/speed", help="folder for speed.json and speed.md")
+    p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)  # internal: the child's format
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one preset in this process
     p.add_argument("--child-batch", type=int, default=1, help=argparse.SUPPRESS)
     return p

@@ -16,9 +16,9 @@ def _speed():
     return module
 
 
-def _row(preset: str, batch: int, seconds: float, extrapolated: bool = False) -> dict:
+def _row(preset: str, batch: int, seconds: float, extrapolated: bool = False, precision: str = "fp32") -> dict:
     return {"pair": "tiny" if "tiny" in preset else "paper", "preset": preset, "model": preset, "params_m": 1.5,
-            "batch": batch, "seconds_per_clip": seconds, "extrapolated": extrapolated, "forwards_real": 8,
+            "batch": batch, "precision": precision, "seconds_per_clip": seconds, "extrapolated": extrapolated, "forwards_real": 8,
             "forwards": 753, "windows": 1, "peak_rss_mb": 700.0, "cores_used": 1.9, "threads": 2}
 
 
@@ -27,7 +27,7 @@ def test_speedups_pair_models_at_the_same_batch_and_the_table_says_what_was_extr
     rows = [_row("tiny", 1, 2.0), _row("tiny", 8, 1.0), _row("foleygen-tiny", 1, 6.0), _row("foleygen-tiny", 8, 0.5),
             _row("vab-encodec", 1, 100.0, True), _row("foleygen-encodec", 1, 50.0, True)]
     gains = speed.speedups(rows)
-    assert gains == {("tiny", 1): 3.0, ("tiny", 8): 0.5, ("paper", 1): 0.5}
+    assert gains == {("tiny", 1, "fp32"): 3.0, ("tiny", 8, "fp32"): 0.5, ("paper", 1, "fp32"): 0.5}
     header = {"command": "python eval/speed.py", "machine": "x", "load_start": 1.0, "load_end": 2.0, "seconds": 10.0,
               "notes": "notes"}
     text = speed.markdown(rows, header, gains)
@@ -40,3 +40,22 @@ def test_bad_arguments_are_one_line_errors(capsys):
     assert speed.main(["--ar-measure-steps", "1", "--pairs", "tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--ar-measure-steps" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_each_format_is_compared_with_fp32_and_both_models_in_the_same_format():
+    speed = _speed()
+    rows = [_row("vab-encodec", 1, 100.0, True), _row("foleygen-encodec", 1, 200.0, True),
+            _row("vab-encodec", 1, 25.0, True, "bf16"), _row("foleygen-encodec", 1, 100.0, True, "bf16")]
+    gains = speed.speedups(rows)
+    assert gains == {("paper", 1, "fp32"): 2.0, ("paper", 1, "bf16"): 4.0}
+    assert speed.format_gains(rows)[("vab-encodec", 1, "bf16")] == 4.0
+    assert speed.format_gains(rows)[("foleygen-encodec", 1, "bf16")] == 2.0
+    header = {"command": "c", "machine": "x", "load_start": 1.0, "load_end": 2.0, "seconds": 10.0, "notes": "n"}
+    text = speed.markdown(rows, header, gains)
+    assert "| bf16 |" in text and "| 4.00x | 4.00x |" in text
+
+
+def test_unknown_format_is_a_one_line_error(capsys):
+    assert _speed().main(["--precisions", "fp32", "int4", "--pairs", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "int4" in err and "\n" not in err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vab.precision import add_precision_option
+
 EPILOG = """\
 examples:
   vab app --checkpoint vab-demo/model --index vab-demo/index --classifier vab-demo/classify-audio-visual
@@ -53,8 +55,7 @@ def register(sub) -> None:
     n.add_argument("--keep-minutes", type=float, default=60.0, help="results are deleted after this (default 60)")
     m = p.add_argument_group("models")
     m.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 on a GPU, fp32 on the CPU")
+    add_precision_option(m)
     p.set_defaults(func=run)
 
 
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.app.workspace import Workspace
     from vab.commands.generate import _check_device
     from vab.errors import VabError
+    from vab.precision import check_generation_precision
 
     console = Console(stderr=True)
     if not 0 < args.port < 65536:
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(concurrency=args.concurrency, queue_size=args.queue_size, max_upload_mb=args.max_upload_mb,
                     max_seconds=args.max_seconds, keep_seconds=args.keep_minutes * 60).validate()
     _check_device(args.device)
+    check_generation_precision(args.precision)
     require_gradio()  # before minutes of model loading, not after
     workspace = Workspace(keep=limits.keep_seconds)
     try:

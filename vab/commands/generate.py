@@ -6,6 +6,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from vab.precision import add_precision_option
+
 EPILOG = """\
 examples:
   vab generate clip.mp4 --checkpoint runs/tiny/model --out out/
@@ -86,8 +88,7 @@ def register(sub) -> None:
                    "(default: a quarter of the model's window, 2.5 s for 10-s models)")
     w.add_argument("--batch-size", type=int, default=1, help="videos sampled together (default 1)")
     w.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    w.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 on a GPU, fp32 on the CPU")
+    add_precision_option(w)
     o = p.add_argument_group("outputs")
     o.add_argument("--format", default="wav", choices=FORMATS, help="audio file format (default wav)")
     o.add_argument("--no-mux", action="store_true", help="write the audio only, no mp4")
@@ -112,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     from vab.generation.outputs import remove_stale_temporaries, write_recorded
     from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard
+    from vab.precision import check_generation_precision
 
     console = Console(stderr=True)
+    check_generation_precision(args.precision)
     out = Path(args.out).expanduser()
     ensure_writable(out)
     sampling = SamplingConfig(

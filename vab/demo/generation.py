@@ -21,13 +21,14 @@ def _real_audio(rows, sample_rate: int, seconds: float) -> list[np.ndarray]:
 
 def generate_and_score(
     model_dir: str | Path, world: str | Path, out: str | Path, plots: int = 8, split: str = "test",
-    sampling: Any = None, noise_key: str | None = None,
+    sampling: Any = None, noise_key: str | None = None, precision: str = "auto",
 ) -> dict[str, Any]:
     """Generate for every clip of `split` of the synthetic world in `world` with the model
     directory `model_dir`; write OUT/<id>.wav, OUT/<id>.mp4 (and OUT/<id>.png for the first
     `plots`); return the class-agreement and timing numbers with their chance levels.
     `noise_key`: None, each video draws its own noise (as `vab generate`); a string, every video
-    draws the same (the shared noise of before issue 14, for benchmarks/per_video_noise.py)."""
+    draws the same (the shared noise of before issue 14, for benchmarks/per_video_noise.py).
+    `precision`: the generation number format (`vab generate --precision`)."""
     import torch
 
     from vab.data.synthetic import iter_split, read_truth, visibility
@@ -44,7 +45,7 @@ def generate_and_score(
     train = sorted(iter_split(truth, "train"), key=lambda r: r.id)[:JUDGE_CLIPS]  # classes take turns
     if not held_out or not train:
         raise VabError(f"{world}: the world needs train and {split} clips")
-    generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH)
+    generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH, precision=precision)
     sr = generator.sample_rate
     seconds = float(generator.model.duration)
 
@@ -97,6 +98,7 @@ def generate_and_score(
     gen_timing, real_timing, codec_timing = timing(wavs), timing(real_test), timing(coded_test)
     return {
         "clips": len(held_out),
+        "precision": generator.precision,
         "classes": len(classes),
         "class_agreement": quality.agreement(judge.predict(wavs), shown),
         "class_chance": 1.0 / len(classes),

@@ -32,6 +32,8 @@ import numpy as np
 from vab.errors import VabError
 
 MODES = ("audio", "visual", "audio-visual")
+#: the demo's --precision choices
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 STAGES = ("synth", "extract", "pretrain", "generate", "retrieval", "index", "classify")
 #: the classifier `vab app` gets (one of the three modes)
 APP_CLASSIFIER = "classify-audio-visual"
@@ -106,9 +108,15 @@ class DemoResult:
 class Demo:
     """The demo in folder `out` with `settings`; :meth:`run` does every stage not done yet.
 
-    `log(text)` receives one line per stage start / finish."""
+    `log(text)` receives one line per stage start / finish.  `precision` (one of
+    :data:`PRECISIONS`): the number format of training (train.precision) and generation,
+    see :func:`demo_precisions`."""
 
-    def __init__(self, out: str | Path, settings: DemoSettings = FULL, log: Callable[[str], None] = print):
+    def __init__(
+        self, out: str | Path, settings: DemoSettings = FULL, log: Callable[[str], None] = print,
+        precision: str = "auto",
+    ):
+        self.train_precision, self.generate_precision = demo_precisions(precision)
         self.out = Path(out)
         self.settings = settings
         self.log = log
@@ -125,7 +133,8 @@ class Demo:
     def config(self, extra: list[str] | None = None):
         from vab.config import load_config
 
-        return load_config("tiny", self.settings.config_overrides(self.data) + list(extra or []))
+        overrides = self.settings.config_overrides(self.data) + [f"train.precision={self.train_precision}"]
+        return load_config("tiny", overrides + list(extra or []))
 
     def claim(self) -> None:
         """Create the folder or check it holds a demo with the same settings."""
@@ -221,12 +230,14 @@ class Demo:
             f"train.valid_every={s.pretrain_steps}", f"train.checkpoint_every={max(100, s.pretrain_steps // 2)}",
         ])
         out = pretrain(cfg, resume="auto", model_out=self.model)
-        return {"model": str(out), "steps": s.pretrain_steps}
+        return {"model": str(out), "steps": s.pretrain_steps, "precision": self.train_precision}
 
     def stage_generate(self) -> dict[str, Any]:
         from vab.demo.generation import generate_and_score
 
-        return generate_and_score(self.model, self.world, self.generated, plots=self.settings.plots)
+        return generate_and_score(
+            self.model, self.world, self.generated, plots=self.settings.plots, precision=self.generate_precision
+        )
 
     def stage_retrieval(self) -> dict[str, Any]:
         from vab.finetuning.contrastive import evaluate_retrieval, finetune_retrieval
@@ -259,7 +270,7 @@ class Demo:
         results: dict[str, Any] = {}
         for mode in MODES:
             overrides = self.settings.config_overrides(self.data) + [
-                f"train.output_dir={self.runs / f'classify-{mode}'}", f"train.max_steps={s.classify_steps}",
+                f"train.precision={self.train_precision}", f"train.output_dir={self.runs / f'classify-{mode}'}", f"train.max_steps={s.classify_steps}",
                 "train.lr=1e-3", "train.warmup_steps=10",
                 f"train.valid_every={s.classify_steps}", f"train.checkpoint_every={max(100, s.classify_steps)}",
             ]
@@ -270,6 +281,19 @@ class Demo:
             metrics, _ = evaluate_classifier(out, [str(self.data)], split="test")
             results[mode] = {"model": str(out), **metrics}
         return results
+
+
+def demo_precisions(precision: str) -> tuple[str, str]:
+    """(train.precision, generation --precision) for the demo's `--precision`.
+
+    auto: training in fp32 and generation in the format `vab generate` picks (bf16 on a CPU
+    with native bf16); the `tiny` model's matrices are too small for bf16 to pay off in
+    training (docs/BENCHMARKS.md, "Number formats").  fp32 / bf16: both; int8: fp32 training,
+    int8 generation."""
+    choices = {"auto": ("no", "auto"), "fp32": ("no", "fp32"), "bf16": ("bf16", "bf16"), "int8": ("no", "int8")}
+    if precision not in choices:
+        raise VabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return choices[precision]
 
 
 def app_command(out: str | Path) -> str:

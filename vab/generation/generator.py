@@ -51,12 +51,14 @@ from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures,
 from vab.generation.loading import check_c2f, check_codec, load_codec, load_visual
 from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
 from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
+from vab.model.quantize import prepare_for_inference
+from vab.precision import GENERATION_PRECISIONS, autocast_dtype, resolve_generation_precision
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
 OVERLAP_FRACTION = 0.25
 #: decoding steps of the coarse-to-fine model (paper appendix D.1)
 C2F_STEPS = 36
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = GENERATION_PRECISIONS
 
 Source = str | os.PathLike | torch.Tensor | np.ndarray
 #: progress(request, windows done, windows in total)
@@ -151,8 +153,12 @@ class Generator:
     """Generates soundtracks with a VAB model (and optionally a coarse-to-fine model).
 
     `overlap`: seconds each window carries from the previous one (default a quarter of
-    the window); `batch_size`: videos sampled together; `precision`: auto (bf16 on a GPU,
-    fp32 on the CPU), fp32, bf16 or fp16.  The model's device is used throughout.
+    the window); `batch_size`: videos sampled together; `precision`: auto (bf16 on a GPU and
+    on a CPU with native bf16, else fp32), fp32, bf16, fp16 or int8 (CPU: the Transformer's
+    linear layers dynamically quantized, on a copy of `model`; :mod:`vab.precision`,
+    :mod:`vab.model.quantize`).  :meth:`from_pretrained` also stores those layers' weights in
+    bf16 / fp16 once for those formats (the models it loads are its own).  The
+    model's device is used throughout; `self.precision` is the format in use.
     `c2f` must fit `model` (levels, codec, frame rate, feature size); `c2f_directory` names it in
     the error when it does not.
     """
@@ -177,8 +183,14 @@ class Generator:
             )
         if batch_size < 1:
             raise VabError(f"--batch-size must be >= 1, got {batch_size}")
-        self.model = model.eval()
         self.device = model_device(model)
+        self.precision = resolve_generation_precision(precision, self.device)
+        self.dtype = autocast_dtype(self.precision)
+        if self.precision == "int8":  # int8 layers on copies of the caller's models; bf16 / fp16 run
+            # them under autocast as they are (from_pretrained stores their weights in bf16 / fp16 once)
+            model = prepare_for_inference(model, "int8")
+            c2f = prepare_for_inference(c2f, "int8") if c2f is not None else None
+        self.model = model.eval()
         self.codec = codec if codec is not None else load_codec(model, directory)
         if codec is not None:
             check_codec(model, codec)
@@ -188,7 +200,6 @@ class Generator:
         if self.c2f is not None:
             check_c2f(model, self.c2f, self.codec, c2f_directory)
             self.c2f.to(self.device)
-        self.dtype = _autocast_dtype(precision, self.device)
         self.batch_size = int(batch_size)
         window = float(model.duration)
         self.overlap = window * OVERLAP_FRACTION if overlap is None else float(overlap)
@@ -219,11 +230,15 @@ class Generator:
         from vab.utils import pick_device
 
         device = pick_device(device)
+        precision = resolve_generation_precision(kwargs.get("precision", "auto"), device)  # before loading
         directory = resolve_model_dir(checkpoint)  # the codec is read from the same folder
         model = load_pretrained(directory, device=device)
         c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
+        # these models are ours alone: convert them in place, without a float copy
+        model = prepare_for_inference(model, precision, inplace=True)
+        c2f = prepare_for_inference(c2f, precision, inplace=True) if c2f is not None else None
         return cls(model, c2f=c2f, directory=directory, c2f_directory=c2f_checkpoint, **kwargs)
 
     # ------------------------------------------------------------------ facts
@@ -459,15 +474,6 @@ def _user_error(request: Request, exc: Exception) -> VabError:
     error = VabError(f"{where}: unexpected {type(exc).__name__}" + (f": {text[0]}" if text else ""))
     error.__cause__ = exc
     return error
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None for fp32; auto = bf16 on a GPU, fp32 on the CPU."""
-    if precision not in PRECISIONS:
-        raise VabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        precision = "bf16" if device.type in ("cuda", "mps") else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def _sampler(model: Any) -> Callable[..., torch.Tensor]:

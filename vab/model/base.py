@@ -164,6 +164,13 @@ class TokenModel(nn.Module):
         from vab.model.card import render_card, write_card
         from vab.utils import atomic_path
 
+        from vab.model.quantize import is_quantized
+
+        if is_quantized(self):
+            raise VabError(
+                f"{directory}: this model was converted for inference (int8 or half-precision layers, built at "
+                "load time for --precision); save the float model it was made from"
+            )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

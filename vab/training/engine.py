@@ -44,8 +44,10 @@ Semantics
   data position (epoch, batches consumed) is checkpointed and a resumed run
   starts exactly there.  Data-set code must not draw from global RNGs for
   resumption to stay bit-exact (do random augmentation in the objective).
-- Precision: `cfg.precision` auto = bf16 on a CUDA GPU, fp32 ("no") elsewhere;
-  fp16 uses Accelerate's GradScaler and needs a GPU.
+- Precision: `cfg.precision` auto = bf16 on a CUDA GPU and on a CPU with native bf16
+  matrix units (AVX512-BF16 / AMX, ARM BF16), fp32 ("no") elsewhere (:mod:`vab.precision`);
+  bf16 on a CPU runs through Accelerate's CPU autocast; fp16 uses Accelerate's GradScaler and
+  needs a GPU.
 - Optimizer: AdamW, weight decay on matrices only (`vab.training.optim`);
   schedule: linear warm-up then half-cycle cosine to 0 at `max_steps`
   (`vab.training.schedule`); gradient clipping at `clip_grad` (0 disables; the
@@ -100,6 +102,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from vab.utils import check_writable_dir, launched_processes, launched_without_gpu
 from vab.errors import ConfigError, VabError
+from vab.precision import resolve_training_precision
 from vab.training import checkpoints as ckpt
 from vab.training.console import TrainConsole, format_line
 from vab.training.ema import EMA
@@ -144,12 +147,9 @@ class TrainState:
 
 
 def resolve_precision(precision: str) -> str:
-    """auto -> bf16 on a CUDA GPU, else "no" (fp32)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return precision
+    """auto -> bf16 on a CUDA GPU or a CPU with native bf16 matrix units, else "no" (fp32);
+    see :func:`vab.precision.resolve_training_precision`."""
+    return resolve_training_precision(precision, PRECISIONS)
 
 
 class Trainer:
@@ -342,7 +342,8 @@ class Trainer:
         model.eval()
         with isolated_rng(self.device), torch.no_grad(), self.accelerator.autocast():
             if self.validate_fn is not None:
-                local = dict(self.validate_fn(model, self.valid_loader))
+                loader = None if self.valid_loader is None else _FetchOutsideAutocast(self.valid_loader, self.device)
+                local = dict(self.validate_fn(model, loader))
             else:
                 local = self._objective_validation(model)
         model.train(was_training)
@@ -547,7 +548,7 @@ class Trainer:
         gen = make_generator(self.device, derive_seed(self.cfg.seed, "valid", self.rank))
         sums: dict[str, float] = {}
         weights: dict[str, int] = {}
-        for batch in self.valid_loader:
+        for batch in _FetchOutsideAutocast(self.valid_loader, self.device):
             loss, logs = self.objective(model, batch, generator=gen)
             items = _batch_items(batch) or self.cfg.batch_size
             for key, value in {**logs, "loss": loss}.items():
@@ -640,6 +641,27 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+class _FetchOutsideAutocast:
+    """A data loader whose batches are loaded and collated with autocast off: validation runs
+    under autocast, and with no worker processes collation would otherwise run inside it (on a
+    CPU under bf16 autocast `torch.stack` of float16 features fails)."""
+
+    def __init__(self, loader: DataLoader, device: torch.device):
+        self.loader, self.device_type = loader, device.type
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            with torch.autocast(self.device_type, enabled=False):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+
+
 def _check_config(cfg: Any) -> None:
     problems = []
     if cfg.batch_size < 1:

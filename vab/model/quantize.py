@@ -1,0 +1,87 @@
+"""Load-time number formats of a token model's Transformer for inference: int8 and bf16.
+
+``int8``: every ``nn.Linear`` inside ``model.layers`` (attention projections, the FFNs and
+the modality experts) becomes a dynamically quantized linear layer: int8 weights, one scale
+per output channel, activations quantized on the fly (one scale per call), int8 x int8
+products accumulated in int32 (VNNI / AMX on x86).
+
+``bf16`` / ``fp16``: the weights and biases of the same linear layers are stored in that
+dtype once, so autocast does not convert ~400M fp32 weights on every forward (a fifth of a
+bf16 forward of vab-encodec went to those copies); generation still runs under autocast.
+
+Everything else stays in float32 either way: the audio and visual input projections and the
+learned embeddings, every LayerNorm and the token heads (their rounding would reach the
+sampler multiplied by the guidance scale).
+
+int8 kernel: ``torch.ao.quantization.quantize_dynamic`` (deprecated in torch 2.14 but
+shipped).  torchao's ``quantize_(Int8DynamicActivationInt8WeightConfig())`` was measured
+beside it and ran slower than fp32 in eager mode on this project's CPUs (docs/BENCHMARKS.md,
+"Number formats"), so torchao is not a dependency.
+
+These models exist only in memory: they are built from the float checkpoint at load time,
+and :meth:`vab.model.base.TokenModel.save_pretrained` refuses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+#: formats :func:`prepare_for_inference` builds (fp32 is the model as loaded)
+FORMATS = ("fp32", "bf16", "fp16", "int8")
+_HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def quantized_linears(model: nn.Module) -> list[str]:
+    """Names of the dynamically quantized linear layers in `model`."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return [name for name, module in model.named_modules() if isinstance(module, DynamicLinear)]
+
+
+def inference_format(model: nn.Module) -> str:
+    """The format :func:`prepare_for_inference` gave `model` ("fp32" if none)."""
+    return getattr(model, "_inference_format", "fp32")
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """True if `model` was converted for inference (int8 layers or half-precision weights):
+    such a model must not be saved as a checkpoint."""
+    return inference_format(model) != "fp32" or bool(quantized_linears(model))
+
+
+def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = False) -> nn.Module:
+    """`model` with the linear layers of ``model.layers`` in `precision` (one of :data:`FORMATS`),
+    in eval mode; a copy unless `inplace`.  A model already in that format is returned as is."""
+    if precision not in FORMATS:
+        raise ValueError(f"unknown inference format {precision!r} (expected one of {', '.join(FORMATS)})")
+    current = inference_format(model)
+    if precision == current:
+        return model.eval()
+    if current != "fp32":
+        raise ValueError(f"the model is already converted to {current}; start from the float model")
+    if not hasattr(model, "layers"):
+        raise TypeError(f"{type(model).__name__} has no `layers` to convert")
+    target = model if inplace else copy.deepcopy(model)
+    target.eval()
+    if precision == "int8":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the torch.ao deprecation notice
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            # per-channel weight scales: same speed as one scale per tensor, a little less error
+            target.layers = quantize_dynamic(target.layers, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    else:
+        for module in target.layers.modules():
+            if isinstance(module, nn.Linear):
+                module.to(_HALF[precision])
+    target._inference_format = precision
+    return target
+
+
+def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """`model` with the linear layers of ``model.layers`` dynamically quantized to int8."""
+    return prepare_for_inference(model, "int8", inplace=inplace)

@@ -1,0 +1,108 @@
+"""Number formats: which one `auto` picks on this machine, for generation and for training.
+
+Generation (`--precision`): ``fp32``; ``bf16`` / ``fp16`` (autocast: matrix products in
+half precision; the final norm, the token heads and the guidance arithmetic stay in fp32,
+see :func:`vab.model.multiway.token_logits` and :func:`vab.generation.sampling.guide_logits`);
+``int8`` (CPU only: the Transformer's linear layers quantized at load time,
+:mod:`vab.model.quantize`); ``auto`` = bf16 on a GPU and on a CPU with native bf16
+matrix units, fp32 on any other CPU.
+
+Training (`train.precision`, Accelerate's names): ``no`` (fp32), ``bf16``, ``fp16``;
+``auto`` = bf16 on a CUDA GPU and on a CPU with native bf16 matrix units, "no" elsewhere.
+On such CPUs bf16 matrix products run several times faster than fp32 (docs/BENCHMARKS.md,
+"Number formats"); the quality checks there showed no loss against fp32 at equal steps.
+
+"Native bf16" is read from the processor at run time (:func:`torch.cpu.get_capabilities`):
+x86 ``avx512_bf16`` or ``amx_bf16``, ARM ``bf16`` (BFMMLA; Apple M2 and later, Graviton 3).
+Without them torch emulates bf16 matmuls, slower than fp32.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+from vab.errors import VabError
+
+if TYPE_CHECKING:  # torch is imported lazily: the CLI registers --precision without it
+    import torch
+
+#: choices of `--precision` for generation
+GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+#: CPU flags (as torch.cpu.get_capabilities() names them) that mean native bf16 matrix products
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
+def autocast_dtype(precision: str) -> "torch.dtype | None":
+    """The autocast dtype of a concrete generation format (None: the model runs as loaded,
+    fp32 or int8 linear layers with fp32 activations)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def cpu_capabilities() -> Mapping[str, object]:
+    """The processor's features as torch detects them ({} when torch cannot tell)."""
+    import torch
+
+    try:
+        return torch.cpu.get_capabilities()
+    except Exception:  # an old torch or an unknown architecture: assume nothing
+        return {}
+
+
+def cpu_has_native_bf16(capabilities: Mapping[str, object] | None = None) -> bool:
+    """True if the CPU multiplies bf16 matrices in hardware (see the module docstring)."""
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    return any(bool(caps.get(flag)) for flag in BF16_FLAGS)
+
+
+def resolve_generation_precision(precision: str, device: "torch.device | str") -> str:
+    """The concrete generation format (fp32, bf16, fp16 or int8) for `precision` on `device`.
+
+    Raises a one-line VabError for an unknown value or int8 on a GPU."""
+    import torch
+
+    check_generation_precision(precision)
+    kind = torch.device(device).type
+    if precision == "auto":
+        if kind in ("cuda", "mps"):
+            return "bf16"
+        return "bf16" if kind == "cpu" and cpu_has_native_bf16() else "fp32"
+    if precision == "int8" and kind != "cpu":
+        raise VabError(f"--precision int8 runs on the CPU only (the device is {kind}); use bf16 or fp16 there")
+    return precision
+
+
+def resolve_training_precision(precision: str, choices: tuple[str, ...]) -> str:
+    """Accelerate's mixed_precision for `train.precision` (one of `choices`, "auto" included):
+    auto -> bf16 on a CUDA GPU or a CPU with native bf16, else "no"."""
+    import torch
+
+    from vab.errors import ConfigError
+
+    if precision not in choices:
+        raise ConfigError(f"train.precision={precision!r}: expected one of {', '.join(choices)}")
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def check_generation_precision(precision: str) -> str:
+    """`precision` if it is one of :data:`GENERATION_PRECISIONS`, else a one-line VabError
+    (commands call this before they create any output)."""
+    if precision not in GENERATION_PRECISIONS:
+        raise VabError(f"--precision must be one of {', '.join(GENERATION_PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def add_precision_option(parser: Any, default: str = "auto") -> None:
+    """The `--precision` option of every command that generates (checked by
+    :func:`check_generation_precision`, so a bad value is one line, not argparse's usage)."""
+    parser.add_argument(
+        "--precision", default=default, metavar="{" + ",".join(GENERATION_PRECISIONS) + "}",
+        help="number format for generation: auto (bf16 on a GPU or on a CPU with native bf16 such as "
+        "AVX512-BF16 / AMX / Apple M2+, else fp32), fp32, bf16, fp16, int8 (CPU: int8 Transformer weights) "
+        f"(default {default})",
+    )
