@@ -109,3 +109,37 @@ def test_settings_describe_a_smaller_quick_run():
     assert FULL.test == 64  # the retrieval target is on 64 held-out clips
     overrides = FULL.config_overrides(FULL_DATA := __import__("pathlib").Path("d"))
     assert f"data.path=[{FULL_DATA}]" in overrides and "data.fps=8.0" in overrides
+
+
+# ---------------------------------------------------------------- the harder world (issue 15)
+def test_vab_demo_world_shapes_picks_the_harder_world_with_the_hog_encoder():
+    from vab.demo.pipeline import SHAPES, SHAPES_QUICK, demo_settings
+
+    assert demo_settings() is FULL and demo_settings("demo", quick=True) is QUICK
+    assert demo_settings("shapes") is SHAPES and demo_settings("shapes", quick=True) is SHAPES_QUICK
+    for s in (SHAPES, SHAPES_QUICK):
+        assert s.world == "shapes" and "visual.name=hog" in s.overrides
+    with pytest.raises(VabError, match="unknown world"):
+        demo_settings("cubes")
+
+
+@pytest.mark.slow
+def test_shapes_demo_reports_both_ceilings_against_its_own_targets(tmp_path):
+    from dataclasses import replace
+
+    from vab.demo.pipeline import SHAPES
+    from vab.demo.report import summary_rows, write_report
+
+    tiny = replace(SHAPES, name="shapes-test", classes=3, train=12, valid=3, test=6, seconds=2.0, pretrain_steps=4,
+                   batch_size=6, plots=1)
+    result = Demo(tmp_path / "run", tiny, log=lambda _: None).run(("synth", "extract", "pretrain", "generate"))
+    g = result.stages["generate"].results
+    assert 0.0 <= g["visual_ceiling"] <= 1.0 and g["judge_on_codec_test"] >= 0.5
+    rows = {r.measure: r for r in summary_rows(result)}
+    assert rows["class agreement"].target == 0.6 and rows["timing agreement"].target == 0.9
+    assert rows["class agreement / visual ceiling"].target == 0.8
+    assert rows["class agreement: visual ceiling"].value == g["visual_ceiling"]
+    assert rows["class agreement: codec ceiling"].value == g["judge_on_codec_test"]
+    report = write_report(result).read_text()
+    assert "`shapes` world" in report and "visual ceiling" in report
+    assert json.loads((tmp_path / "run" / "world" / "world.json").read_text())["params"]["world"] == "shapes"

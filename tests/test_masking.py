@@ -192,3 +192,48 @@ def test_augment_keeps_alignment_and_is_reproducible():
         a_src = out_t[i, 0] // 1000
         v_src = out_f[i, :, 0].long().repeat_interleave(25)
         assert (a_src != v_src).sum() < 25
+
+
+# ---------------------------------------------------------------- issue 15: all-masked examples, level weights
+def test_mask_full_prob_masks_whole_examples_and_zero_keeps_the_seeded_masks():
+    from vab.training.masking import pretraining_mask
+
+    shape = (64, 4, 20)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    base, _ = pretraining_mask(shape, 0.55, 0.25, generator=g())
+    same, _ = pretraining_mask(shape, 0.55, 0.25, generator=g(), full_prob=0.0)
+    assert torch.equal(base, same)
+    every, ratios = pretraining_mask(shape, 0.55, 0.25, generator=g(), full_prob=1.0)
+    assert every.all() and (ratios == 1).all()
+    some, ratios = pretraining_mask(shape, 0.55, 0.25, generator=g(), full_prob=0.5)
+    full = some.flatten(1).all(dim=1)
+    assert 16 <= int(full.sum()) <= 48 and torch.equal(full, ratios == 1)
+
+
+def test_level_weights_weigh_the_loss_and_bad_weights_are_refused():
+    from types import SimpleNamespace
+
+    from vab.errors import ConfigError
+    from vab.training.objective import PretrainObjective, masked_loss
+
+    torch.manual_seed(0)
+    logits, tokens = torch.randn(2, 3, 5, 7), torch.randint(0, 7, (2, 3, 5))
+    mask = torch.rand(2, 3, 5) < 0.6
+    plain, _, _ = masked_loss(logits, tokens, mask, 0)
+    equal, _, _ = masked_loss(logits, tokens, mask, 0, torch.ones(3))
+    assert torch.allclose(plain, equal)
+    only0, _, _ = masked_loss(logits, tokens, mask, 0, torch.tensor([1.0, 0.0, 0.0]))
+    m0 = mask[:, 0]
+    assert torch.allclose(only0, torch.nn.functional.cross_entropy(logits[:, 0][m0], tokens[:, 0][m0]))
+
+    def cfg(**train):
+        base = dict(mask_mean=0.55, mask_std=0.25, visual_dropout=0.1, mixup_prob=0.5, roll_prob=0.1)
+        return SimpleNamespace(train=SimpleNamespace(**{**base, **train}),
+                               model=SimpleNamespace(levels=4, given_levels=0))
+
+    assert PretrainObjective(cfg(level_weights=[4, 2, 1, 1])).level_weights.tolist() == [4, 2, 1, 1]
+    for bad in ([1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
+        with pytest.raises(ConfigError, match="level_weights"):
+            PretrainObjective(cfg(level_weights=bad))
+    with pytest.raises(ConfigError, match="mask_full_prob"):
+        PretrainObjective(cfg(mask_full_prob=1.5))

@@ -46,13 +46,13 @@ class CodecConfig:
 
 @dataclass
 class VisualConfig:
-    """Frame encoder.  `name` is one of clip | pixels."""
+    """Frame encoder.  `name` is one of clip | pixels | hog."""
 
     name: str = "pixels"
     model: str = "EVA02-L-14"  # open_clip model name
     pretrained: Optional[str] = "merged2b_s4b_b131k"  # open_clip pretrained tag
     path: Optional[str] = None  # local open_clip weights file; overrides `pretrained`
-    grid: int = 8  # pixels encoder: frames are reduced to grid x grid x 3 values
+    grid: int = 8  # pixels: frames reduced to grid x grid x 3 colours; hog: finest cell grid
     batch_size: int = 64  # frames per encoder call
     device: str = "auto"
     precision: str = "auto"  # auto = fp16 on GPU, fp32 on CPU
@@ -130,6 +130,11 @@ class TrainConfig:
     # masking and augmentation (paper section 3.2, appendix B.3)
     mask_mean: float = 0.55
     mask_std: float = 0.25
+    # share of examples whose predicted levels are masked entirely: they can only be
+    # answered from the picture, as in generation (0 = the paper's truncated normal only)
+    mask_full_prob: float = 0.0
+    # loss weight per predicted level, coarse first (empty = every masked token counts the same)
+    level_weights: list[float] = field(default_factory=list)
     visual_dropout: float = 0.1
     mixup_prob: float = 0.5
     roll_prob: float = 0.1

@@ -26,7 +26,8 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (created; re-running resumes)")
     p.add_argument("--config", help="preset name or YAML whose codec / visual / extract sections to use")
     p.add_argument("--codec", choices=["spectral", "encodec", "dac"], help="audio codec (default: spectral, offline)")
-    p.add_argument("--visual", choices=["pixels", "clip"], help="frame encoder (default: pixels, offline)")
+    p.add_argument("--visual", choices=["pixels", "hog", "clip"],
+                   help="frame encoder (default: pixels, offline; hog: offline, sees shape)")
     p.add_argument("--duration", type=float, help="seconds per clip; longer clips are cut, shorter padded")
     p.add_argument("--fps", type=float, help="visual frames stored per second")
     p.add_argument("--root", help="folder holding the media files (VGGSound / AudioSet manifests; relative paths)")

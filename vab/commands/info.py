@@ -38,6 +38,10 @@ def visual_dim(visual: Any) -> int:
     """Feature size of a frame-encoder config, without weights."""
     if visual.name == "pixels":
         return int(visual.grid) ** 2 * 3
+    if visual.name == "hog":
+        from vab.visual.hog import hog_dim
+
+        return hog_dim(int(visual.grid))
     if visual.name == "clip":
         import open_clip
 
@@ -45,7 +49,7 @@ def visual_dim(visual: Any) -> int:
         if model_cfg is None:
             raise ConfigError(f"visual.model: {visual.model!r} is not an open_clip model name")
         return int(model_cfg["embed_dim"])
-    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected clip or pixels)")
+    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected clip, pixels or hog)")
 
 
 def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:

@@ -9,12 +9,18 @@ examples:
   vab synth world/                                   # 8 classes, 512 / 32 / 64 train / valid / test clips
   vab synth small/ --classes 4 --train 64 --valid 8 --test 16 --seconds 2 --fps 10 --size 96
   vab extract world/manifest.csv --out data/world --duration 4 --fps 8
+  vab synth hard/ --world shapes --train 320 --test 64 --seconds 3  # the class is the shape, not the colour
 
 Each clip shows one object (a shape in a colour: its class) that appears and disappears
 1-3 times at random places; its sound (tone, chord, noise band, chirp, clicks ...) plays
 exactly while it is visible.  OUT/manifest.csv has path,id,label,split,visible (the
 visible spans in seconds); OUT/world.json describes the classes.  A re-run with the
 same settings keeps finished clips; a folder made with other settings is refused.
+
+--world shapes is harder: only the shape names the class (colours, background, size and
+place are random per clip) and each class's sound varies per clip in pitch, speed, timbre
+and loudness (four speech-like vowels share one band, then a fricative, plucked notes, a
+whistle and knocks).
 """
 
 
@@ -34,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--fps", type=float, default=8.0, help="video frames per second (default 8)")
     p.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
+    p.add_argument("--world", choices=["demo", "shapes"], default="demo",
+                   help="demo: colour + shape + fixed sound per class (default); shapes: shape only, varied sounds")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same files")
     p.set_defaults(func=run)
 
@@ -56,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         task = bar.add_task("clips", total=None)
         summary = synthesize(
             args.out, classes=args.classes, train=args.train, valid=args.valid, test=args.test,
-            seconds=args.seconds, fps=args.fps, width=args.size, height=args.size, seed=args.seed,
+            seconds=args.seconds, fps=args.fps, width=args.size, height=args.size, seed=args.seed, world=args.world,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     counts = ", ".join(f"{n} {s}" for s, n in summary.clips.items())

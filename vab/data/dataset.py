@@ -68,10 +68,14 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
         for key in ("name", "model", "pretrained", "grid") if cfg.visual.name == "clip" else ("name", "grid"):
             if info.visual.get(key) != want_visual.get(key):
                 problems.append(f"visual.{key}: data {info.visual.get(key)!r}, model {want_visual.get(key)!r}")
-        if not problems and cfg.visual.name == "pixels" and info.visual_dim != int(cfg.visual.grid) ** 2 * 3:
-            # same settings but another feature size: meta.yaml edited or the features replaced
-            problems.append(f"features: data {info.visual_dim}-d, the pixels encoder (visual.grid="
-                            f"{cfg.visual.grid}) gives {int(cfg.visual.grid) ** 2 * 3}-d")
+        if not problems and cfg.visual.name in ("pixels", "hog"):
+            from vab.commands.info import visual_dim
+
+            want = visual_dim(cfg.visual)
+            if info.visual_dim != want:
+                # same settings but another feature size: meta.yaml edited or the features replaced
+                problems.append(f"features: data {info.visual_dim}-d, the {cfg.visual.name} encoder (visual.grid="
+                                f"{cfg.visual.grid}) gives {want}-d")
         ratio = info.fps / cfg.data.fps if cfg.data.fps else 0
         if cfg.data.fps <= 0 or abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
             problems.append(f"data.fps {cfg.data.fps} must divide the stored fps {info.fps}")

@@ -48,6 +48,10 @@ COLOURS = {
 }
 SOUNDS = ("tone", "chord", "low-noise", "high-noise", "chirp", "clicks", "buzz", "warble")
 MAX_CLASSES = len(SHAPES)
+#: the worlds `vab synth --world` writes: ``demo`` (this module: colour and shape name the class,
+#: fixed clean sounds) and ``shapes`` (:mod:`vab.data.shapes`: only the shape names the class,
+#: colours and sounds vary per clip)
+WORLDS = ("demo", "shapes")
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,15 @@ class SynthSummary:
     written: int  # clips written by this call (the others existed)
 
 
-def world_classes(classes: int = 8) -> list[ObjectClass]:
-    """The first `classes` classes (2 .. MAX_CLASSES): class c pairs shape c, colour c, sound c."""
+def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
+    """The first `classes` classes (2 .. MAX_CLASSES): class c pairs shape c, colour c, sound c
+    (world ``shapes``: shape c and sound family c, see :mod:`vab.data.shapes`)."""
+    if world not in WORLDS:
+        raise VabError(f"--world {world}: unknown world (choose from {', '.join(WORLDS)})")
+    if world == "shapes":
+        from vab.data.shapes import shape_classes
+
+        return shape_classes(classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
     names = list(COLOURS)
@@ -214,14 +225,23 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
     return path
 
 
-def write_clip(path: Path, spec: ClipSpec, cls: ObjectClass, seconds: float, fps: float, width: int, height: int) -> Path:
-    """Render and write one clip (h264 + aac), atomically."""
+def write_clip(
+    path: Path, spec: ClipSpec, cls: ObjectClass, seconds: float, fps: float, width: int, height: int,
+    world: str = "demo",
+) -> Path:
+    """Render and write one clip (h264 + aac) of `world`, atomically."""
     import tempfile
 
     from vab import media
 
-    frames = render_frames(spec, cls, seconds, fps, width, height)
-    wav = render_audio(spec, cls, seconds)
+    if world == "shapes":
+        from vab.data import shapes
+
+        frames = shapes.render_frames(spec, cls, seconds, fps, width, height)
+        wav = shapes.render_audio(spec, cls, seconds)
+    else:
+        frames = render_frames(spec, cls, seconds, fps, width, height)
+        wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
         silent = write_video(Path(tmp) / "video.mp4", frames, fps)
         media.mux(silent, wav, SAMPLE_RATE, path)
@@ -251,9 +271,11 @@ def _intervals(rng: np.random.Generator, frames: int, fps: float) -> list[tuple[
 
 
 def plan_clips(
-    classes: int, counts: dict[str, int], seconds: float, fps: float, width: int, height: int, seed: int
+    classes: int, counts: dict[str, int], seconds: float, fps: float, width: int, height: int, seed: int,
+    world: str = "demo",
 ) -> list[ClipSpec]:
-    """Every clip's specification; split s holds ``counts[s]`` clips with classes in turn."""
+    """Every clip's specification; split s holds ``counts[s]`` clips with classes in turn.
+    The ``shapes`` world adds its per-clip colours and sound parameters in ``extra``."""
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     short = min(width, height)
@@ -275,6 +297,12 @@ def plan_clips(
                 background_level=int(rng.integers(0, 60)),
                 seed=int(rng.integers(0, 2**31 - 1)),
             ))
+    if world == "shapes":  # drawn after the demo world's plan: the same timing for the same seed
+        from vab.data.shapes import clip_variation
+
+        vary = np.random.default_rng([seed, 1])
+        for spec in specs:
+            spec.extra = clip_variation(vary)
     return specs
 
 
@@ -314,6 +342,7 @@ def synthesize(
     width: int = 64,
     height: int = 64,
     seed: int = 0,
+    world: str = "demo",
     progress: Callable[[int, int], None] | None = None,
 ) -> SynthSummary:
     """Write the world into `out` (see the module docstring); returns what was written.
@@ -328,18 +357,22 @@ def synthesize(
         )
     if abs(seconds * fps - round(seconds * fps)) > 1e-6:
         raise VabError(f"seconds x fps must be a whole number of frames (got {seconds} x {fps})")
-    world = world_classes(classes)
+    kind = world
+    world = world_classes(classes, kind)
     params = dict(classes=classes, train=train, valid=valid, test=test, seconds=seconds, fps=fps,
                   width=width, height=height, seed=seed, sample_rate=SAMPLE_RATE)
+    if kind != "demo":  # folders of the demo world made before worlds existed stay valid
+        params["world"] = kind
     _claim(out, params, world)
-    specs = plan_clips(classes, {"train": train, "valid": valid, "test": test}, seconds, fps, width, height, seed)
+    specs = plan_clips(classes, {"train": train, "valid": valid, "test": test}, seconds, fps, width, height, seed,
+                       kind)
     clips = out / CLIPS_DIR
     clips.mkdir(parents=True, exist_ok=True)
     written = 0
     for i, spec in enumerate(specs):
         path = clips / f"{spec.id}.mp4"
         if not path.exists():
-            write_clip(path, spec, world[spec.label], seconds, fps, width, height)
+            write_clip(path, spec, world[spec.label], seconds, fps, width, height, kind)
             written += 1
         if progress is not None:
             progress(i + 1, len(specs))

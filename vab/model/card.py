@@ -221,6 +221,8 @@ def _visual(model: Any) -> str:
         return f"open_clip `{v.model}` ({weights}), {model.visual_dim}-d features"
     if v.name == "pixels":
         return f"pixels ({v.grid} x {v.grid} x 3 = {model.visual_dim} values per frame, no weights)"
+    if v.name == "hog":
+        return f"hog (gradient-orientation histograms on a {v.grid} x {v.grid} pyramid, {model.visual_dim}-d, no weights)"
     return f"{v.name}, {model.visual_dim}-d features"
 
 

@@ -1,7 +1,8 @@
 """Mask-ratio distribution and mask construction for masked audio-token prediction
 (paper section 3.2, DESIGN section 5).
 
-Per example a ratio r is drawn from a normal(mean, std) truncated to (0, 1], and
+Per example a ratio r is drawn from a normal(mean, std) truncated to (0, 1] (with
+probability ``full_prob`` it is 1 instead: everything masked), and
 exactly ``max(1, round(r * N))`` of its N maskable tokens are masked, at uniformly
 random positions.  Levels below ``given_levels`` (the coarse levels of the
 coarse-to-fine model) are never masked.  Every function takes an optional
@@ -95,9 +96,14 @@ def pretraining_mask(
     given_levels: int = 0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    full_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask ``[B, K, T]``, ratios ``[B]``): a truncated-normal ratio per example."""
+    """(mask ``[B, K, T]``, ratios ``[B]``): a truncated-normal ratio per example, replaced by
+    1 (all predicted tokens masked) with probability `full_prob`."""
     ratios = sample_mask_ratio(shape[0], mean, std, generator, device)
+    if full_prob > 0:  # no extra draw otherwise: seeded runs keep their masks
+        full = uniform((shape[0],), generator, "cpu", torch.float64).to(ratios.device) < full_prob
+        ratios = torch.where(full, torch.ones_like(ratios), ratios)
     return level_mask(shape, ratios, given_levels, generator, device), ratios
 
 

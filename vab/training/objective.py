@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vab.data.augment import augment
+from vab.errors import ConfigError
 from vab.training.masking import apply_mask, level_mask, pretraining_mask
 from vab.utils import uniform
 
@@ -49,14 +50,21 @@ def prepare_batch(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.
 
 
 def masked_loss(
-    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, given_levels: int
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, given_levels: int,
+    level_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy averaged over masked tokens of the predicted levels.
 
-    logits ``[B, Kp, T, V]``, tokens / mask ``[B, K, T]`` with ``K = given_levels + Kp``.
+    logits ``[B, Kp, T, V]``, tokens / mask ``[B, K, T]`` with ``K = given_levels + Kp``;
+    `level_weights` ``[Kp]`` (optional) weighs each masked token by its level (a weighted mean).
     Returns (loss, correct ``[Kp]``, masked count ``[Kp]``)."""
     targets, m = tokens[:, given_levels:], mask[:, given_levels:]
-    loss = F.cross_entropy(logits[m].float(), targets[m])
+    if level_weights is None:
+        loss = F.cross_entropy(logits[m].float(), targets[m])
+    else:
+        w = level_weights.to(logits.device, torch.float32)[None, :, None].expand(m.shape)[m]
+        per_token = F.cross_entropy(logits[m].float(), targets[m], reduction="none")
+        loss = (per_token * w).sum() / w.sum().clamp_min(1e-12)
     correct = ((logits.detach().argmax(-1) == targets) & m).sum(dim=(0, 2))
     return loss, correct, m.sum(dim=(0, 2))
 
@@ -64,8 +72,8 @@ def masked_loss(
 class PretrainObjective:
     """``objective(model, batch, generator) -> (loss, logs)`` for one training step.
 
-    Settings come from ``cfg.train``: mask_mean, mask_std, visual_dropout, mixup_prob,
-    roll_prob.  Augmentation and visual dropout are training-time only: a model in
+    Settings come from ``cfg.train``: mask_mean, mask_std, mask_full_prob, level_weights,
+    visual_dropout, mixup_prob, roll_prob.  Augmentation and visual dropout are training-time only: a model in
     eval mode (validation) gets the clean batch, still masked at random ratios.
     `logs` holds floats: loss, mask_ratio (batch mean), acc (all masked
     tokens) and acc/level<k> for every predicted level k.
@@ -75,6 +83,17 @@ class PretrainObjective:
         t = cfg.train
         self.mask_mean = float(t.mask_mean)
         self.mask_std = float(t.mask_std)
+        self.mask_full_prob = float(getattr(t, "mask_full_prob", 0.0))
+        if not 0.0 <= self.mask_full_prob <= 1.0:
+            raise ConfigError(f"train.mask_full_prob={self.mask_full_prob}: expected a probability in [0, 1]")
+        weights = [float(w) for w in (getattr(t, "level_weights", None) or [])]
+        predicted = int(cfg.model.levels) - int(cfg.model.given_levels)
+        if weights and (len(weights) != predicted or min(weights) < 0 or sum(weights) <= 0):
+            raise ConfigError(
+                f"train.level_weights={weights}: expected {predicted} non-negative weights (one per predicted "
+                f"level, coarse first) that do not all vanish"
+            )
+        self.level_weights = torch.tensor(weights) if weights else None
         self.visual_dropout = float(t.visual_dropout)
         self.mixup_prob = float(t.mixup_prob) if augment else 0.0
         self.roll_prob = float(t.roll_prob) if augment else 0.0
@@ -108,11 +127,12 @@ class PretrainObjective:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         core, tokens, features = self.training_inputs(model, batch, generator)
         mask, ratios = pretraining_mask(
-            tuple(tokens.shape), self.mask_mean, self.mask_std, core.given_levels, generator, tokens.device
+            tuple(tokens.shape), self.mask_mean, self.mask_std, core.given_levels, generator, tokens.device,
+            self.mask_full_prob,
         )
         drop = self.visual_drop(core, tokens, features, generator)
         logits = model(apply_mask(tokens, mask, core.mask_id), features, drop)
-        loss, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
+        loss, correct, counts = masked_loss(logits, tokens, mask, core.given_levels, self.level_weights)
         return loss, {"loss": loss.item(), "mask_ratio": ratios.mean().item(),
                       **accuracy_logs(correct, counts, core.given_levels)}
 

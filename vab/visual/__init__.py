@@ -1,7 +1,8 @@
 """Frame encoders: uint8 RGB frames ``[F, H, W, 3]`` -> features ``[F, D]`` (DESIGN section 3).
 
 ``clip`` wraps an open_clip image tower (the paper's EVA02-CLIP-L by default);
-``pixels`` is weights-free, for the offline demo and tests.
+``pixels`` (a colour grid) and ``hog`` (gradient-orientation histograms: shape) are
+weights-free, for the offline demo and tests.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from vab.config import VisualConfig
 from vab.errors import ConfigError
 from vab.visual.base import VisualEncoder
 
-ENCODERS = ("clip", "pixels")
+ENCODERS = ("clip", "pixels", "hog")
 
 
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
-    """The encoder named by ``cfg.name`` (clip | pixels), weights loaded, in eval mode."""
+    """The encoder named by ``cfg.name`` (clip | pixels | hog), weights loaded, in eval mode."""
     if cfg.name == "pixels":
         from vab.visual.pixels import PixelEncoder
 
         return PixelEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
+    if cfg.name == "hog":
+        from vab.visual.hog import HogEncoder
+
+        return HogEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
     if cfg.name == "clip":
         from vab.visual.clip import ClipEncoder  # imports open_clip only when asked for
 
