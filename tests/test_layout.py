@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "vab"
 
 #: the stages in pipeline order; a module may import its own stage and those before it
 STAGES = [
-    {"errors", "utils", "files", "safetext", "config", "media", "sharding"},
+    {"errors", "utils", "files", "safetext", "config", "media", "sharding", "precision"},
     {"codecs", "visual"},
     {"data"},
     {"model"},

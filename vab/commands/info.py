@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from vab.errors import ConfigError, VabError
+from vab.visual import visual_dim
 
 # codebook geometry of the library codecs: (codebook_size, codebook_dim, frame_rate Hz, levels)
 ENCODEC_24KHZ = (1024, 128, 75.0)
@@ -32,24 +33,6 @@ def codec_geometry(codec: Any) -> tuple[int, int, float, int]:
     if codec.name == "spectral":
         return int(codec.codebook_size), int(codec.n_fft) // 2 + 1, float(codec.frame_rate), int(codec.levels)
     raise ConfigError(f"codec.name: unknown codec {codec.name!r} (expected encodec, dac or spectral)")
-
-
-def visual_dim(visual: Any) -> int:
-    """Feature size of a frame-encoder config, without weights."""
-    if visual.name == "pixels":
-        return int(visual.grid) ** 2 * 3
-    if visual.name == "hog":
-        from vab.visual.hog import hog_dim
-
-        return hog_dim(int(visual.grid))
-    if visual.name == "clip":
-        import open_clip
-
-        model_cfg = open_clip.get_model_config(visual.model)
-        if model_cfg is None:
-            raise ConfigError(f"visual.model: {visual.model!r} is not an open_clip model name")
-        return int(model_cfg["embed_dim"])
-    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected clip, pixels or hog)")
 
 
 def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:

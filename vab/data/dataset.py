@@ -69,7 +69,7 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
             if info.visual.get(key) != want_visual.get(key):
                 problems.append(f"visual.{key}: data {info.visual.get(key)!r}, model {want_visual.get(key)!r}")
         if not problems and cfg.visual.name in ("pixels", "hog"):
-            from vab.commands.info import visual_dim
+            from vab.visual import visual_dim
 
             want = visual_dim(cfg.visual)
             if info.visual_dim != want:

@@ -31,4 +31,22 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     raise ConfigError(f"visual.name={cfg.name}: unknown visual encoder (choose from {', '.join(ENCODERS)})")
 
 
-__all__ = ["ENCODERS", "VisualEncoder", "build_visual_encoder"]
+def visual_dim(visual: VisualConfig) -> int:
+    """Feature size of a frame-encoder config, without weights."""
+    if visual.name == "pixels":
+        return int(visual.grid) ** 2 * 3
+    if visual.name == "hog":
+        from vab.visual.hog import hog_dim
+
+        return hog_dim(int(visual.grid))
+    if visual.name == "clip":
+        import open_clip
+
+        model_cfg = open_clip.get_model_config(visual.model)
+        if model_cfg is None:
+            raise ConfigError(f"visual.model: {visual.model!r} is not an open_clip model name")
+        return int(model_cfg["embed_dim"])
+    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected clip, pixels or hog)")
+
+
+__all__ = ["ENCODERS", "VisualEncoder", "build_visual_encoder", "visual_dim"]
