@@ -301,3 +301,12 @@ def test_random_model_directory_tensors_and_configs_give_a_result_or_one_line(mo
                     assert (Path(tmp) / "out" / "clip.wav").is_file()
 
     check()
+
+
+def test_yes_and_no_typed_on_the_command_line_keep_their_meaning():
+    """YAML 1.1 reads `no` as False: `train.precision=no` must stay the text, a bool field a bool."""
+    from vab.config import load_config
+
+    assert load_config("tiny", ["train.precision=no"]).train.precision == "no"
+    assert load_config("tiny", ["extract.audio_only=yes"]).extract.audio_only is True
+    assert load_config("tiny", ["extract.audio_only=no"]).extract.audio_only is False

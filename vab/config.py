@@ -169,6 +169,16 @@ def _resolve(name_or_path: str | Path) -> Path:
     )
 
 
+#: words YAML 1.1 reads as booleans; typed on a command line they mean the text (train.precision=no)
+_YES_NO = {"yes", "no", "on", "off", "y", "n"}
+
+
+def _keep_yes_no_text(item: str) -> str:
+    """`key=no` as the string 'no': the schema still turns it into a bool for a bool field."""
+    key, _, value = item.partition("=")
+    return f"{key}='{value}'" if value.strip().lower() in _YES_NO else item
+
+
 def load_config(
     name_or_path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -191,7 +201,7 @@ def load_config(
             for item in overrides:
                 if "=" not in item:
                     raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([_keep_yes_no_text(item) for item in overrides]))
         source = "the config"
         check_config(cfg, file, overrides or [])
     except OmegaConfBaseException as exc:
