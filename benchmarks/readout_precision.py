@@ -120,11 +120,11 @@ def paper_model(preset: str):
     from vab.model import VAB
 
     cfg = load_config(preset)
+    torch.manual_seed(0)  # codebooks and weights: the same model on every run
     if cfg.codec.name == "encodec":
         books, rate = [torch.randn(1024, 128) for _ in range(cfg.model.levels)], 75.0
     else:
         books, rate = [torch.randn(1024, 8) for _ in range(cfg.model.levels)], 50.0
-    torch.manual_seed(0)
     return VAB.from_config(cfg, books, 768, rate)
 
 
