@@ -75,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
                    help="guidance for autoregressive models (FoleyGen: 3)")
     s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
     s.add_argument("--batch-size", type=int, default=1)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu (default), auto (a GPU when there is one; under accelerate launch "
+                   "each process's own), cuda, cuda:N, mps")
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     o = p.add_argument_group("outputs")
     o.add_argument("--out", default="eval-generation", help="folder for generation.json / generation.md")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.training.run import data_paths
     from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard
-    from vab.utils import atomic_path
+    from vab.utils import atomic_path, pick_device
 
     console = Console(stderr=True)
     split = None if args.split == "all" else args.split
@@ -123,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if any(o.startswith("codec.griffin_lim_iters=") for o in args.overrides):
         decode["griffin_lim_iters"] = int(cfg.codec.griffin_lim_iters)
     shard = Shard.current()  # under `accelerate launch`: this process's block of the clips
-    embedder = build_scorer(args.embedder, shard.device(args.device))
-    classifier = None if args.classifier == "none" else build_classifier(args.classifier, shard.device(args.device))
+    scoring_device = str(pick_device(shard.device(args.device)))  # `auto`: this process's GPU, else the CPU
+    embedder = build_scorer(args.embedder, scoring_device)
+    classifier = None if args.classifier == "none" else build_classifier(args.classifier, scoring_device)
 
     out = Path(args.out)
     if shard.world_size > 1:

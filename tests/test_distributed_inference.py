@@ -222,9 +222,10 @@ def scores(out: Path) -> dict:
 @pytest.mark.slow
 def test_two_process_evaluation_reports_what_one_process_reports(tmp_path, dataset_and_model):
     data, model = dataset_and_model
-    one = run(1, *eval_args(data, model, tmp_path / "one", "--save-audio"))
+    # --device auto: this machine's CPU in one process, each process's own device under the launcher
+    one = run(1, *eval_args(data, model, tmp_path / "one", "--save-audio", "--device", "auto"))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run(2, *eval_args(data, model, tmp_path / "two", "--save-audio"))
+    two = run(2, *eval_args(data, model, tmp_path / "two", "--save-audio", "--device", "auto"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "process 1 of 2: clips 7-12 of 12" in two.stderr
     a, b = scores(tmp_path / "one"), scores(tmp_path / "two")
