@@ -276,3 +276,19 @@ def test_an_evaluation_process_scores_only_its_block(tmp_path, dataset_and_model
     for side in ("real", "model"):
         ids = {json.loads(str(np.load(p)["header"]))["clip"]["id"] for p in records(tmp_path, side)}
         assert ids == mine, side
+
+
+def test_a_record_serves_only_its_own_clip_and_settings(tmp_path):
+    from vab.evaluation.records import RecordStore
+
+    clip = {"id": "a/b c", "video": "v.mp4", "start": 0.0, "duration": 10.0, "row": 3}
+    store = RecordStore(tmp_path, "model", {"seed": 0})
+    store.write(clip, np.ones((2, 4)), np.array([0.25, 0.75]), wall=1.5)
+    record = store.read(clip)
+    assert record["embeddings"].shape == (2, 4) and record["distribution"].tolist() == [0.25, 0.75]
+    assert record["wall"] == 1.5
+    assert store.read({**clip, "start": 2.0}) is None  # another span of that id (issue 14: clip starts)
+    assert RecordStore(tmp_path, "model", {"seed": 1}).read(clip) is None  # other settings
+    store.path(clip["id"]).write_bytes(b"damaged")
+    assert store.read(clip) is None  # made again, not trusted
+    assert store.path("a/b c") != store.path("a_b c")  # ids that differ only in unsafe characters
