@@ -92,6 +92,13 @@ def test_shards_are_disjoint_contiguous_and_cover_the_inputs(n, world, unit):
     assert max(map(len, blocks)) - min(map(len, blocks)) <= unit
     for rank in range(world):  # blocks start on a batch boundary
         assert Shard(rank, world).bounds(n, unit)[0] % unit == 0
+    assert Shard(world - 1, world).describe(n, "clips", unit).startswith(f"process {world - 1} of {world}: ")
+
+
+def test_a_process_without_inputs_says_so():
+    assert Shard(0, 3).describe(2, "videos") == "process 0 of 3: no videos of 2"
+    assert Shard(1, 3).describe(2, "videos") == "process 1 of 3: videos 1-1 of 2"
+    assert Shard(2, 3).describe(2, "videos") == "process 2 of 3: videos 2-2 of 2"
 
 
 def test_one_process_is_the_whole_list_without_a_process_group(monkeypatch):
