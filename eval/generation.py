@@ -31,7 +31,8 @@ re-run with the same command, scores only the clips that have no record (records
 with other settings are never reused; delete OUT/records/ to start over).  Many processes
 or GPUs: `accelerate launch --num_processes 8 eval/generation.py ...`; each process takes a
 block of the clips, the main process merges every clip's records (FAD over all clips'
-embeddings, the mean of per-clip KL) into the table one process would make.
+embeddings, the mean of per-clip KL) into the table one process would make.  `--device
+auto` picks a GPU when there is one (each process its own under the launcher), else the CPU.
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ def parser() -> argparse.ArgumentParser:
                    help="guidance for autoregressive models (FoleyGen: 3)")
     s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
     s.add_argument("--batch-size", type=int, default=1)
-    s.add_argument("--device", default="cpu", help="cpu (default), auto (a GPU when there is one; under accelerate launch "
-                   "each process's own), cuda, cuda:N, mps")
+    s.add_argument("--device", default="cpu")
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     o = p.add_argument_group("outputs")
     o.add_argument("--out", default="eval-generation", help="folder for generation.json / generation.md")
