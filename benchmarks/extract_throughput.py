@@ -72,8 +72,9 @@ def compare_readers(args) -> None:
             for fps in args.sample_fps:
                 cfg = load_config(None, SETUPS["offline"] + [f"extract.duration={args.seconds}", f"extract.fps={fps:g}",
                                                             "extract.num_workers=0", "extract.batch_size=4"])
-                extract(manifest, tmp / "fit", cfg.codec, cfg.visual, cfg.extract, progress=False)  # fit outside timing
-                cfg.codec.path = str(tmp / "fit" / "codec.safetensors")
+                fit = tmp / f"fit-{gop}-{fps:g}"
+                extract(manifest, fit, cfg.codec, cfg.visual, cfg.extract, progress=False)  # fit outside timing
+                cfg.codec.path = str(fit / "codec.safetensors")
                 best, decode, stored = {}, {}, {}
                 for r in range(args.repeat):  # interleaved: load changes hit both readers alike
                     for name, reader in readers.items():

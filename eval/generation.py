@@ -31,7 +31,8 @@ re-run with the same command, scores only the clips that have no record (records
 with other settings are never reused; delete OUT/records/ to start over).  Many processes
 or GPUs: `accelerate launch --num_processes 8 eval/generation.py ...`; each process takes a
 block of the clips, the main process merges every clip's records (FAD over all clips'
-embeddings, the mean of per-clip KL) into the table one process would make.
+embeddings, the mean of per-clip KL) into the table one process would make.  `--device
+auto` picks a GPU when there is one (each process its own under the launcher), else the CPU.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from vab.training.run import data_paths
     from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard
-    from vab.utils import atomic_path
+    from vab.utils import atomic_path, pick_device
 
     console = Console(stderr=True)
     split = None if args.split == "all" else args.split
@@ -124,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
     if any(o.startswith("codec.griffin_lim_iters=") for o in args.overrides):
         decode["griffin_lim_iters"] = int(cfg.codec.griffin_lim_iters)
     shard = Shard.current()  # under `accelerate launch`: this process's block of the clips
-    embedder = build_scorer(args.embedder, shard.device(args.device))
-    classifier = None if args.classifier == "none" else build_classifier(args.classifier, shard.device(args.device))
+    scoring_device = str(pick_device(shard.device(args.device)))  # `auto`: this process's GPU, else the CPU
+    embedder = build_scorer(args.embedder, scoring_device)
+    classifier = None if args.classifier == "none" else build_classifier(args.classifier, scoring_device)
 
     out = Path(args.out)
     if shard.world_size > 1:

@@ -92,6 +92,13 @@ def test_shards_are_disjoint_contiguous_and_cover_the_inputs(n, world, unit):
     assert max(map(len, blocks)) - min(map(len, blocks)) <= unit
     for rank in range(world):  # blocks start on a batch boundary
         assert Shard(rank, world).bounds(n, unit)[0] % unit == 0
+    assert Shard(world - 1, world).describe(n, "clips", unit).startswith(f"process {world - 1} of {world}: ")
+
+
+def test_a_process_without_inputs_says_so():
+    assert Shard(0, 3).describe(2, "videos") == "process 0 of 3: no videos of 2"
+    assert Shard(1, 3).describe(2, "videos") == "process 1 of 3: videos 1-1 of 2"
+    assert Shard(2, 3).describe(2, "videos") == "process 2 of 3: videos 2-2 of 2"
 
 
 def test_one_process_is_the_whole_list_without_a_process_group(monkeypatch):
@@ -223,9 +230,10 @@ def scores(out: Path) -> dict:
 @pytest.mark.slow
 def test_two_process_evaluation_reports_what_one_process_reports(tmp_path, dataset_and_model):
     data, model = dataset_and_model
-    one = run(1, *eval_args(data, model, tmp_path / "one", "--save-audio"))
+    # --device auto: this machine's CPU in one process, each process's own device under the launcher
+    one = run(1, *eval_args(data, model, tmp_path / "one", "--save-audio", "--device", "auto"))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run(2, *eval_args(data, model, tmp_path / "two", "--save-audio"))
+    two = run(2, *eval_args(data, model, tmp_path / "two", "--save-audio", "--device", "auto"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "process 1 of 2: clips 7-12 of 12" in two.stderr
     a, b = scores(tmp_path / "one"), scores(tmp_path / "two")
@@ -276,3 +284,19 @@ def test_an_evaluation_process_scores_only_its_block(tmp_path, dataset_and_model
     for side in ("real", "model"):
         ids = {json.loads(str(np.load(p)["header"]))["clip"]["id"] for p in records(tmp_path, side)}
         assert ids == mine, side
+
+
+def test_a_record_serves_only_its_own_clip_and_settings(tmp_path):
+    from vab.evaluation.records import RecordStore
+
+    clip = {"id": "a/b c", "video": "v.mp4", "start": 0.0, "duration": 10.0, "row": 3}
+    store = RecordStore(tmp_path, "model", {"seed": 0})
+    store.write(clip, np.ones((2, 4)), np.array([0.25, 0.75]), wall=1.5)
+    record = store.read(clip)
+    assert record["embeddings"].shape == (2, 4) and record["distribution"].tolist() == [0.25, 0.75]
+    assert record["wall"] == 1.5
+    assert store.read({**clip, "start": 2.0}) is None  # another span of that id (issue 14: clip starts)
+    assert RecordStore(tmp_path, "model", {"seed": 1}).read(clip) is None  # other settings
+    store.path(clip["id"]).write_bytes(b"damaged")
+    assert store.read(clip) is None  # made again, not trusted
+    assert store.path("a/b c") != store.path("a_b c")  # ids that differ only in unsafe characters

@@ -68,7 +68,8 @@ class Shard:
     def describe(self, n: int, what: str, unit: int = 1) -> str:
         """One line saying which block of `n` `what` this process took."""
         start, stop = self.bounds(n, unit)
-        return f"process {self.rank} of {self.world_size}: {what} {start + 1}-{stop} of {n}"
+        block = f"{what} {start + 1}-{stop}" if stop > start else f"no {what}"
+        return f"process {self.rank} of {self.world_size}: {block} of {n}"
 
     def barrier(self) -> None:
         """Wait until every process gets here (nothing to wait for with one process)."""
