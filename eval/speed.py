@@ -78,6 +78,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     # the clock wraps the forward: the Generator then keeps this very model
     from vab.model.quantize import prepare_for_inference
 
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
     model = prepare_for_inference(model, args.precision, inplace=True)
     with generator_autocast(args.precision):
         warm_up(model, guidance)
@@ -112,7 +113,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     return {
         "preset": preset,
         "model": "FoleyGen (autoregressive)" if autoregressive else "VAB (masked, parallel)",
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "params_m": params_m,
         "batch": batch,
         "precision": args.precision,
         "clip_seconds": result.seconds,
