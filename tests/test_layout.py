@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "vab"
 
 #: the stages in pipeline order; a module may import its own stage and those before it
 STAGES = [
-    {"errors", "utils", "config", "media"},
+    {"errors", "utils", "config", "media", "precision"},
     {"codecs", "visual"},
     {"data"},
     {"model"},
