@@ -67,6 +67,7 @@ class ForwardClock:
     def __init__(self, model: VAB, limit: int = 0):
         self.model, self.limit = model, limit
         self.real: list[float] = []  # seconds of each real forward
+        self.real_cpu: list[float] = []  # CPU seconds of this process in each real forward
         self.replayed = 0
         self.replay_seconds = 0.0
         self._last: torch.Tensor | None = None
@@ -81,8 +82,10 @@ class ForwardClock:
                 self.replayed += 1
                 self.replay_seconds += time.perf_counter() - start
             else:
+                cpu = time.process_time()
                 out = self._last = network(*args, **kwargs)
                 self.real.append(time.perf_counter() - start)
+                self.real_cpu.append(time.process_time() - cpu)
             return out
 
         self.model.forward = forward

@@ -4,7 +4,11 @@
     python benchmarks/precision_speed.py --forward-presets tiny --train-presets demo
 
 In one process, variants interleaved (each round runs every variant once, the best round
-is kept), so a change of machine load hits them alike:
+is kept), so a change of machine load hits them alike.  Times are the process's CPU time
+(`time.process_time`, one torch thread): on a machine shared with other jobs the wall time
+of a single-threaded run mostly measures how often the scheduler gave it the core (our runs
+got 10-20% of a core at load 10-14), while its CPU time measures the work; both are kept in
+the JSON, ratios use CPU time.
 
 1. Peaks: a 2048^3 matrix product in fp32 and in bf16 (``torch.mm``), and the int8 kernel
    vab's int8 layers use (a dynamically quantized ``Linear(2048, 2048)`` on 2048 rows:
@@ -56,11 +60,12 @@ KERNEL = {"fp32": "fp32", "bf16": "bf16", "int8": "int8", "int8-torchao": "int8"
 
 
 def best_time(fn, reps: int) -> float:
+    """Least CPU seconds of `reps` calls of `fn` (see the module docstring)."""
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best
 
 
@@ -93,18 +98,21 @@ def forward_rows(preset: str, batches: list[int], formats: list[str], rounds: in
             model(tokens, features, drop_visual=drop)
         flops = float(counter.get_total_flops())
         times = {name: float("inf") for name in formats}
+        walls = dict(times)
         for _ in range(rounds):
             for name, (run, dtype) in variants.items():
                 with torch.inference_mode(), autocast(dtype):
-                    t0 = time.perf_counter()
+                    t0, w0 = time.process_time(), time.perf_counter()
                     run(tokens, features, drop_visual=drop)
-                    times[name] = min(times[name], time.perf_counter() - t0)
+                    times[name] = min(times[name], time.process_time() - t0)
+                    walls[name] = min(walls[name], time.perf_counter() - w0)
         for name in formats:
             achieved = flops / times[name] / 1e9
             rows.append({"preset": preset, "batch": batch, "rows": tokens.shape[0], "format": name,
-                         "seconds": times[name], "vs_fp32": times["fp32"] / times[name], "gflops": achieved,
-                         "of_peak": achieved / peak[KERNEL[name]]})
-            print(f"  forward {preset} batch {batch} {name}: {times[name]:.3f} s", flush=True)
+                         "seconds": times[name], "wall_seconds": walls[name], "vs_fp32": times["fp32"] / times[name],
+                         "gflops": achieved, "of_peak": achieved / peak[KERNEL[name]]})
+            print(f"  forward {preset} batch {batch} {name}: {times[name]:.3f} CPU s ({walls[name]:.1f} wall s)",
+                  flush=True)
     return rows
 
 
@@ -130,13 +138,13 @@ def train_rows(cases: list[str], rounds: int, steps: int, peak: dict) -> list[di
 
         def step(dtype):
             batch_data = random_batch(model, batch, 8, data)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             with autocast(dtype):
                 loss, _ = objective(model, batch_data, gen)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            return time.perf_counter() - t0
+            return time.process_time() - t0
 
         with FlopCounterMode(display=False) as counter:
             step(None)
@@ -163,13 +171,13 @@ def markdown(r: dict) -> str:
              f"Peaks (best of before / after): fp32 mm {p['fp32']:.0f} GFLOP/s, bf16 mm {p['bf16']:.0f} GFLOP/s "
              f"({p['bf16'] / p['fp32']:.1f}x fp32), int8 dynamic Linear {p['int8']:.0f} GFLOP/s "
              f"({p['int8'] / p['fp32']:.1f}x fp32).", "",
-             "| preset | batch (rows) | format | one forward s | vs fp32 | GFLOP/s | of its format's peak |",
+             "| preset | batch (rows) | format | one forward, CPU s | vs fp32 | GFLOP/s | of its format's peak |",
              "|---|---|---|---:|---:|---:|---:|"]
     for x in r["forward"]:
         lines.append(f"| {x['preset']} | {x['batch']} ({x['rows']}) | {x['format']} | {x['seconds']:.3f} | "
                      f"{x['vs_fp32']:.2f}x | {x['gflops']:.0f} | {100 * x['of_peak']:.0f}% |")
     if r["train"]:
-        lines += ["", "| training case | params | batch | format | step s | vs fp32 | GFLOP/s | of its format's peak |",
+        lines += ["", "| training case | params | batch | format | step, CPU s | vs fp32 | GFLOP/s | of its format's peak |",
                   "|---|---:|---:|---|---:|---:|---:|---:|"]
         for x in r["train"]:
             lines.append(f"| {x['case']} ({x['preset']}) | {x['params_m']:.1f}M | {x['batch']} | {x['format']} | "
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forward-presets", nargs="*", default=["tiny", "vab-encodec"])
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     p.add_argument("--train-presets", nargs="*", default=list(TRAIN_CASES), choices=list(TRAIN_CASES))
-    p.add_argument("--rounds", type=int, default=2, help="rounds of interleaved variants, best kept")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of interleaved variants, best kept")
     p.add_argument("--train-steps", type=int, default=3, help="training steps per variant and round")
     p.add_argument("--out", type=Path, default=Path("runs/bench/precision"))
     args = p.parse_args(argv)

@@ -78,6 +78,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     # the clock wraps the forward: the Generator then keeps this very model
     from vab.model.quantize import prepare_for_inference
 
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
     model = prepare_for_inference(model, args.precision, inplace=True)
     with generator_autocast(args.precision):
         warm_up(model, guidance)
@@ -94,9 +95,9 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
                           precision=args.precision, batch_size=batch)
     clock = ForwardClock(model, limit)
     with torch.inference_mode(), clock:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outcomes = list(generator.run(requests, sampling))
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for outcome in outcomes:
         if outcome.error is not None:
@@ -109,10 +110,13 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
             mean_end = time_last_steps(model, batch, guidance, len(clock.real))
     forward_estimate = clock.calls * (mean_start + mean_end) / 2
     extra = forward_estimate - clock.inside  # forward seconds the replayed calls would have cost
+    # the same in CPU seconds (robust on a shared machine), the end-of-window steps scaled alike
+    cpu_forward = sum(clock.real_cpu) / len(clock.real_cpu) * (mean_start + mean_end) / 2 / mean_start
+    cpu_total = cpu + clock.replayed * cpu_forward
     return {
         "preset": preset,
         "model": "FoleyGen (autoregressive)" if autoregressive else "VAB (masked, parallel)",
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "params_m": params_m,
         "batch": batch,
         "precision": args.precision,
         "clip_seconds": result.seconds,
@@ -125,6 +129,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
         "wall_s": wall,
         "total_s": wall + extra,
         "seconds_per_clip": (wall + extra) / batch,
+        "cpu_seconds_per_clip": cpu_total / batch,
         "decode_s": sum(o.result.timings["decode"] for o in outcomes),
         "built_rss_mb": built_kb / 1024,
         "peak_rss_mb": peak_kb / 1024,
@@ -192,8 +197,12 @@ def timing_label(r: dict) -> str:
     return f"extrapolated from {r['forwards_real']} of {r['forwards']} forwards"
 
 
-def speedups(rows: list[dict]) -> dict[tuple[str, int, str], float]:
-    """(pair, batch, precision) -> FoleyGen seconds / VAB seconds, both in that format."""
+CLOCKS = {"wall": "seconds_per_clip", "cpu": "cpu_seconds_per_clip"}
+
+
+def speedups(rows: list[dict], clock: str = "wall") -> dict[tuple[str, int, str], float]:
+    """(pair, batch, precision) -> FoleyGen seconds / VAB seconds, both in that format, by `clock`."""
+    key = CLOCKS[clock]
     out = {}
     for pair, (vab, ar) in PAIRS.items():
         for r in rows:
@@ -201,17 +210,18 @@ def speedups(rows: list[dict]) -> dict[tuple[str, int, str], float]:
                 other = [x for x in rows if x["preset"] == ar and x["batch"] == r["batch"]
                          and x["precision"] == r["precision"]]
                 if other:
-                    out[(pair, r["batch"], r["precision"])] = other[0]["seconds_per_clip"] / r["seconds_per_clip"]
+                    out[(pair, r["batch"], r["precision"])] = other[0][key] / r[key]
     return out
 
 
-def format_gains(rows: list[dict]) -> dict[tuple[str, int, str], float]:
+def format_gains(rows: list[dict], clock: str = "wall") -> dict[tuple[str, int, str], float]:
     """(preset, batch, precision) -> fp32 seconds / this format's seconds (same preset and batch)."""
+    key = CLOCKS[clock]
     out = {}
     for r in rows:
         base = [x for x in rows if x["preset"] == r["preset"] and x["batch"] == r["batch"] and x["precision"] == "fp32"]
         if base:
-            out[(r["preset"], r["batch"], r["precision"])] = base[0]["seconds_per_clip"] / r["seconds_per_clip"]
+            out[(r["preset"], r["batch"], r["precision"])] = base[0][key] / r[key]
     return out
 
 
@@ -221,20 +231,22 @@ def markdown(rows: list[dict], header: dict, gains: dict) -> str:
         "",
         f"{header['machine']}; load average {header['load_start']:.2f} at the start, {header['load_end']:.2f} "
         f"at the end. {header['seconds']:g}-s clips from random frame features (frame encoding excluded, "
-        "codec decoding included), random weights; \"vs fp32\" is the same model and batch in fp32 over this format.",
+        "codec decoding included), random weights; \"vs fp32\" is the same model and batch in fp32 over this format; "
+        f"ratios by {header.get('clock', 'wall')} time.",
         "",
-        "| pair | model | preset | params | batch | format | timing | windows | forwards | s per clip | peak RSS | "
-        "CPU cores used | vs fp32 | FoleyGen / VAB |",
-        "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| pair | model | preset | params | batch | format | timing | windows | forwards | s per clip | CPU s per clip | "
+        "peak RSS | CPU cores used | vs fp32 | FoleyGen / VAB |",
+        "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    faster = format_gains(rows)
+    faster = format_gains(rows, header.get("clock", "wall"))
     for r in rows:
         gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
         vs = faster.get((r["preset"], r["batch"], r["precision"]))
         lines.append(
             f"| {r['pair']} | {r['model']} | {r['preset']} | {r['params_m']:.{0 if r['params_m'] >= 10 else 1}f}M | "
             f"{r['batch']} | {r['precision']} | {timing_label(r)} | {r['windows']} | {r['forwards']} | "
-            f"{r['seconds_per_clip']:.2f} s | {r['peak_rss_mb']:.0f} MB | {r['cores_used']:.2f} of {r['threads']} | "
+            f"{r['seconds_per_clip']:.2f} s | {r.get('cpu_seconds_per_clip', float('nan')):.2f} s | "
+            f"{r['peak_rss_mb']:.0f} MB | {r['cores_used']:.2f} of {r['threads']} | "
             f"{f'{vs:.2f}x' if vs is not None else ''} | {f'{gain:.2f}x' if gain is not None else ''} |"
         )
     lines += ["", header["notes"]]
@@ -297,6 +309,7 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
                    f"{platform.python_version()}",
         "load_start": os.getloadavg()[0],
         "seconds": args.seconds,
+        "clock": args.clock,
     }
     rows = []
     for pair in args.pairs:
@@ -306,7 +319,7 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
                 for precision in args.precisions:
                     t0 = time.perf_counter()
                     runs = [run_child(preset, batch, precision, args) for _ in range(args.repeat)]
-                    row = min(runs, key=lambda r: r["seconds_per_clip"])
+                    row = min(runs, key=lambda r: r[CLOCKS[args.clock]])
                     row["pair"], row["repeat"] = pair, args.repeat
                     rows.append(row)
                     print(f"  {preset} batch {batch} {precision}: {row['seconds_per_clip']:.2f} s per clip "
@@ -314,7 +327,7 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
                           flush=True)
     header["load_end"] = os.getloadavg()[0]
     header["notes"] = NOTES
-    gains = speedups(rows)
+    gains = speedups(rows, args.clock)
     print_rich(rows, gains)
     text = markdown(rows, header, gains)
     print(text)
@@ -348,6 +361,9 @@ def parser() -> argparse.ArgumentParser:
                    "thread-synchronisation stalls a busy machine adds, which hit FoleyGen's many small steps hardest")
     p.add_argument("--precisions", nargs="+", default=["fp32"], metavar="FORMAT",
                    help=f"number formats to measure, each for both models ({', '.join(FORMATS)}; default fp32)")
+    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="what the ratios compare: wall seconds, or the process's CPU seconds (with --threads 1, "
+                   "robust when other jobs share the machine: wall time then mostly measures the scheduler)")
     p.add_argument("--out", default="runs/eval/speed", help="folder for speed.json and speed.md")
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)  # internal: the child's format
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one preset in this process

@@ -44,10 +44,12 @@ def bf16_cpu(monkeypatch):
 def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(bf16_cpu):
     bf16_cpu(True)
     assert precision.resolve_generation_precision("auto", "cpu") == "bf16"
-    assert resolve_precision("auto") == "bf16"
+    assert resolve_precision("auto", parameters=400_000_000) == "bf16"
+    assert resolve_precision("auto", parameters=1_400_000) == "no"  # measured slower in bf16 (tiny)
+    assert resolve_precision("bf16", parameters=1_400_000) == "bf16"
     bf16_cpu(False)
     assert precision.resolve_generation_precision("auto", "cpu") == "fp32"
-    assert resolve_precision("auto") == "no"
+    assert resolve_precision("auto", parameters=400_000_000) == "no"
     # explicit choices are kept whatever the processor
     for value in ("fp32", "bf16", "int8"):
         assert precision.resolve_generation_precision(value, "cpu") == value

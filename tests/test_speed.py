@@ -59,3 +59,11 @@ def test_unknown_format_is_a_one_line_error(capsys):
     assert _speed().main(["--precisions", "fp32", "int4", "--pairs", "tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert "int4" in err and "\n" not in err
+
+
+def test_cpu_clock_compares_cpu_seconds():
+    speed = _speed()
+    rows = [dict(_row("vab-encodec", 1, 100.0, True), cpu_seconds_per_clip=10.0),
+            dict(_row("vab-encodec", 1, 100.0, True, "bf16"), cpu_seconds_per_clip=4.0)]
+    assert speed.format_gains(rows, "cpu")[("vab-encodec", 1, "bf16")] == 2.5
+    assert speed.format_gains(rows)[("vab-encodec", 1, "bf16")] == 1.0

@@ -8,9 +8,10 @@ see :func:`vab.model.multiway.token_logits` and :func:`vab.generation.sampling.g
 matrix units, fp32 on any other CPU.
 
 Training (`train.precision`, Accelerate's names): ``no`` (fp32), ``bf16``, ``fp16``;
-``auto`` = bf16 on a CUDA GPU and on a CPU with native bf16 matrix units, "no" elsewhere.
-On such CPUs bf16 matrix products run several times faster than fp32 (docs/BENCHMARKS.md,
-"Number formats"); the quality checks there showed no loss against fp32 at equal steps.
+``auto`` = bf16 on a CUDA GPU, and on a CPU with native bf16 matrix units for models of
+:data:`CPU_BF16_MIN_PARAMS` parameters or more; "no" elsewhere.  On such CPUs bf16 matrix
+products run several times faster than fp32, but a tiny model's step is dominated by
+casts and small operations and runs slower (docs/BENCHMARKS.md, "Number formats").
 
 "Native bf16" is read from the processor at run time (:func:`torch.cpu.get_capabilities`):
 x86 ``avx512_bf16`` or ``amx_bf16``, ARM ``bf16`` (BFMMLA; Apple M2 and later, Graviton 3).
@@ -28,6 +29,10 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI registers --precision wit
 
 #: choices of `--precision` for generation
 GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+#: smallest model (parameters) `train.precision=auto` trains in bf16 on a CPU: measured on AMX, a
+#: 1.4M-parameter step was 0.89x as fast in bf16 (casts cost more than the products save), a
+#: 35M one 1.63x (docs/BENCHMARKS.md, "Number formats")
+CPU_BF16_MIN_PARAMS = 10_000_000
 #: CPU flags (as torch.cpu.get_capabilities() names them) that mean native bf16 matrix products
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
@@ -73,9 +78,10 @@ def resolve_generation_precision(precision: str, device: "torch.device | str") -
     return precision
 
 
-def resolve_training_precision(precision: str, choices: tuple[str, ...]) -> str:
+def resolve_training_precision(precision: str, choices: tuple[str, ...], parameters: int | None = None) -> str:
     """Accelerate's mixed_precision for `train.precision` (one of `choices`, "auto" included):
-    auto -> bf16 on a CUDA GPU or a CPU with native bf16, else "no"."""
+    auto -> bf16 on a CUDA GPU, or on a CPU with native bf16 when the model has at least
+    :data:`CPU_BF16_MIN_PARAMS` `parameters` (None: size unknown, counts as large), else "no"."""
     import torch
 
     from vab.errors import ConfigError
@@ -86,7 +92,8 @@ def resolve_training_precision(precision: str, choices: tuple[str, ...]) -> str:
         return precision
     if torch.cuda.is_available():
         return "bf16"
-    return "bf16" if cpu_has_native_bf16() else "no"
+    big = parameters is None or parameters >= CPU_BF16_MIN_PARAMS
+    return "bf16" if big and cpu_has_native_bf16() else "no"
 
 
 def check_generation_precision(precision: str) -> str:

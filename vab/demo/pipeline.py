@@ -311,11 +311,11 @@ class Demo:
 def demo_precisions(precision: str) -> tuple[str, str]:
     """(train.precision, generation --precision) for the demo's `--precision`.
 
-    auto: training in fp32 and generation in the format `vab generate` picks (bf16 on a CPU
-    with native bf16); the `tiny` model's matrices are too small for bf16 to pay off in
-    training (docs/BENCHMARKS.md, "Number formats").  fp32 / bf16: both; int8: fp32 training,
-    int8 generation."""
-    choices = {"auto": ("no", "auto"), "fp32": ("no", "fp32"), "bf16": ("bf16", "bf16"), "int8": ("no", "int8")}
+    auto: what `train.precision=auto` and `vab generate` pick (for the demo's 1.4M-parameter
+    model: fp32 training, as bf16 measured slower at that size, and bf16 generation on a CPU
+    with native bf16; docs/BENCHMARKS.md, "Number formats").  fp32 / bf16: both; int8: fp32
+    training, int8 generation."""
+    choices = {"auto": ("auto", "auto"), "fp32": ("no", "fp32"), "bf16": ("bf16", "bf16"), "int8": ("no", "int8")}
     if precision not in choices:
         raise VabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return choices[precision]

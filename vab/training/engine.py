@@ -44,8 +44,9 @@ Semantics
   data position (epoch, batches consumed) is checkpointed and a resumed run
   starts exactly there.  Data-set code must not draw from global RNGs for
   resumption to stay bit-exact (do random augmentation in the objective).
-- Precision: `cfg.precision` auto = bf16 on a CUDA GPU and on a CPU with native bf16
-  matrix units (AVX512-BF16 / AMX, ARM BF16), fp32 ("no") elsewhere (:mod:`vab.precision`);
+- Precision: `cfg.precision` auto = bf16 on a CUDA GPU, and on a CPU with native bf16
+  matrix units (AVX512-BF16 / AMX, ARM BF16) for models of 10M parameters or more (smaller
+  ones train slower in bf16 there), fp32 ("no") elsewhere (:mod:`vab.precision`);
   bf16 on a CPU runs through Accelerate's CPU autocast; fp16 uses Accelerate's GradScaler and
   needs a GPU.
 - Optimizer: AdamW, weight decay on matrices only (`vab.training.optim`);
@@ -146,10 +147,11 @@ class TrainState:
         return (self.step, self.epoch, self.batch_in_epoch)
 
 
-def resolve_precision(precision: str) -> str:
-    """auto -> bf16 on a CUDA GPU or a CPU with native bf16 matrix units, else "no" (fp32);
+def resolve_precision(precision: str, parameters: int | None = None) -> str:
+    """auto -> bf16 on a CUDA GPU, or on a CPU with native bf16 matrix units for a model of
+    `parameters` >= :data:`vab.precision.CPU_BF16_MIN_PARAMS`, else "no" (fp32);
     see :func:`vab.precision.resolve_training_precision`."""
-    return resolve_training_precision(precision, PRECISIONS)
+    return resolve_training_precision(precision, PRECISIONS, parameters)
 
 
 class Trainer:
@@ -190,7 +192,8 @@ class Trainer:
         if isinstance(train_set, IterableDataset) or not hasattr(train_set, "__len__"):
             raise TypeError("Trainer needs a map-style training set (with __len__ and __getitem__)")
 
-        self.accelerator = _make_accelerator(cfg, self.run_dir, accelerator_kwargs or {})
+        parameters = sum(p.numel() for p in model.parameters())
+        self.accelerator = _make_accelerator(cfg, self.run_dir, accelerator_kwargs or {}, parameters)
         acc = self.accelerator
         self.device = acc.device
         self.rank = acc.process_index
@@ -681,8 +684,8 @@ def _check_config(cfg: Any) -> None:
     resolve_precision(cfg.precision)
 
 
-def _make_accelerator(cfg: Any, run_dir: Path, extra: dict) -> Accelerator:
-    precision = resolve_precision(cfg.precision)
+def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | None = None) -> Accelerator:
+    precision = resolve_precision(cfg.precision, parameters)
     tracker = None if str(cfg.tracker).lower() in ("none", "", "null") else str(cfg.tracker)
     kwargs: dict[str, Any] = dict(
         mixed_precision=precision,
