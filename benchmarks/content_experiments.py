@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[list[str], dict, str | None]] = {
     "full0.3+experts0": ([*NEW, "model.expert_layers=0"], {}, None),
     "full0.3+experts4": ([*NEW, "model.expert_layers=4"], {}, None),
     "full0.3+nodrop": ([*NEW, "train.visual_dropout=0.0"], {}, None),
+    "full0.3+guidance1": ([], {"guidance": 1.0}, "full0.3"),
     "full0.3+guidance2": ([], {"guidance": 2.0}, "full0.3"),
     "full0.3+guidance10": ([], {"guidance": 10.0}, "full0.3"),
     "full0.3+temp0.5": ([], {"temperature": 0.5}, "full0.3"),
