@@ -13,14 +13,15 @@ clean fixed sound), this world removes the easy cues a real video does not give:
   are a whispered fricative, plucked notes, a whistle and knocks, each varying in the same ways.
   Everything is made offline with numpy.
 
-Timing is as in the demo world: the sound plays exactly while the shape is visible.
+Timing is as in the demo world: the sound plays exactly while the shape is visible.  Frames
+are drawn by :func:`vab.data.synthetic.render_frames` with the clip's colours (``spec.extra``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vab.data.synthetic import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, _shape_mask, gate
+from vab.data.synthetic import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.errors import VabError
 
 #: class c pairs SHAPES[c] with SOUND_FAMILIES[c]
@@ -149,25 +150,3 @@ def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: 
     n = int(round(seconds * sample_rate))
     x = family_sound(cls.sound, n, spec.extra, rng, sample_rate) * gate(spec.intervals, n, sample_rate)
     return (x * spec.loudness).astype(np.float32)
-
-
-# ---------------------------------------------------------------------- pictures
-def render_frames(spec: ClipSpec, cls: ObjectClass, seconds: float, fps: float, width: int, height: int) -> np.ndarray:
-    """uint8 ``[F, H, W, 3]``: the clip's shape in its colour on its background while visible."""
-    rng = np.random.default_rng(spec.seed + 1)
-    count = int(round(seconds * fps))
-    base = np.empty((height, width, 3), dtype=np.float32)
-    base[:] = np.asarray(spec.extra["background_colour"], dtype=np.float32)
-    masks = [_shape_mask(cls.shape, height, half, cx, cy, width) for cx, cy, half in spec.places]
-    colour = np.asarray(spec.extra["colour"], dtype=np.float32)
-    frames = np.empty((count, height, width, 3), dtype=np.uint8)
-    for i in range(count):
-        img = base.copy()
-        if spec.background == "noisy":
-            img += rng.normal(0.0, 24.0, size=img.shape).astype(np.float32)
-        t = i / fps
-        for (t0, t1), mask in zip(spec.intervals, masks):
-            if t0 <= t < t1:
-                img[mask] = colour
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
-    return frames

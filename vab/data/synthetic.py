@@ -189,13 +189,16 @@ def _shape_mask(shape: str, size: int, half: int, cx: int, cy: int, width: int) 
 
 
 def render_frames(spec: ClipSpec, cls: ObjectClass, seconds: float, fps: float, width: int, height: int) -> np.ndarray:
-    """uint8 ``[F, H, W, 3]``: frame i shows time ``i / fps``."""
+    """uint8 ``[F, H, W, 3]``: frame i shows time ``i / fps``.  The object's colour and the
+    background's are the class's and a grey level, unless the clip's ``extra`` names them
+    (``colour``, ``background_colour``: the shapes world)."""
     rng = np.random.default_rng(spec.seed + 1)
     count = int(round(seconds * fps))
-    base = np.full((height, width, 3), spec.background_level, dtype=np.float32)
+    base = np.empty((height, width, 3), dtype=np.float32)
+    base[:] = np.asarray(spec.extra.get("background_colour", [spec.background_level] * 3), dtype=np.float32)
     masks = [_shape_mask(cls.shape, height, half, cx, cy, width) for cx, cy, half in spec.places]
     frames = np.empty((count, height, width, 3), dtype=np.uint8)
-    colour = np.asarray(cls.colour, dtype=np.float32)
+    colour = np.asarray(spec.extra.get("colour", cls.colour), dtype=np.float32)
     for i in range(count):
         img = base.copy()
         if spec.background == "noisy":
@@ -234,13 +237,12 @@ def write_clip(
 
     from vab import media
 
+    frames = render_frames(spec, cls, seconds, fps, width, height)  # colours from spec.extra when set
     if world == "shapes":
         from vab.data import shapes
 
-        frames = shapes.render_frames(spec, cls, seconds, fps, width, height)
         wav = shapes.render_audio(spec, cls, seconds)
     else:
-        frames = render_frames(spec, cls, seconds, fps, width, height)
         wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
         silent = write_video(Path(tmp) / "video.mp4", frames, fps)

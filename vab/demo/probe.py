@@ -40,8 +40,8 @@ def stored_features(data_dir: str | Path) -> dict[str, Any]:
 def pool_visible(features: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
     """``[F, D]`` -> ``[2 D]``: mean and max over the `visible` frames (bool ``[F]``; all frames
     when None or when none is visible)."""
-    if visible is not None and visible.any():
-        features = features[visible[: len(features)]] if visible[: len(features)].any() else features
+    if visible is not None and len(visible) == len(features) and visible.any():
+        features = features[visible]
     return np.concatenate([features.mean(axis=0), features.max(axis=0)])
 
 
