@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             records=out, shard=shard,
         )
     if report is None:  # not the main process: it wrote its clips' records, the main one merged them
+        shard.close()
         return 0
     with atomic_path(out / "generation.json") as tmp:
         tmp.write_text(json.dumps(report.to_json(), indent=2))
@@ -148,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(report.markdown())
     print_table(console, report)
     console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}")
+    shard.close()
     return 1 if report.failures else 0
 
 
