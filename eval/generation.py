@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
             save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
             records=out, shard=shard,
         )
+    shard.close()  # every process is past its work; the group is not needed to write the report
     if report is None:  # not the main process: it wrote its clips' records, the main one merged them
-        shard.close()
         return 0
     with atomic_path(out / "generation.json") as tmp:
         tmp.write_text(json.dumps(report.to_json(), indent=2))
@@ -149,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(report.markdown())
     print_table(console, report)
     console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}")
-    shard.close()
     return 1 if report.failures else 0
 
 
