@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
             records=out, shard=shard,
         )
+    shard.close()  # every process is past its work; the group is not needed to write the report
     if report is None:  # not the main process: it wrote its clips' records, the main one merged them
         return 0
     with atomic_path(out / "generation.json") as tmp:

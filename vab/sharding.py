@@ -76,6 +76,18 @@ class Shard:
         if self.state is not None:
             self.state.wait_for_everyone()
 
+    def close(self) -> None:
+        """Wait for every process, then take the process group down: a process that exits
+        with the group still up can abort at exit ("terminate called without an active
+        exception") while the main one is still merging.  Nothing to do with one process."""
+        if self.state is None:
+            return
+        import torch.distributed as dist
+
+        self.state.wait_for_everyone()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
     def gather(self, value: T) -> list[T]:
         """Every process's `value`, in rank order, on every process (a barrier too)."""
         if self.state is None:

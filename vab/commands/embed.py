@@ -62,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if shard.world_size > 1:
         index, problems = join_parts(Path(args.out), shard, index, problems)
         if not shard.is_main:
+            shard.close()
             return 0
     if index is not None:
         index.save(args.out)
         console.print(f"embedded {len(index)} clip(s) -> {args.out}")
     report_problems(console, problems)
+    shard.close()
     return 1 if problems or index is None else 0
 
 

@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             bar.finished(outcome.request)
 
     print_summary(console, rows, problems, out)
+    shard.close()
     return 1 if problems else 0
 
 
