@@ -382,7 +382,8 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     not 0-2; a data set made before starts were stored is refused in one line only where the start
     cannot be known (a file longer than its clip), and read from 0 where it can."""
     from vab.cli import main as vab_main
-    from vab.evaluation.generation import RealAudio, dataset_clips, score_real
+    from vab.evaluation.generation import RealAudio, clip_header, dataset_clips, score_real
+    from vab.evaluation.records import RecordStore
     from vab import media
 
     videos = [two_part_video(tmp_path / f"v{i}.mp4", 300.0 * (i + 1), 2000.0 + 500 * i) for i in range(2)]
@@ -409,11 +410,14 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     old_clips = dataset_clips([old], None)
     assert [c.start for c in old_clips.clips] == [None, None]
     embedder = LogMelEmbedder()
+    store = RecordStore(tmp_path / "records", "real", {"test": 1})
     with pytest.raises(VabError, match=r"old: made before vab stored clip starts.*v0\.mp4 is longer than its 2-s clip"):
-        score_real(old_clips, RealAudio(old_clips, "auto", sample_rate=16000), embedder, None)
+        score_real(old_clips, RealAudio(old_clips, "auto", sample_rate=16000), embedder, None, store)
+    assert not store.folder.exists()  # refused before any clip was scored
     # the stored tokens need no start
-    scores, used, failures = score_real(old_clips, RealAudio(old_clips, "tokens", sample_rate=16000), embedder, None)
-    assert set(used.values()) == {"tokens"} and not failures
+    failures = score_real(old_clips, RealAudio(old_clips, "tokens", sample_rate=16000), embedder, None, store)
+    assert not failures
+    assert {store.read(clip_header(clip))["kind"] for clip in old_clips.clips} == {"tokens"}
     # format 1 over files no longer than their clips: the start can only have been 0
     whole = tmp_path / "whole.jsonl"
     short = [make_video(tmp_path / f"s{i}.mp4", seconds=2.0, fps=4, width=32, height=32, freq=400.0 + 300 * i)

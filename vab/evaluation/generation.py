@@ -244,7 +244,7 @@ class RealAudio:
 # ---------------------------------------------------------------------- scores
 def clip_header(clip: Clip) -> dict[str, Any]:
     """What a record names its clip by: a record for another span or file of an id is stale."""
-    return {"id": clip.id, "video": clip.video, "start": float(clip.start), "duration": float(clip.duration),
+    return {"id": clip.id, "video": clip.video, "start": None if clip.start is None else float(clip.start), "duration": float(clip.duration),
             "row": clip.row}
 
 
