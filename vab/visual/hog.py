@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vab.visual.base import VisualEncoder
-from vab.visual.pixels import as_frames
+from vab.visual.pixels import PixelEncoder
 
 BINS = 9  # orientation bins over 180 degrees
 
@@ -67,33 +65,22 @@ def orientation_maps(frames: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class HogEncoder(VisualEncoder):
-    """uint8 ``[F, H, W, 3]`` -> ``[F, hog_dim(grid)]`` (see the module docstring), float32 >= 0."""
+class HogEncoder(PixelEncoder):
+    """uint8 ``[F, H, W, 3]`` -> ``[F, hog_dim(grid)]`` (see the module docstring), float32 >= 0.
+    Grid checks and batching are the pixel grid's; only the features of a batch differ."""
 
     name = "hog"
-
-    def __init__(self, grid: int = 8, batch_size: int = 64):
-        super().__init__()
-        if grid < 1:
-            raise ValueError(f"grid must be >= 1, got {grid}")
-        self.grid = int(grid)
-        self.batch_size = max(1, int(batch_size))
 
     @property
     def dim(self) -> int:
         return hog_dim(self.grid)
 
-    def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = as_frames(frames)
-        out = []
-        with torch.inference_mode():
-            for chunk in x.split(self.batch_size):
-                maps = orientation_maps(chunk.cpu())
-                total = maps.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None, None, None]
-                parts = []
-                for g in pyramid(self.grid):
-                    cells = F.adaptive_avg_pool2d(maps, g) * (maps.shape[2] * maps.shape[3]) / (g * g)
-                    # share of the frame's gradient energy in each cell and bin, rooted, ~unit mean
-                    parts.append((cells / total * (BINS * g * g)).sqrt().flatten(1))
-                out.append(torch.cat(parts, dim=1))
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+    def features(self, chunk: torch.Tensor) -> torch.Tensor:
+        maps = orientation_maps(chunk.cpu())
+        total = maps.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None, None, None]
+        parts = []
+        for g in pyramid(self.grid):
+            cells = F.adaptive_avg_pool2d(maps, g) * (maps.shape[2] * maps.shape[3]) / (g * g)
+            # share of the frame's gradient energy in each cell and bin, rooted, ~unit mean
+            parts.append((cells / total * (BINS * g * g)).sqrt().flatten(1))
+        return torch.cat(parts, dim=1)

@@ -45,13 +45,17 @@ class PixelEncoder(VisualEncoder):
     def dim(self) -> int:
         return self.grid * self.grid * 3
 
+    def features(self, chunk: torch.Tensor) -> torch.Tensor:
+        """One batch: uint8 ``[B, H, W, 3]`` -> ``[B, dim]`` float32 on the CPU."""
+        f = F.adaptive_avg_pool2d(chunk.permute(0, 3, 1, 2).float(), self.grid)
+        return (f / 127.5 - 1.0).flatten(1).cpu()
+
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = as_frames(frames)
         out = []
         with torch.inference_mode():
             # batches bound the float copy of full-size frames
             for chunk in x.split(self.batch_size):
-                f = F.adaptive_avg_pool2d(chunk.permute(0, 3, 1, 2).float(), self.grid)
-                out.append((f / 127.5 - 1.0).flatten(1).cpu())
+                out.append(self.features(chunk))
         # concatenated outside inference mode: callers get an ordinary tensor
         return torch.cat(out) if out else torch.zeros(0, self.dim)
