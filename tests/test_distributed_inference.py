@@ -243,7 +243,8 @@ def test_two_process_evaluation_reports_what_one_process_reports(tmp_path, datas
 
 
 def records(out: Path, side: str) -> list[Path]:
-    return sorted(out.glob(f"records/{side}-*/*.npz"))
+    """Finished records (not the hidden temporaries a kill mid-write leaves, which pathlib's glob matches)."""
+    return sorted(p for p in out.glob(f"records/{side}-*/*.npz") if not p.name.startswith("."))
 
 
 @pytest.mark.slow
