@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.synthetic import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
+from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.errors import VabError
 
 #: class c pairs SHAPES[c] with SOUND_FAMILIES[c]

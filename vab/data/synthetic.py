@@ -25,23 +25,21 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.errors import VabError
 
-SAMPLE_RATE = 16000  # Hz, the written audio
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.csv"
 WORLD = "world.json"
 CLIPS_DIR = "clips"
-RAMP_SECONDS = 0.005  # fade in / out at each on / off switch (no clicks)
 
-SHAPES = ("square", "disc", "triangle", "cross", "ring", "diamond", "hbar", "vbar")
 COLOURS = {
     "red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 240), "yellow": (240, 220, 40),
     "magenta": (220, 50, 220), "cyan": (40, 220, 230), "orange": (250, 140, 20), "white": (245, 245, 245),
@@ -52,32 +50,6 @@ MAX_CLASSES = len(SHAPES)
 #: fixed clean sounds) and ``shapes`` (:mod:`vab.data.shapes`: only the shape names the class,
 #: colours and sounds vary per clip)
 WORLDS = ("demo", "shapes")
-
-
-@dataclass(frozen=True)
-class ObjectClass:
-    """One class of the world: what is seen and what is heard."""
-
-    name: str
-    shape: str
-    colour: tuple[int, int, int]
-    sound: str
-
-
-@dataclass
-class ClipSpec:
-    """Everything needed to render one clip (seconds, pixels)."""
-
-    id: str
-    split: str
-    label: int
-    intervals: list[tuple[float, float]]  # visible spans, seconds
-    places: list[tuple[int, int, int]]  # per span: centre x, centre y, half size (pixels)
-    loudness: float  # peak amplitude of the sound
-    background: str  # plain | noisy
-    background_level: int
-    seed: int
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -136,20 +108,6 @@ def _sound(kind: str, n: int, sample_rate: int, rng: np.random.Generator) -> np.
         raise VabError(f"unknown sound {kind!r}")
     x = np.asarray(x, dtype=np.float64)
     return (x / max(np.abs(x).max(), 1e-9)).astype(np.float32)
-
-
-def gate(intervals: list[tuple[float, float]], n: int, sample_rate: int) -> np.ndarray:
-    """float32 ``[n]`` in [0, 1]: 1 inside the intervals (seconds), 5-ms linear ramps at the edges."""
-    g = np.zeros(n, dtype=np.float32)
-    ramp = max(1, int(RAMP_SECONDS * sample_rate))
-    for t0, t1 in intervals:
-        a, b = int(round(t0 * sample_rate)), min(n, int(round(t1 * sample_rate)))
-        g[a:b] = 1.0
-        up = np.linspace(0.0, 1.0, min(ramp, b - a), dtype=np.float32)
-        g[a : a + len(up)] = np.minimum(g[a : a + len(up)], up)
-        if b < n:
-            g[b - len(up) : b] = np.minimum(g[b - len(up) : b], up[::-1])
-    return g
 
 
 def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""What every synthetic world shares (:mod:`vab.data.synthetic`, :mod:`vab.data.shapes`): the
+audio rate, the shapes drawn, a class, one clip's specification and the audio gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz, the written audio
+RAMP_SECONDS = 0.005  # fade in / out at each on / off switch (no clicks)
+SHAPES = ("square", "disc", "triangle", "cross", "ring", "diamond", "hbar", "vbar")
+
+
+@dataclass(frozen=True)
+class ObjectClass:
+    """One class of the world: what is seen and what is heard."""
+
+    name: str
+    shape: str
+    colour: tuple[int, int, int]
+    sound: str
+
+
+@dataclass
+class ClipSpec:
+    """Everything needed to render one clip (seconds, pixels)."""
+
+    id: str
+    split: str
+    label: int
+    intervals: list[tuple[float, float]]  # visible spans, seconds
+    places: list[tuple[int, int, int]]  # per span: centre x, centre y, half size (pixels)
+    loudness: float  # peak amplitude of the sound
+    background: str  # plain | noisy
+    background_level: int
+    seed: int
+    extra: dict = field(default_factory=dict)
+
+
+def gate(intervals: list[tuple[float, float]], n: int, sample_rate: int) -> np.ndarray:
+    """float32 ``[n]`` in [0, 1]: 1 inside the intervals (seconds), 5-ms linear ramps at the edges."""
+    g = np.zeros(n, dtype=np.float32)
+    ramp = max(1, int(RAMP_SECONDS * sample_rate))
+    for t0, t1 in intervals:
+        a, b = int(round(t0 * sample_rate)), min(n, int(round(t1 * sample_rate)))
+        g[a:b] = 1.0
+        up = np.linspace(0.0, 1.0, min(ramp, b - a), dtype=np.float32)
+        g[a : a + len(up)] = np.minimum(g[a : a + len(up)], up)
+        if b < n:
+            g[b - len(up) : b] = np.minimum(g[b - len(up) : b], up[::-1])
+    return g
