@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vab.config import VisualConfig
 from vab.data.store import DATA_DIR, DataInfo, write_part
+from vab.visual import visual_dim
 
 
 def make_synthetic_dataset(
@@ -26,7 +28,7 @@ def make_synthetic_dataset(
     levels: int = 4,
     codebook_size: int = 32,
     frames: int = 8,
-    dim: int = 192,
+    dim: int | None = None,
     frame_rate: float = 50.0,
     duration: float = 4.0,
     seed: int = 0,
@@ -36,6 +38,8 @@ def make_synthetic_dataset(
     test 4).  `swap_audio` lists clip indices whose tokens come from another class.  The
     spectral codec beside it is fitted on one tone per class, so the stored data decodes."""
     per_class = per_class or {"train": 16, "valid": 4, "test": 4}
+    visual = VisualConfig()  # the offline default encoder, as the tiny preset's
+    dim = visual_dim(visual) if dim is None else dim
     rng = np.random.default_rng(seed)
     T = int(round(duration * frame_rate))
     fps = frames / duration
@@ -68,7 +72,7 @@ def make_synthetic_dataset(
         codec={"name": "spectral", "bandwidth": 3.0, "sample_rate": 16000, "frame_rate": frame_rate,
                "n_fft": 1024, "levels": levels, "codebook_size": codebook_size},
         num_codebooks=levels, codebook_size=codebook_size, sample_rate=16000, frame_rate=frame_rate,
-        duration=duration, has_visual=True, visual={"name": "pixels", "grid": 8}, visual_dim=dim, fps=fps,
+        duration=duration, has_visual=True, visual={"name": visual.name, "grid": visual.grid}, visual_dim=dim, fps=fps,
         label_names=[f"class{c}" for c in range(classes)], multi_label=False,
     )
     out = Path(out)

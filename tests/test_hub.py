@@ -28,6 +28,7 @@ from tests.synthdata import make_synthetic_dataset, tiny_overrides
 from vab.cli import main
 from vab.errors import VabError
 from vab.model.directory import CARD_FILE, MODEL_FILES
+from vab.visual import visual_dim
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN, V1, OTHER = "a" * 40, "b" * 40, "c" * 40  # commit hashes of the hand-built snapshots
@@ -44,7 +45,7 @@ def save_model(out: Path, data: Path, *extra: str, seed: int = 0, levels: int | 
 
     cfg = load_config("tiny", tiny_overrides(data) + SMALL + [f"train.seed={seed}", *extra])
     codec = load_codec_for(cfg, data)
-    return save_model_dir(build_model(cfg, codec, 192), codec, out)
+    return save_model_dir(build_model(cfg, codec, visual_dim(cfg.visual)), codec, out)
 
 
 @pytest.fixture(scope="module")
@@ -394,7 +395,7 @@ def test_save_pretrained_writes_a_hub_card_and_loading_never_needs_it(made, tmp_
     assert card.data.library_name == "vab" and card.data.license == "other"
     assert card.data.pipeline_tag == "any-to-any" and {"vab", "video-to-audio", "codec-spectral"} <= set(card.data.tags)
     total = model.num_parameters()
-    for text in (f"{total:,}", "| preset |", "spectral", "pixels (8 x 8 x 3 = 192", "4 s: 8 frames at 2 fps",
+    for text in (f"{total:,}", "| preset |", "spectral", "hog-colour (gradient-orientation histograms on a 4 x 4 pyramid plus a colour grid, 201-d", "4 s: 8 frames at 2 fps",
                  "vab generate clip.mp4 --checkpoint MODEL"):
         assert text in card.text, text
     assert "| preset | `tiny` |" in vab.VAB.from_config(

@@ -186,6 +186,19 @@ def test_model_alibi_modes():
 
 
 # ---------------------------------------------------------------- configuration checks
+def test_mean_pooled_visual_input_gives_every_frame_the_clips_mean():
+    frames, pooled = make_model(), make_model("model.visual_pool=mean")
+    tokens, features = batch(model=frames)
+    v = pooled.encode_visual(features)
+    torch.testing.assert_close(v, v[:, :1].expand_as(v))  # no frame differs: no timing from the picture
+    # the same weights, per frame, see the clip's mean feature at every position
+    mean = features.float().mean(dim=1, keepdim=True).expand_as(features).contiguous()
+    torch.testing.assert_close(v, frames.encode_visual(mean))
+    assert not torch.allclose(frames.encode_visual(features), v)
+    with pytest.raises(ConfigError, match="model.visual_pool: 'max'"):
+        make_model("model.visual_pool=max")
+
+
 def test_bad_configs_raise_config_errors():
     with pytest.raises(ConfigError, match="divisible"):
         make_model("model.heads=5")

@@ -16,8 +16,8 @@ from vab.data.synthetic import plan_clips, read_truth, synthesize, visibility, w
 from vab.demo import quality
 from vab.demo.probe import pool_visible, visual_probe
 from vab.errors import VabError
-from vab.visual import build_visual_encoder
-from vab.visual.hog import hog_dim
+from vab.visual import build_visual_encoder, visual_dim
+from vab.visual.hog import hog_colour_dim, hog_dim
 
 from .synthdata import make_synthetic_dataset
 
@@ -107,6 +107,23 @@ def test_hog_tells_shapes_apart_whatever_their_colour_and_pixels_does_not():
     assert np.linalg.norm(h[0] - h[1]) < 0.1 * np.linalg.norm(h[0] - h[2])
     p = pixels.encode(frames).numpy()
     assert np.linalg.norm(p[0] - p[1]) > np.linalg.norm(p[0] - p[2])  # colour dominates the pixel grid
+
+
+def test_hog_colour_tells_both_shape_and_colour_and_keeps_the_hog_part():
+    cfg = VisualConfig(name="hog-colour", grid=4)
+    both = build_visual_encoder(cfg)
+    frames = np.stack([
+        _picture("hbar", (250, 20, 20), (10, 10, 90)),
+        _picture("hbar", (20, 200, 250), (10, 10, 90)),  # same shape and background, other colour
+        _picture("vbar", (250, 20, 20), (10, 10, 90)),  # same colours, other shape
+    ])
+    f = both.encode(frames).numpy()
+    assert f.shape == (3, hog_colour_dim(4)) == (3, 9 * (16 + 4 + 1) + 3 * 2 * 2) and both.dim == visual_dim(cfg)
+    shape, colour = f[:, : hog_dim(4)], f[:, hog_dim(4):]
+    np.testing.assert_allclose(shape, build_visual_encoder(VisualConfig(name="hog", grid=4)).encode(frames).numpy())
+    # hog alone cannot tell the first two apart; the colour part can, and it is in [-1, 1]
+    assert np.linalg.norm(colour[0] - colour[1]) > 10 * np.linalg.norm(shape[0] - shape[1])
+    assert np.abs(colour).max() <= 1.0
 
 
 def test_hog_refuses_what_is_not_uint8_rgb():

@@ -46,13 +46,13 @@ class CodecConfig:
 
 @dataclass
 class VisualConfig:
-    """Frame encoder.  `name` is one of clip | pixels | hog."""
+    """Frame encoder.  `name` is one of clip | pixels | hog | hog-colour."""
 
-    name: str = "pixels"
+    name: str = "hog-colour"  # the offline default: shape and colour, no weights
     model: str = "EVA02-L-14"  # open_clip model name
     pretrained: Optional[str] = "merged2b_s4b_b131k"  # open_clip pretrained tag
     path: Optional[str] = None  # local open_clip weights file; overrides `pretrained`
-    grid: int = 8  # pixels: frames reduced to grid x grid x 3 colours; hog: finest cell grid
+    grid: int = 4  # pixels: frames reduced to grid x grid x 3 colours; hog, hog-colour: finest cell grid
     batch_size: int = 64  # frames per encoder call
     device: str = "auto"
     precision: str = "auto"  # auto = fp16 on GPU, fp32 on CPU
@@ -103,6 +103,9 @@ class ModelConfig:
     # audio frame rate, concatenated channel-wise with the audio embeddings)
     visual_mask: str = "all"
     conditioning: str = "prefix"
+    # vab only: frames | mean.  `mean` gives every frame position the clip's mean feature (no
+    # timing from the picture), an ablation of per-frame input (issue 15, docs/BENCHMARKS.md)
+    visual_pool: str = "frames"
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 EPILOG = """\
 examples:
-  vab extract clips.csv --out data/mine                  # offline default: spectral codec + pixels encoder
+  vab extract clips.csv --out data/mine                  # offline default: spectral codec + hog-colour encoder
   vab extract videos/ --out data/mine --duration 4 --fps 2
   vab extract vggsound.csv --root /data/vggsound --out data/vgg --config vab-encodec
   vab extract balanced_train_segments.csv --class-index class_labels_indices.csv \\
@@ -26,8 +26,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (created; re-running resumes)")
     p.add_argument("--config", help="preset name or YAML whose codec / visual / extract sections to use")
     p.add_argument("--codec", choices=["spectral", "encodec", "dac"], help="audio codec (default: spectral, offline)")
-    p.add_argument("--visual", choices=["pixels", "hog", "clip"],
-                   help="frame encoder (default: pixels, offline; hog: offline, sees shape)")
+    p.add_argument("--visual", choices=["pixels", "hog", "hog-colour", "clip"],
+                   help="frame encoder (default: hog-colour, offline, shape and colour; pixels: offline, colours "
+                        "only; hog: offline, shape only; clip: the paper's, needs weights)")
     p.add_argument("--duration", type=float, help="seconds per clip; longer clips are cut, shorter padded")
     p.add_argument("--fps", type=float, help="visual frames stored per second")
     p.add_argument("--root", help="folder holding the media files (VGGSound / AudioSet manifests; relative paths)")

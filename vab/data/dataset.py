@@ -68,8 +68,9 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
         for key in ("name", "model", "pretrained", "grid") if cfg.visual.name == "clip" else ("name", "grid"):
             if info.visual.get(key) != want_visual.get(key):
                 problems.append(f"visual.{key}: data {info.visual.get(key)!r}, model {want_visual.get(key)!r}")
-        if not problems and cfg.visual.name in ("pixels", "hog"):
-            from vab.visual import visual_dim
+        from vab.visual import OFFLINE_ENCODERS, visual_dim
+
+        if not problems and cfg.visual.name in OFFLINE_ENCODERS:
 
             want = visual_dim(cfg.visual)
             if info.visual_dim != want:

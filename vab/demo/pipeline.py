@@ -1,7 +1,7 @@
 """`vab demo`: the whole system on a synthetic world, end to end, on a CPU.
 
 synthesise (vab.data.synthetic) -> extract (vab.data.extract: spectral codec fitted on
-the training clips, pixels encoder) -> pretrain (vab.training.run.pretrain, the `tiny` preset
+the training clips, the `tiny` preset's hog-colour frame encoder) -> pretrain (vab.training.run.pretrain, the `tiny` preset
 with :attr:`DemoSettings.overrides`) -> generate for held-out clips (vab.generation.generator.Generator:
 wav, muxed mp4, PNG plots) and score the soundtracks (vab.demo.quality) -> retrieval
 fine-tuning and evaluation (vab.finetuning.contrastive) -> an embedding index of the
@@ -99,7 +99,7 @@ QUICK = replace(
 SHAPES = replace(
     FULL, name="shapes", world="shapes", train=320, valid=32, test=64, seconds=3.0, pretrain_steps=400,
     temperature=0.5,
-    overrides=[*TINY_OVERRIDES, "visual.name=hog", "train.level_weights=[4,2,1,1]"],
+    overrides=[*TINY_OVERRIDES, "train.level_weights=[4,2,1,1]"],
 )
 SHAPES_QUICK = replace(
     SHAPES, name="shapes-quick", train=192, valid=16, test=32, pretrain_steps=300, retrieval_steps=80,

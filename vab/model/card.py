@@ -221,8 +221,10 @@ def _visual(model: Any) -> str:
         return f"open_clip `{v.model}` ({weights}), {model.visual_dim}-d features"
     if v.name == "pixels":
         return f"pixels ({v.grid} x {v.grid} x 3 = {model.visual_dim} values per frame, no weights)"
-    if v.name == "hog":
-        return f"hog (gradient-orientation histograms on a {v.grid} x {v.grid} pyramid, {model.visual_dim}-d, no weights)"
+    if v.name in ("hog", "hog-colour"):
+        colour = " plus a colour grid" if v.name == "hog-colour" else ""
+        return (f"{v.name} (gradient-orientation histograms on a {v.grid} x {v.grid} pyramid{colour}, "
+                f"{model.visual_dim}-d, no weights)")
     return f"{v.name}, {model.visual_dim}-d features"
 
 

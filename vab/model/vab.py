@@ -23,6 +23,9 @@ from vab.model.base import TokenModel, check_token_config
 from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions, token_logits
 from vab.model.registry import register_model_type
 
+#: model.visual_pool: how frame features enter (frames: one position per frame, as the paper)
+VISUAL_POOLS = ("frames", "mean")
+
 
 @register_model_type("vab")
 class VAB(TokenModel):
@@ -47,6 +50,7 @@ class VAB(TokenModel):
         self.audio_proj = nn.ModuleList(nn.Linear(codebooks.shape[2], width) for _ in range(self.levels))
         self.mask_embed = nn.Parameter(torch.empty(self.levels, width))
         self.visual_proj = nn.Linear(self.visual_dim, width)
+        self.visual_pool = str(m.visual_pool)
         self.null_visual = nn.Parameter(torch.empty(width))
         self.modality = nn.Parameter(torch.empty(2, width))  # 0 = visual, 1 = audio
         self.layers = nn.ModuleList(
@@ -112,7 +116,10 @@ class VAB(TokenModel):
                     f"[batch, frames, {self.visual_dim}]"
                 )
             # the learned null vector, not visual_proj.weight: a quantized projection has no float weight
-            v = self.visual_proj(features.to(device=self.null_visual.device, dtype=self.null_visual.dtype))
+            x = features.to(device=self.null_visual.device, dtype=self.null_visual.dtype)
+            if self.visual_pool == "mean":
+                x = x.mean(dim=1, keepdim=True).expand_as(x)
+            v = self.visual_proj(x)
             if drop_visual is not None:
                 drop = drop_visual.to(device=v.device, dtype=torch.bool)[:, None, None]
                 v = torch.where(drop, self.null_visual.to(v.dtype), v)
@@ -176,5 +183,7 @@ def _check_model_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_
         problems.append(f"model.expert_layers ({m.expert_layers}) must be between 0 and model.layers ({m.layers})")
     if not 0 <= m.given_levels < m.levels:
         problems.append(f"model.given_levels ({m.given_levels}) must be >= 0 and < model.levels ({m.levels})")
+    if m.visual_pool not in VISUAL_POOLS:
+        problems.append(f"model.visual_pool: {m.visual_pool!r} is not one of {', '.join(VISUAL_POOLS)}")
     if problems:
         raise ConfigError("; ".join(problems))

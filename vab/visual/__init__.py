@@ -1,8 +1,8 @@
 """Frame encoders: uint8 RGB frames ``[F, H, W, 3]`` -> features ``[F, D]`` (DESIGN section 3).
 
 ``clip`` wraps an open_clip image tower (the paper's EVA02-CLIP-L by default);
-``pixels`` (a colour grid) and ``hog`` (gradient-orientation histograms: shape) are
-weights-free, for the offline demo and tests.
+``pixels`` (a colour grid), ``hog`` (gradient-orientation histograms: shape) and
+``hog-colour`` (both) are weights-free, for the offline demo and tests.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from vab.config import VisualConfig
 from vab.errors import ConfigError
 from vab.visual.base import VisualEncoder
 
-ENCODERS = ("clip", "pixels", "hog")
+ENCODERS = ("clip", "pixels", "hog", "hog-colour")
+#: the weights-free ones (features fixed by name and grid)
+OFFLINE_ENCODERS = ("pixels", "hog", "hog-colour")
 
 
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
-    """The encoder named by ``cfg.name`` (clip | pixels | hog), weights loaded, in eval mode."""
+    """The encoder named by ``cfg.name`` (clip | pixels | hog | hog-colour), weights loaded, in eval mode."""
     if cfg.name == "pixels":
         from vab.visual.pixels import PixelEncoder
 
@@ -24,6 +26,10 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
         from vab.visual.hog import HogEncoder
 
         return HogEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
+    if cfg.name == "hog-colour":
+        from vab.visual.hog import HogColourEncoder
+
+        return HogColourEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
     if cfg.name == "clip":
         from vab.visual.clip import ClipEncoder  # imports open_clip only when asked for
 
@@ -39,6 +45,10 @@ def visual_dim(visual: VisualConfig) -> int:
         from vab.visual.hog import hog_dim
 
         return hog_dim(int(visual.grid))
+    if visual.name == "hog-colour":
+        from vab.visual.hog import hog_colour_dim
+
+        return hog_colour_dim(int(visual.grid))
     if visual.name == "clip":
         import open_clip
 
@@ -46,7 +56,7 @@ def visual_dim(visual: VisualConfig) -> int:
         if model_cfg is None:
             raise ConfigError(f"visual.model: {visual.model!r} is not an open_clip model name")
         return int(model_cfg["embed_dim"])
-    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected clip, pixels or hog)")
+    raise ConfigError(f"visual.name: unknown frame encoder {visual.name!r} (expected {', '.join(ENCODERS)})")
 
 
-__all__ = ["ENCODERS", "VisualEncoder", "build_visual_encoder", "visual_dim"]
+__all__ = ["ENCODERS", "OFFLINE_ENCODERS", "VisualEncoder", "build_visual_encoder", "visual_dim"]

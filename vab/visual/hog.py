@@ -14,6 +14,10 @@ the overall mix of orientations (coarse cells, insensitive to where the object i
    and contrast do not matter), then square-rooted (Hellinger) and scaled to unit mean size.
 
 Features: ``[F, BINS * sum(g * g)]``, e.g. 765 values for ``grid=8`` (8, 4, 2, 1).
+
+``hog-colour`` appends the ``pixels`` colour grid at half the finest cell size
+(``grid // 2``; 48 values for ``grid=8``): histograms alone do not know colour, which names
+many real sources (fire, water, foliage) and the demo world's classes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ def pyramid(grid: int) -> list[int]:
 def hog_dim(grid: int) -> int:
     """Feature size of :class:`HogEncoder` with `grid`."""
     return BINS * sum(g * g for g in pyramid(grid))
+
+
+def colour_grid(grid: int) -> int:
+    """Side of the colour grid ``hog-colour`` appends: half the finest hog cell grid, at least 1."""
+    return max(1, int(grid) // 2)
+
+
+def hog_colour_dim(grid: int) -> int:
+    """Feature size of :class:`HogColourEncoder` with `grid`."""
+    return hog_dim(grid) + 3 * colour_grid(grid) ** 2
 
 
 def orientation_maps(frames: torch.Tensor) -> torch.Tensor:
@@ -84,3 +98,18 @@ class HogEncoder(PixelEncoder):
             # share of the frame's gradient energy in each cell and bin, rooted, ~unit mean
             parts.append((cells / total * (BINS * g * g)).sqrt().flatten(1))
         return torch.cat(parts, dim=1)
+
+
+class HogColourEncoder(HogEncoder):
+    """uint8 ``[F, H, W, 3]`` -> ``[F, hog_colour_dim(grid)]``: the hog features, then the colour grid
+    of :class:`PixelEncoder` at ``colour_grid(grid)`` (values in [-1, 1]); shape and colour."""
+
+    name = "hog-colour"
+
+    @property
+    def dim(self) -> int:
+        return hog_colour_dim(self.grid)
+
+    def features(self, chunk: torch.Tensor) -> torch.Tensor:
+        colours = F.adaptive_avg_pool2d(chunk.cpu().permute(0, 3, 1, 2).float(), colour_grid(self.grid))
+        return torch.cat([super().features(chunk), (colours / 127.5 - 1.0).flatten(1)], dim=1)
