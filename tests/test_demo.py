@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vab.config import load_config
 from vab.cli import main
 from vab.demo.pipeline import FULL, QUICK, STAGES, Demo
 from vab.errors import VabError
@@ -112,13 +113,15 @@ def test_settings_describe_a_smaller_quick_run():
 
 
 # ---------------------------------------------------------------- the harder world (issue 15)
-def test_vab_demo_world_shapes_picks_the_harder_world_with_the_hog_encoder():
+def test_vab_demo_world_shapes_picks_the_harder_world_with_the_offline_encoder_that_sees_shape():
     from vab.demo.pipeline import SHAPES, SHAPES_QUICK, demo_settings
 
     assert demo_settings() is FULL and demo_settings("demo", quick=True) is QUICK
     assert demo_settings("shapes") is SHAPES and demo_settings("shapes", quick=True) is SHAPES_QUICK
     for s in (SHAPES, SHAPES_QUICK):
-        assert s.world == "shapes" and "visual.name=hog" in s.overrides
+        assert s.world == "shapes" and not [o for o in s.overrides if o.startswith("visual.")]
+    # the preset's frame encoder is the one that tells shapes apart (a colour grid cannot)
+    assert load_config("tiny").visual.name == "hog-colour"
     with pytest.raises(VabError, match="unknown world"):
         demo_settings("cubes")
 

@@ -395,7 +395,7 @@ def test_save_pretrained_writes_a_hub_card_and_loading_never_needs_it(made, tmp_
     assert card.data.library_name == "vab" and card.data.license == "other"
     assert card.data.pipeline_tag == "any-to-any" and {"vab", "video-to-audio", "codec-spectral"} <= set(card.data.tags)
     total = model.num_parameters()
-    for text in (f"{total:,}", "| preset |", "spectral", "hog-colour (gradient-orientation histograms on a 4 x 4 pyramid plus a colour grid, 201-d", "4 s: 8 frames at 2 fps",
+    for text in (f"{total:,}", "| preset |", "spectral", "hog-colour (gradient-orientation histograms on a 8 x 8 pyramid plus a colour grid, 813-d", "4 s: 8 frames at 2 fps",
                  "vab generate clip.mp4 --checkpoint MODEL"):
         assert text in card.text, text
     assert "| preset | `tiny` |" in vab.VAB.from_config(

@@ -15,6 +15,7 @@ from vab.errors import ConfigError, VabError
 from vab.model import VAB, Coarse2Fine, alibi_bias, alibi_positions, alibi_slopes
 from vab.model.multiway import MultiwayLayer
 from vab.model.directory import tensors_digest
+from vab.visual import visual_dim
 
 TINY = [
     "model.width=32", "model.layers=3", "model.expert_layers=2", "model.heads=4", "model.ffn=64",
@@ -383,7 +384,7 @@ def test_vab_info_preset(capsys):
     out = capsys.readouterr().out
     cfg = load_config("tiny")
     with torch.device("meta"):
-        model = VAB.from_config(cfg, torch.zeros(4, 256, 513), 192, 50.0)
+        model = VAB.from_config(cfg, torch.zeros(4, 256, 513), visual_dim(cfg.visual), 50.0)
     assert f"{model.num_parameters():,}" in out
     assert f"{model.num_parameters('expert_layers'):,}" in out
     for word in ("codec:", "spectral", "expert layers", "shared FFN", "attention", "embeddings", "heads"):

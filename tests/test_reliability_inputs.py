@@ -86,7 +86,7 @@ def test_extract_batch_of_bad_media(cases, folder, tmp_path, capsys):
     usable = {c.path.stem for c in cases.values() if c.usable}
     assert set(cols["id"]) == usable  # the unicode name is an id like any other
     assert cols["tokens"].shape[1:] == (4, 100)  # 4 levels x 2 s at 50 Hz
-    assert cols["features"].shape[1:] == (4, 201)  # 2 s at 2 fps, hog-colour at grid 4
+    assert cols["features"].shape[1:] == (4, 813)  # 2 s at 2 fps, hog-colour at grid 8
     row = {i: k for k, i in enumerate(cols["id"])}
     for short in ("one_frame", "uhd_4k"):  # one picture, repeated over the whole clip
         feats = cols["features"][row[short]]

@@ -208,7 +208,7 @@ CONFIG_CASES = {
     "wrong type": ("width: 32", "width: wide", "Value 'wide' of type 'str' could not be converted to Integer"),
     "width vs weights": ("width: 32", "width: 64", "does not match config.yaml: wrong shapes: audio_proj.0.bias (32,) (expected (64,))"),
     "layers vs weights": ("layers: 2", "layers: 3", "missing tensors: layers.2."),
-    "feature size": ("grid: 4", "grid: 8", "the hog-colour frame encoder gives 813-d features; the model reads 201-d"),
+    "feature size": ("grid: 8", "grid: 4", "the hog-colour frame encoder gives 201-d features; the model reads 813-d"),
     "codebook size": ("codebook_size: 16", "codebook_size: 32", "codec.safetensors: fitted with other codec settings: codebook_size 16 (config: 32)"),
     "stft size": ("n_fft: 512", "n_fft: 1024", "codec.safetensors: fitted with other codec settings: n_fft 512 (config: 1024)"),
     "model type": ("type: vab", "type: gpt", "unknown model type 'gpt'"),
@@ -256,7 +256,7 @@ def test_data_with_another_feature_size_is_refused_before_training(tmp_path, cap
     rc = run_script("recipes/pretrain.py", "--config", "tiny", *tiny_overrides(data), "train.max_steps=1",
                     "train.batch_size=2", f"train.output_dir={run}")
     assert rc == 2
-    assert "features: data 48-d, the hog-colour encoder (visual.grid=4) gives 201-d" in one_error_line(capsys)
+    assert "features: data 48-d, the hog-colour encoder (visual.grid=8) gives 813-d" in one_error_line(capsys)
     assert not run.exists()
 
 

@@ -52,7 +52,7 @@ class VisualConfig:
     model: str = "EVA02-L-14"  # open_clip model name
     pretrained: Optional[str] = "merged2b_s4b_b131k"  # open_clip pretrained tag
     path: Optional[str] = None  # local open_clip weights file; overrides `pretrained`
-    grid: int = 4  # pixels: frames reduced to grid x grid x 3 colours; hog, hog-colour: finest cell grid
+    grid: int = 8  # pixels: frames reduced to grid x grid x 3 colours; hog, hog-colour: finest cell grid
     batch_size: int = 64  # frames per encoder call
     device: str = "auto"
     precision: str = "auto"  # auto = fp16 on GPU, fp32 on CPU
