@@ -20,8 +20,9 @@ what it does (every stage is the library's own code):
 
 --world shapes runs the same stages on a harder world: the class is only the shape drawn
 (colours, backgrounds, sizes and places random per clip), each class's sound varies per clip
-(pitch, speed, timbre, loudness; four speech-like vowels share one band), and frames are
-encoded with `hog` (gradient-orientation histograms: shape), not the colour grid.  Its table
+(pitch, speed, timbre, loudness; four speech-like vowels share one band); the offline frame
+encoder `hog-colour` (gradient-orientation histograms: shape, plus a colour grid) tells the
+shapes apart, which a colour grid alone cannot.  Its table
 adds the two ceilings: the judge on the codec round trip (what the tokens carry) and a linear
 probe on the stored frame features (what the picture tells).
 
@@ -48,7 +49,7 @@ def register(sub) -> None:
                    "(training and generation), int8 (fp32 training, int8 generation); default auto")
     p.add_argument("--world", choices=["demo", "shapes"], default="demo",
                    help="demo: colour + shape + fixed sound per class (default); shapes: the harder world "
-                   "(class = shape only, sounds vary per clip), with the hog frame encoder")
+                   "(class = shape only, sounds vary per clip)")
     p.set_defaults(func=run)
 
 
