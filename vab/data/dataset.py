@@ -71,7 +71,6 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
         from vab.visual import OFFLINE_ENCODERS, visual_dim
 
         if not problems and cfg.visual.name in OFFLINE_ENCODERS:
-
             want = visual_dim(cfg.visual)
             if info.visual_dim != want:
                 # same settings but another feature size: meta.yaml edited or the features replaced

@@ -1,14 +1,14 @@
 """`vab demo`: the whole system on a synthetic world, end to end, on a CPU.
 
 synthesise (vab.data.synthetic) -> extract (vab.data.extract: spectral codec fitted on
-the training clips, the `tiny` preset's hog-colour frame encoder) -> pretrain (vab.training.run.pretrain, the `tiny` preset
-with :attr:`DemoSettings.overrides`) -> generate for held-out clips (vab.generation.generator.Generator:
-wav, muxed mp4, PNG plots) and score the soundtracks (vab.demo.quality) -> retrieval
-fine-tuning and evaluation (vab.finetuning.contrastive) -> an embedding index of the
-held-out clips (vab.search, for `vab search` and `vab app`) -> classification fine-tuning
-and evaluation in audio, visual and audio-visual modes (vab.finetuning.classification)
--> a summary table, DIR/report.md and the `vab app` command for the demo's models
-(vab.demo.report).
+the training clips; the `tiny` preset's hog-colour frame encoder) -> pretrain
+(vab.training.run.pretrain, the `tiny` preset with :attr:`DemoSettings.overrides`) ->
+generate for held-out clips (vab.generation.generator.Generator: wav, muxed mp4, PNG
+plots) and score the soundtracks (vab.demo.quality) -> retrieval fine-tuning and
+evaluation (vab.finetuning.contrastive) -> an embedding index of the held-out clips
+(vab.search, for `vab search` and `vab app`) -> classification fine-tuning and evaluation
+in audio, visual and audio-visual modes (vab.finetuning.classification) -> a summary
+table, DIR/report.md and the `vab app` command for the demo's models (vab.demo.report).
 
 Every stage is the library's own code; this module only wires them together.
 
