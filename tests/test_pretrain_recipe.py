@@ -109,7 +109,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_two_processes_train_the_weights_of_one_process_with_double_accumulation(tiny_data, tmp_path):
     """Same items per optimizer step and, with the mask draws seeded per micro-batch (shared
     mask seeds), the same masks: 2 processes x batch 2 give one process's weights with
-    batch 2 x 2 accumulation (only the float summation order differs: 1e-5)."""
+    batch 2 x 2 accumulation (only the float summation order differs: losses to 1e-5, weights to
+    1% of one optimizer step)."""
     from safetensors.torch import load_file
 
     wrapper = tmp_path / "shared_masks.py"
@@ -131,8 +132,12 @@ def test_two_processes_train_the_weights_of_one_process_with_double_accumulation
     wa = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     wb = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     assert sorted(wa) == sorted(wb)
+    # Adam divides by the root of a running mean of squared gradients, so where a gradient is
+    # near zero the summation order shows up magnified in the step: allow 1% of one step (lr
+    # 3e-3; seen: up to 1.4e-5 with 813-d hog-colour features). A real difference (gradients
+    # not averaged, other masks or items) moves weights by whole steps, 100x more.
     for key in wa:
-        assert torch.allclose(wa[key].float(), wb[key].float(), atol=1e-5), key
+        assert torch.allclose(wa[key].float(), wb[key].float(), atol=0.01 * 3e-3), key
 
 
 def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
