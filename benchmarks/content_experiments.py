@@ -51,6 +51,7 @@ VARIANTS: dict[str, tuple[list[str], dict, str | None]] = {
     "full0.3+nodrop": ([*NEW, "train.visual_dropout=0.0"], {}, None),
     "full0.3+lr4e-3": ([*NEW, "train.lr=4e-3"], {}, None),
     "full0.3+pooled": ([*NEW, "model.visual_pool=mean"], {}, None),
+    "full0.3+mlp": ([*NEW, "model.visual_proj=mlp"], {}, None),
     "full0.3+guidance1": ([], {"guidance": 1.0}, "full0.3"),
     "full0.3+guidance2": ([], {"guidance": 2.0}, "full0.3"),
     "full0.3+guidance10": ([], {"guidance": 10.0}, "full0.3"),

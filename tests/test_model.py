@@ -200,6 +200,20 @@ def test_mean_pooled_visual_input_gives_every_frame_the_clips_mean():
         make_model("model.visual_pool=max")
 
 
+def test_mlp_visual_projection_is_two_layers_and_checked():
+    linear, mlp = make_model(), make_model("model.visual_proj=mlp")
+    w = 32
+    assert mlp.num_parameters() - linear.num_parameters() == w * w + w  # the second layer
+    tokens, features = batch(mlp)
+    v = mlp.embed_visual(features)
+    assert v.shape == (3, mlp.num_frames, w) and torch.isfinite(v).all()
+    x = features.float()
+    torch.testing.assert_close(v, mlp.visual_proj[2](torch.nn.functional.gelu(mlp.visual_proj[0](x))) + mlp.modality[0])
+    assert mlp(tokens, features).shape == linear(tokens, features).shape
+    with pytest.raises(ConfigError, match="model.visual_proj: 'conv'"):
+        make_model("model.visual_proj=conv")
+
+
 def test_bad_configs_raise_config_errors():
     with pytest.raises(ConfigError, match="divisible"):
         make_model("model.heads=5")

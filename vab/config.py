@@ -103,9 +103,11 @@ class ModelConfig:
     # audio frame rate, concatenated channel-wise with the audio embeddings)
     visual_mask: str = "all"
     conditioning: str = "prefix"
-    # vab only: frames | mean.  `mean` gives every frame position the clip's mean feature (no
-    # timing from the picture), an ablation of per-frame input (issue 15, docs/BENCHMARKS.md)
+    # vab only, how frame features enter (issue 15, docs/BENCHMARKS.md): visual_pool frames | mean
+    # (`mean` gives every frame position the clip's mean feature: no timing from the picture, an
+    # ablation); visual_proj linear (the paper) | mlp (Linear, GELU, Linear)
     visual_pool: str = "frames"
+    visual_proj: str = "linear"
 
 
 @dataclass

@@ -287,8 +287,9 @@ def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, fra
         problems.append(str(exc))
     if m.given_levels != 0:
         problems.append(f"model.given_levels must be 0 for a foleygen model (got {m.given_levels})")
-    if getattr(m, "visual_pool", "frames") != "frames":
-        problems.append(f"model.visual_pool must be frames for a foleygen model (got {m.visual_pool!r})")
+    if getattr(m, "visual_pool", "frames") != "frames" or getattr(m, "visual_proj", "linear") != "linear":
+        problems.append("model.visual_pool / visual_proj: the foleygen model has its own (model.conditioning), "
+                        f"leave them at frames / linear (got {m.visual_pool!r} / {m.visual_proj!r})")
     if m.conditioning == "concat" and m.width < 2:
         problems.append("model.width must be >= 2 for concat conditioning")
     problems += check_token_config(m, codebooks, visual_dim, frame_rate, data)

@@ -23,8 +23,9 @@ from vab.model.base import TokenModel, check_token_config
 from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions, token_logits
 from vab.model.registry import register_model_type
 
-#: model.visual_pool: how frame features enter (frames: one position per frame, as the paper)
+#: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
 VISUAL_POOLS = ("frames", "mean")
+VISUAL_PROJECTIONS = ("linear", "mlp")
 
 
 @register_model_type("vab")
@@ -49,7 +50,10 @@ class VAB(TokenModel):
         width = int(m.width)
         self.audio_proj = nn.ModuleList(nn.Linear(codebooks.shape[2], width) for _ in range(self.levels))
         self.mask_embed = nn.Parameter(torch.empty(self.levels, width))
-        self.visual_proj = nn.Linear(self.visual_dim, width)
+        if m.visual_proj == "mlp":
+            self.visual_proj = nn.Sequential(nn.Linear(self.visual_dim, width), nn.GELU(), nn.Linear(width, width))
+        else:
+            self.visual_proj = nn.Linear(self.visual_dim, width)
         self.visual_pool = str(m.visual_pool)
         self.null_visual = nn.Parameter(torch.empty(width))
         self.modality = nn.Parameter(torch.empty(2, width))  # 0 = visual, 1 = audio
@@ -185,5 +189,7 @@ def _check_model_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_
         problems.append(f"model.given_levels ({m.given_levels}) must be >= 0 and < model.levels ({m.levels})")
     if m.visual_pool not in VISUAL_POOLS:
         problems.append(f"model.visual_pool: {m.visual_pool!r} is not one of {', '.join(VISUAL_POOLS)}")
+    if m.visual_proj not in VISUAL_PROJECTIONS:
+        problems.append(f"model.visual_proj: {m.visual_proj!r} is not one of {', '.join(VISUAL_PROJECTIONS)}")
     if problems:
         raise ConfigError("; ".join(problems))
