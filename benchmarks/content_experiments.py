@@ -56,6 +56,8 @@ VARIANTS: dict[str, tuple[list[str], dict, str | None]] = {
     "full0.3+guidance2": ([], {"guidance": 2.0}, "full0.3"),
     "full0.3+guidance10": ([], {"guidance": 10.0}, "full0.3"),
     "full0.3+temp0.5": ([], {"temperature": 0.5}, "full0.3"),
+    "full0.3+guidance2+temp0.5": ([], {"guidance": 2.0, "temperature": 0.5}, "full0.3"),
+    "full0.3+guidance3+temp0.5": ([], {"guidance": 3.0, "temperature": 0.5}, "full0.3"),
     "full0.3+levels+temp0.5": ([], {"temperature": 0.5}, "full0.3+levels"),
 }
 
