@@ -147,7 +147,9 @@ def write_report(result: DemoResult) -> Path:
         + WORLD_TEXT[s.world], "",
         f"Model: the `tiny` preset with `{' '.join(s.overrides)}`, features at {s.fps:g} fps; "
         f"pretraining {s.pretrain_steps} steps, retrieval fine-tuning {s.retrieval_steps} steps, "
-        f"classification fine-tuning {s.classify_steps} steps per mode (batch {s.batch_size}).", "",
+        f"classification fine-tuning {s.classify_steps} steps per mode (batch {s.batch_size}). "
+        f"Soundtracks sampled with guidance {s.guidance:g} and temperature {s.temperature:g} (`vab generate "
+        f"--cfg {s.guidance:g} --temperature {s.temperature:g}`; its defaults are the paper's 5 and 1).", "",
         "## Results (held-out test split)", "", *results_table(result),
     ]
     lines += [
