@@ -33,12 +33,13 @@ def make_synthetic_dataset(
     duration: float = 4.0,
     seed: int = 0,
     swap_audio: list[int] | None = None,
+    visual: VisualConfig | None = None,
 ) -> Path:
     """Write the data set; `per_class` maps split -> clips per class (default train 16, valid 4,
     test 4).  `swap_audio` lists clip indices whose tokens come from another class.  The
     spectral codec beside it is fitted on one tone per class, so the stored data decodes."""
     per_class = per_class or {"train": 16, "valid": 4, "test": 4}
-    visual = VisualConfig()  # the offline default encoder, as the tiny preset's
+    visual = visual or VisualConfig()  # default: the offline default encoder, as the tiny preset's
     dim = visual_dim(visual) if dim is None else dim
     rng = np.random.default_rng(seed)
     T = int(round(duration * frame_rate))

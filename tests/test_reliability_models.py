@@ -248,6 +248,24 @@ def test_model_and_data_with_other_codecs_are_refused(model_dir, synthetic, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_data_of_another_offline_encoder_is_refused_with_the_overrides_that_fit(tmp_path, capsys):
+    from tests.synthdata import tiny_overrides
+    from vab.config import VisualConfig
+
+    data = make_synthetic_dataset(tmp_path / "px", visual=VisualConfig(name="pixels", grid=8),
+                                  per_class={"train": 2, "valid": 1, "test": 1})
+    run = tmp_path / "run"
+    common = ["--config", "tiny", *tiny_overrides(data), "train.max_steps=1", "train.batch_size=2",
+              f"train.output_dir={run}"]
+    assert run_script("recipes/pretrain.py", *common) == 2
+    err = one_error_line(capsys)
+    assert "visual.name: data 'pixels', model 'hog-colour'" in err
+    assert "made with visual.name=pixels visual.grid=8: train with those overrides" in err
+    assert not run.exists()
+    # following the advice trains
+    assert run_script("recipes/pretrain.py", *common, "visual.name=pixels", "visual.grid=8") == 0
+
+
 def test_data_with_another_feature_size_is_refused_before_training(tmp_path, capsys):
     from tests.synthdata import tiny_overrides
 

@@ -64,12 +64,17 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
     if cfg.model.levels > info.num_codebooks:
         problems.append(f"model.levels {cfg.model.levels} > {info.num_codebooks} codebooks stored")
     if info.has_visual:
+        from vab.visual import OFFLINE_ENCODERS, visual_dim
+
         want_visual = to_dict(cfg.visual)
         for key in ("name", "model", "pretrained", "grid") if cfg.visual.name == "clip" else ("name", "grid"):
             if info.visual.get(key) != want_visual.get(key):
                 problems.append(f"visual.{key}: data {info.visual.get(key)!r}, model {want_visual.get(key)!r}")
-        from vab.visual import OFFLINE_ENCODERS, visual_dim
-
+        made_with = info.visual.get("name")
+        if made_with != cfg.visual.name and made_with in OFFLINE_ENCODERS:
+            # e.g. data extracted with `pixels`, the `tiny` preset's encoder before hog-colour
+            problems.append(f"the data was made with visual.name={made_with} visual.grid={info.visual.get('grid')}: "
+                            f"train with those overrides, or extract again with --visual {cfg.visual.name}")
         if not problems and cfg.visual.name in OFFLINE_ENCODERS:
             want = visual_dim(cfg.visual)
             if info.visual_dim != want:
