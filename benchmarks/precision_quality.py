@@ -247,12 +247,16 @@ def main(argv: list[str] | None = None) -> int:
         del model, codec
     if args.demo is not None and not args.skip_world:
         results["demo"] = demo_world(args.demo, args.out, [f for f in formats if f != "int8-torchao"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision_quality.json").write_text(json.dumps(results, indent=1))
-    text = markdown(results)
-    (args.out / "precision_quality.md").write_text(text)
-    print(text)
+    write_results(args.out, "precision_quality", results, markdown(results))
     return 0
+
+
+def write_results(out: Path, stem: str, results: dict, text: str) -> None:
+    """OUT/<stem>.json (the numbers) and OUT/<stem>.md (the table), and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 import warnings
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 from generation_speed import make_codec, make_model  # noqa: E402
-from precision_quality import autocast, torchao_available, variant  # noqa: E402
+from precision_quality import autocast, torchao_available, variant, write_results  # noqa: E402
 from pretrain_throughput import machine_line, random_batch  # noqa: E402
 from sampler_overhead import guided_batch, random_condition  # noqa: E402
 
@@ -205,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     result["peaks"] = {k: max(before[k], after[k]) for k in before}
     for row in result["forward"] + result["train"]:  # against the best peak seen
         row["of_peak"] = row["gflops"] / result["peaks"][KERNEL[row["format"]]]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision_speed.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (args.out / "precision_speed.md").write_text(text)
-    print(text)
+    write_results(args.out, "precision_speed", result, markdown(result))
     return 0
 
 

@@ -16,20 +16,24 @@ ENCODERS = ("clip", "pixels", "hog", "hog-colour")
 OFFLINE_ENCODERS = ("pixels", "hog", "hog-colour")
 
 
+def _offline_encoder(cfg: VisualConfig) -> VisualEncoder | None:
+    """The weights-free encoder named by ``cfg.name`` (cheap to build: no weights), or None."""
+    if cfg.name == "pixels":
+        from vab.visual.pixels import PixelEncoder as encoder
+    elif cfg.name == "hog":
+        from vab.visual.hog import HogEncoder as encoder
+    elif cfg.name == "hog-colour":
+        from vab.visual.hog import HogColourEncoder as encoder
+    else:
+        return None
+    return encoder(grid=cfg.grid, batch_size=cfg.batch_size)
+
+
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     """The encoder named by ``cfg.name`` (clip | pixels | hog | hog-colour), weights loaded, in eval mode."""
-    if cfg.name == "pixels":
-        from vab.visual.pixels import PixelEncoder
-
-        return PixelEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
-    if cfg.name == "hog":
-        from vab.visual.hog import HogEncoder
-
-        return HogEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
-    if cfg.name == "hog-colour":
-        from vab.visual.hog import HogColourEncoder
-
-        return HogColourEncoder(grid=cfg.grid, batch_size=cfg.batch_size)
+    offline = _offline_encoder(cfg)
+    if offline is not None:
+        return offline
     if cfg.name == "clip":
         from vab.visual.clip import ClipEncoder  # imports open_clip only when asked for
 
@@ -39,16 +43,9 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
 
 def visual_dim(visual: VisualConfig) -> int:
     """Feature size of a frame-encoder config, without weights."""
-    if visual.name == "pixels":
-        return int(visual.grid) ** 2 * 3
-    if visual.name == "hog":
-        from vab.visual.hog import hog_dim
-
-        return hog_dim(int(visual.grid))
-    if visual.name == "hog-colour":
-        from vab.visual.hog import hog_colour_dim
-
-        return hog_colour_dim(int(visual.grid))
+    offline = _offline_encoder(visual)
+    if offline is not None:
+        return offline.dim
     if visual.name == "clip":
         import open_clip
 
