@@ -17,7 +17,7 @@ from vab import precision
 from vab.cli import main
 from vab.errors import ConfigError, VabError
 from vab.generation.generator import Generator, Request
-from vab.model.quantize import is_quantized, quantize_int8, quantized_linears
+from vab.model.quantize import is_quantized, prepare_for_inference, quantized_linears
 from vab.training.engine import resolve_precision
 
 TRAIN_CHOICES = ("auto", "no", "bf16", "fp16")
@@ -125,9 +125,9 @@ def test_int8_leaves_the_callers_model_float_and_nothing_quantized_is_saved(mode
 
 def test_quantize_copies_unless_inplace(model_dir):
     model = Generator.from_pretrained(model_dir, device="cpu", precision="fp32").model
-    copy = quantize_int8(model)
+    copy = prepare_for_inference(model, "int8")
     assert copy is not model and not is_quantized(model)
-    assert quantize_int8(model, inplace=True) is model and is_quantized(model)
+    assert prepare_for_inference(model, "int8", inplace=True) is model and is_quantized(model)
 
 
 def test_bf16_loads_transformer_weights_in_bf16_and_keeps_norms_heads_embeddings_float(model_dir, tmp_path):

@@ -285,6 +285,7 @@ RULES: dict[str, Bound] = {
     "train.clip_grad": NON_NEGATIVE, "train.ema": BELOW_ONE, "train.log_every": COUNT,
     "train.valid_every": NON_NEGATIVE, "train.checkpoint_every": NON_NEGATIVE, "train.max_nonfinite": COUNT,
     "train.mask_mean": FRACTION, "train.mask_std": NON_NEGATIVE, "train.visual_dropout": FRACTION,
+    "train.mask_full_prob": FRACTION, "train.level_weights": NON_NEGATIVE,
     "train.mixup_prob": FRACTION, "train.roll_prob": FRACTION,
 }
 #: fields that are lists of a fixed length

@@ -25,3 +25,12 @@ class MediaError(VabError):
 
 class ConfigError(VabError):
     """A configuration file or override is invalid."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failure: a user error's own message, anything else as
+    ``unexpected <Type>: <first line of its message>`` (so a batch can report it and go on)."""
+    if isinstance(exc, VabError):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")

@@ -114,8 +114,7 @@ class InputGuard:
 def refuse_input_folder(output: str | os.PathLike, source: str | os.PathLike, option: str) -> None:
     """VabError when the folder a command writes (`option`) is its input folder `source`
     (fine-tuning into the model directory it starts from would replace that model)."""
-    if same_file(output, source):
-        raise VabError(f"{output}: is the input {source}; vab never writes over an input (choose another {option})")
+    InputGuard([source]).refuse([output], option)
 
 
 def refuse_folder(path: str | os.PathLike, option: str) -> None:

@@ -228,7 +228,7 @@ def iter_frames(
     if stream is None:
         container.close()
         raise MediaError(path, "no video stream")
-    keys = _keyframe_times(container, stream) if sparse else []
+    keys = _keyframe_times(container, stream, math.inf if t1 is None else t1) if sparse else []
     return _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys)
 
 
@@ -272,14 +272,19 @@ def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
             raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
 
 
-def _keyframe_times(container, stream) -> list[float]:
-    """Presentation times (seconds from the origin, sorted) of the keyframes of `stream`,
-    from its packets alone (no decoding), then back to the start.  Empty when the packets
-    do not tell or the file cannot seek back (then nothing is skipped)."""
+def _keyframe_times(container, stream, until: float = math.inf) -> list[float]:
+    """Presentation times (seconds from the origin, sorted) of the keyframes of `stream` up to
+    the first one after `until` (later ones are never sought: a window ends there), from its
+    packets alone (no decoding), then back to the start.  Empty when the packets do not tell
+    or the file cannot seek back (then nothing is skipped)."""
     origin = _origin(container)
+    times = []
     try:
-        times = [float(p.pts * p.time_base) - origin for p in container.demux(stream)
-                 if p.is_keyframe and p.pts is not None]
+        for p in container.demux(stream):
+            if p.is_keyframe and p.pts is not None:
+                times.append(float(p.pts * p.time_base) - origin)
+                if times[-1] > until:
+                    break
         container.seek(0)
     except _AV_ERRORS:
         return []

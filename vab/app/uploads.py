@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from vab import media
-from vab.errors import MediaError, VabError
+from vab.errors import MediaError, VabError, describe
 
 NEEDS = ("video", "audio", "media")
 
@@ -39,11 +39,7 @@ def check_upload(
 def one_line(exc: BaseException, uploads: list[str | os.PathLike | None] = ()) -> str:
     """What the page shows for a failed request: a user error's message, or the kind and
     first line of an unexpected one; each upload's cache path replaced by its file name."""
-    if isinstance(exc, VabError):
-        text = str(exc)
-    else:
-        first = str(exc).strip().splitlines()
-        text = f"unexpected {type(exc).__name__}" + (f": {first[0]}" if first else "")
+    text = describe(exc)
     for path in uploads:
         if path:
             text = text.replace(str(path), Path(path).name)

@@ -225,13 +225,12 @@ def plan_batch(out: Path, videos: list[Path], args: argparse.Namespace) -> list[
 
 def reason(exc: Exception, video: Path) -> str:
     """The problem without the file name the list already shows (one line)."""
-    from vab.errors import MediaError, VabError
+    from vab.errors import MediaError, VabError, describe
 
     if isinstance(exc, MediaError):
         return exc.problem
     if not isinstance(exc, VabError):
-        lines = str(exc).strip().splitlines()
-        return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
+        return describe(exc)
     text = str(exc)
     prefix = f"{video}: "
     return text[len(prefix):] if text.startswith(prefix) else text

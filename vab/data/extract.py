@@ -39,7 +39,7 @@ from vab.data.store import (
     read_failures,
     write_part,
 )
-from vab.errors import MediaError, VabError
+from vab.errors import MediaError, VabError, describe
 from vab.files import same_file
 
 
@@ -92,7 +92,7 @@ class _ClipDecoder(torch.utils.data.Dataset):
         except MediaError as exc:
             out["error"] = exc.problem
         except Exception as exc:  # a decoder bug or an exotic file must not stop a long run
-            out["error"] = _unexpected(exc)
+            out["error"] = describe(exc)
         out["decode_seconds"] = time.perf_counter() - t0
         return out
 
@@ -476,14 +476,14 @@ def _encode_each_or_alone(codec, visual, items, device, summary: ExtractSummary)
         return (items, *_encode_batch(codec, visual, items, device, summary))
     except Exception as exc:
         if len(items) == 1:
-            items[0]["error"] = _unexpected(exc)
+            items[0]["error"] = describe(exc)
             return [], None, None
     done, tokens, features = [], [], []
     for item in items:
         try:
             t, f = _encode_batch(codec, visual, [item], device, summary)
         except Exception as exc:
-            item["error"] = _unexpected(exc)
+            item["error"] = describe(exc)
             continue
         done.append(item)
         tokens.append(t[0])
@@ -491,13 +491,6 @@ def _encode_each_or_alone(codec, visual, items, device, summary: ExtractSummary)
     if not done:
         return [], None, None
     return done, np.stack(tokens), None if features[0] is None else np.stack(features)
-
-
-def _unexpected(exc: Exception) -> str:
-    if isinstance(exc, VabError):
-        return str(exc)
-    lines = str(exc).strip().splitlines()
-    return f"unexpected {type(exc).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 def _encode_batch(codec, visual, items, device, summary: ExtractSummary) -> tuple[np.ndarray, np.ndarray | None]:

@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from vab.errors import VabError
+from vab.errors import VabError, describe
 from vab.generation.codec_chunks import decode_chunked
 from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_tokens, soundtrack_tokens
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
@@ -470,8 +470,7 @@ def _user_error(request: Request, exc: Exception) -> VabError:
     if isinstance(exc, VabError):
         return exc
     where = str(request.source) if isinstance(request.source, (str, os.PathLike)) else "features"
-    text = str(exc).strip().splitlines()
-    error = VabError(f"{where}: unexpected {type(exc).__name__}" + (f": {text[0]}" if text else ""))
+    error = VabError(f"{where}: {describe(exc)}")
     error.__cause__ = exc
     return error
 

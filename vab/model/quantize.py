@@ -81,7 +81,3 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
     target._inference_format = precision
     return target
 
-
-def quantize_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """`model` with the linear layers of ``model.layers`` dynamically quantized to int8."""
-    return prepare_for_inference(model, "int8", inplace=inplace)

@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vab.visual.pixels import PixelEncoder
+from vab.visual.pixels import PixelEncoder, colour_grid_features
 
 BINS = 9  # orientation bins over 180 degrees
 
@@ -111,5 +111,4 @@ class HogColourEncoder(HogEncoder):
         return hog_colour_dim(self.grid)
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
-        colours = F.adaptive_avg_pool2d(chunk.cpu().permute(0, 3, 1, 2).float(), colour_grid(self.grid))
-        return torch.cat([super().features(chunk), (colours / 127.5 - 1.0).flatten(1)], dim=1)
+        return torch.cat([super().features(chunk), colour_grid_features(chunk.cpu(), colour_grid(self.grid))], dim=1)

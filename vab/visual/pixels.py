@@ -25,6 +25,13 @@ def as_frames(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x
 
 
+def colour_grid_features(chunk: torch.Tensor, grid: int) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> ``[B, 3 * grid * grid]`` in [-1, 1]: area-averaged colours,
+    channel-major ``[3, grid, grid]``."""
+    f = F.adaptive_avg_pool2d(chunk.permute(0, 3, 1, 2).float(), grid)
+    return (f / 127.5 - 1.0).flatten(1)
+
+
 class PixelEncoder(VisualEncoder):
     """uint8 ``[F, H, W, 3]`` -> ``[F, grid * grid * 3]`` in [-1, 1].
 
@@ -47,8 +54,7 @@ class PixelEncoder(VisualEncoder):
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
         """One batch: uint8 ``[B, H, W, 3]`` -> ``[B, dim]`` float32 on the CPU."""
-        f = F.adaptive_avg_pool2d(chunk.permute(0, 3, 1, 2).float(), self.grid)
-        return (f / 127.5 - 1.0).flatten(1).cpu()
+        return colour_grid_features(chunk, self.grid).cpu()
 
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = as_frames(frames)
