@@ -62,13 +62,17 @@ def chromium(width: int = 1280, height: int = 1000) -> Iterator["object"]:
 
 class AppServer:
     """`vab app ARGS` in a subprocess; :attr:`url` and :attr:`folder` (its workspace) once it
-    serves.  stderr goes to :attr:`log`."""
+    serves.  stderr goes to :attr:`log`; `tmp` (if given) is the server's system temporary
+    folder (``TMPDIR``), where its workspace is made."""
 
-    def __init__(self, args: list[str], log: Path, timeout: float = 180.0):
+    def __init__(self, args: list[str], log: Path, timeout: float = 180.0, tmp: Path | None = None):
         self.log = Path(log)
         self._lines: list[str] = []
         self._stderr = open(self.log, "w")
-        self.proc = subprocess.Popen(VAB + ["app", *args], stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        env = dict(os.environ, **({"TMPDIR": str(tmp)} if tmp is not None else {}))
+        env.pop("GRADIO_TEMP_DIR", None)  # the server chooses it (inside its workspace)
+        self.proc = subprocess.Popen(VAB + ["app", *args], stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                     env=env)
         reader = threading.Thread(target=self._read, daemon=True)
         reader.start()
         deadline = time.monotonic() + timeout

@@ -78,17 +78,28 @@ def artifacts(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(demo_dir, tmp_path_factory):
-    """`vab app` as `vab demo` prints it, on a free port, in its own process."""
+    """`vab app` as `vab demo` prints it, on a free port, in its own process, with a system
+    temporary folder of its own: every test of the page checks that nothing lands there
+    outside the workspace, and a clean stop leaves it empty."""
     from vab.demo.pipeline import app_command
 
     words = app_command(demo_dir).split()
     assert words[:2] == ["vab", "app"] and "--index" in words and "--classifier" in words
+    tmp = tmp_path_factory.mktemp("system-tmp")
     app = AppServer(words[2:] + ["--port", str(free_port()), "--max-seconds", str(MAX_SECONDS),
                                  "--max-upload-mb", str(MAX_UPLOAD_MB)],
-                    log=tmp_path_factory.mktemp("log") / "app.log")
+                    log=tmp_path_factory.mktemp("log") / "app.log", tmp=tmp)
+    assert app.folder.parent == tmp
     yield app
+    assert not outside_the_workspace(app), "the server wrote outside its workspace"
     assert app.stop() == 0
     assert not app.folder.exists(), "stopping the server leaves its temporary folder behind"
+    assert not list(tmp.iterdir()), "a clean stop leaves files in the system's temporary folder"
+
+
+def outside_the_workspace(app) -> list[Path]:
+    """What the server made in its system temporary folder outside its workspace."""
+    return [p for p in app.folder.parent.rglob("*") if p != app.folder and app.folder not in p.parents]
 
 
 @pytest.fixture(scope="module")
@@ -323,9 +334,14 @@ def test_options_are_checked_before_any_model_is_loaded(tmp_path, capsys):
 
 
 def test_jobs_expire_and_the_folder_goes_with_the_server():
+    import tempfile
+
     from vab.app.workspace import Workspace
 
+    before = (tempfile.gettempdir(), os.environ.get("TMPDIR"), os.environ.get("GRADIO_TEMP_DIR"))
     with Workspace(keep=60) as space:
+        space.hold_temporary_files()  # the process's temporary files go into the workspace ...
+        assert Path(tempfile.mkdtemp()).parent == space.root and os.environ["GRADIO_TEMP_DIR"] == str(space.uploads)
         old, new = space.new_job(), space.new_job()
         (old / "a.wav").write_bytes(b"x")
         an_hour_ago = time.time() - 3600
@@ -334,6 +350,8 @@ def test_jobs_expire_and_the_folder_goes_with_the_server():
         assert not old.exists() and new.is_dir()
         root = space.root
     assert not root.exists()
+    # ... until it is closed
+    assert (tempfile.gettempdir(), os.environ.get("TMPDIR"), os.environ.get("GRADIO_TEMP_DIR")) == before
 
 
 def test_stop_ends_generation_at_the_next_window(demo_dir, tmp_path):

@@ -5,12 +5,14 @@ renders with no internet; what would reach out is switched off here: usage analy
 the version check (``analytics_enabled=False``, ``GRADIO_ANALYTICS_ENABLED``), share links
 (``share=False``), server-side rendering through Node (``ssr_mode=False``), the MCP server,
 run history, the monitoring endpoint and the footer's outside links.  Gradio's uploads and
-copies go to the workspace (``GRADIO_TEMP_DIR``), which Gradio ages out after the keep time
-and the server removes when it stops.
+copies go to the workspace (:meth:`~vab.app.workspace.Workspace.hold_temporary_files`, before
+Gradio is first imported), which Gradio ages out after the keep time and the server removes
+when it stops.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Callable
@@ -22,17 +24,21 @@ GRADIO_MISSING = 'vab app needs Gradio, an optional extra: pip install "vab[app]
 
 
 def require_gradio() -> None:
-    """One clear line instead of an ImportError when the extra is not installed."""
+    """One clear line instead of an ImportError when the extra is not installed.  Gradio is
+    looked up, not imported: importing it fixes its temporary folder, which the workspace
+    must set first."""
     try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise VabError(GRADIO_MISSING) from None
+        found = importlib.util.find_spec("gradio") is not None
+    except (ImportError, ValueError):  # ValueError: a module entry without a spec (blocked import)
+        found = False
+    if not found:
+        raise VabError(GRADIO_MISSING)
 
 
 def offline_environment(backend: Backend) -> None:
     """Gradio's settings that must hold before it is imported / the page is built."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ["GRADIO_TEMP_DIR"] = str(backend.workspace.uploads)
+    backend.workspace.hold_temporary_files()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 

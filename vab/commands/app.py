@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     check_generation_precision(args.precision)
     require_gradio()  # before minutes of model loading, not after
     workspace = Workspace(keep=limits.keep_seconds)
+    workspace.hold_temporary_files()  # before anything imports Gradio or writes a temporary file
     try:
         backend = Backend.load(args.checkpoint, args.c2f_checkpoint, workspace=workspace, limits=limits,
                                index=args.index, classifiers=args.classifier, device=args.device,
