@@ -386,3 +386,15 @@ def test_gradio_missing_is_one_line_before_any_model_is_loaded(monkeypatch, tmp_
     assert main(["app", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert 'pip install "vab[app]"' in err and "nowhere" not in err
+
+
+def test_every_sampling_option_has_a_one_line_hint_the_page_and_cli_share():
+    from dataclasses import fields
+
+    from vab.generation.sampling import SamplingConfig, sampling_options
+
+    options = sampling_options()
+    assert [o.name for o in options] == [f.name for f in fields(SamplingConfig)]
+    for option in options:
+        assert option.flag.startswith("--") and option.label and option.default == getattr(SamplingConfig(), option.name)
+        assert option.hint and "\n" not in option.hint and len(option.hint) <= 120, option

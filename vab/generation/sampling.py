@@ -35,7 +35,7 @@ batch size, and a token whose probabilities such rounding moves may then differ.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -46,19 +46,36 @@ from vab.errors import VabError
 Progress = Callable[[int, int], None]
 
 
+def _option(default, label: str, flag: str, hint: str):
+    """A SamplingConfig field with what its users show of it: the page's `label`, the CLI's
+    `flag`, and a one-line `hint` saying what raising the value does (the CLI's help and the
+    page's text under the setting are both this line)."""
+    return field(default=default, metadata={"label": label, "flag": flag, "hint": hint})
+
+
 @dataclass
 class SamplingConfig:
     """Decoding settings; defaults are the paper's (16 steps, guidance 5, tau in 20-25)."""
 
-    steps: int = 16
+    steps: int = _option(16, "steps per window", "--steps",
+                         "passes per window: more refine the sound and take proportionally longer")
     # classifier-free guidance w: logits = u + w * (c - u); 1 = conditional only, 0 = unconditional only
-    guidance: float = 5.0
+    guidance: float = _option(5.0, "guidance", "--cfg",
+                              "how closely the sound follows the picture: higher follows it more strictly and "
+                              "varies less (1: no guidance)")
     # tau of the Gumbel noise on confidences, annealed linearly to 0 at the last step
-    mask_temperature: float = 22.5
-    temperature: float = 1.0  # sampling temperature (0 = argmax)
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    seed: int = 0
+    mask_temperature: float = _option(22.5, "mask temperature", "--mask-temperature",
+                                      "noise in the order tokens are settled: higher tries bolder orders, "
+                                      "0 settles the surest first")
+    temperature: float = _option(1.0, "temperature", "--temperature",
+                                 "spread of each drawn token: higher is more varied and noisier (0: always the likeliest)")
+    top_k: int = _option(0, "top-k", "--top-k",
+                         "draw among the k likeliest tokens only: lower is plainer and safer (0: all)")
+    top_p: float = _option(1.0, "top-p", "--top-p",
+                           "draw among the likeliest tokens holding this share of probability: lower is plainer "
+                           "and safer (1: all)")
+    seed: int = _option(0, "seed", "--seed",
+                        "starts the random draws: another seed gives another soundtrack with the same settings")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,6 +97,27 @@ class SamplingConfig:
             problems.append(f"top-p must be in (0, 1] (got {self.top_p!r})")
         if problems:
             raise VabError("sampling: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class SamplingOption:
+    """One field of :class:`SamplingConfig` as its users show it: `name` (the field),
+    `label` (the page), `flag` (the CLI), `hint` (one line, both), `default` and `kind`."""
+
+    name: str
+    label: str
+    flag: str
+    hint: str
+    default: int | float
+    kind: type
+
+
+def sampling_options() -> list[SamplingOption]:
+    """The fields of :class:`SamplingConfig` in declaration order, with their labels and hints."""
+    kinds = {"int": int, "float": float}
+    return [SamplingOption(f.name, f.metadata["label"], f.metadata["flag"], f.metadata["hint"], f.default,
+                           kinds[f.type] if isinstance(f.type, str) else f.type)
+            for f in fields(SamplingConfig)]
 
 
 # ---------------------------------------------------------------------- pieces
