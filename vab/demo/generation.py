@@ -1,6 +1,7 @@
 """The demo's generation stage: soundtracks for the held-out clips, written the way
 `vab generate` writes them (wav + muxed mp4 + PNG), then scored against the world's
-ground truth with :mod:`vab.demo.quality`."""
+ground truth with :mod:`vab.demo.quality`, and against their frames with the weights-free
+sync score (:mod:`vab.evaluation.sync`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def generate_and_score(
     `precision`: the generation number format (`vab generate --precision`)."""
     import torch
 
+    from vab import media
     from vab.data.synthetic import iter_split, read_truth, visibility
     from vab.demo import quality
     from vab.errors import VabError
@@ -96,6 +98,11 @@ def generate_and_score(
         return quality.timing_scores([quality.frame_energy_db(w, sr) for w in waves], vis_test, threshold)
 
     gen_timing, real_timing, codec_timing = timing(wavs), timing(real_test), timing(coded_test)
+
+    # the weights-free sync score needs no ground truth: the clips' own frames, at their own rate
+    fps = media.probe(held_out[0].path).fps
+    pictures = [media.read_frames(r.path, fps, 0.0, seconds)[0] for r in held_out]
+    gen_sync, real_sync = (quality.sync_scores(w, sr, pictures, fps) for w in (wavs, real_test))
     return {
         "clips": len(held_out),
         "precision": generator.precision,
@@ -111,6 +118,12 @@ def generate_and_score(
         "timing_real": real_timing.agreement,
         "timing_codec": codec_timing.agreement,
         "energy_threshold_db": threshold,
+        "sync_score": gen_sync.score,
+        "sync_chance": gen_sync.shuffled_score,
+        "sync_real": real_sync.score,
+        "sync_offset": gen_sync.offset,
+        "sync_offset_chance": gen_sync.shuffled_offset,
+        "sync_offset_real": real_sync.offset,
         "folder": str(out),
         "examples": [str(p) for r in held_out[:plots] for p in (out / f"{r.id}.mp4", out / f"{r.id}.png")],
     }

@@ -8,6 +8,8 @@
   threshold chosen on real training clips, :func:`fit_threshold`; the demo uses their codec
   round trip, whose silence is the decoder's floor like generated audio's) against "object
   visible" (the world's ground truth); the share of frames where they agree.
+* Sync: the weights-free synchronisation score (:mod:`vab.evaluation.sync`) of each
+  soundtrack against its clip's frames, which needs no ground truth.
 
 Both come with their chance levels (:func:`timing_chance`): an honest number says how
 far it is from what a model ignoring the picture would get.
@@ -126,10 +128,44 @@ def timing_scores(
     n = len(energies)
     own = [timing_agreement(e, v, threshold) for e, v in zip(energies, visible)]
     share = float(np.mean(np.concatenate([np.asarray(v, dtype=float) for v in visible])))
-    rng = np.random.default_rng(seed)
-    shift = rng.permutation(n) if n > 1 else np.zeros(1, dtype=int)
-    # a derangement (no clip paired with itself): a random cyclic shift of a permutation
-    other = np.roll(shift, 1) if n > 1 else shift
-    pairs = dict(zip(shift.tolist(), other.tolist()))
+    pairs = derangement(n, seed)
     shuffled = [timing_agreement(energies[i], visible[pairs[i]], threshold) for i in range(n)]
     return TimingResult(float(np.mean(own)), max(share, 1 - share), float(np.mean(shuffled)))
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """``pairs[i]``: the other clip that clip i is scored against for a chance level (no clip
+    paired with itself when n > 1): a random cyclic shift of a permutation."""
+    rng = np.random.default_rng(seed)
+    shift = rng.permutation(n) if n > 1 else np.zeros(1, dtype=int)
+    other = np.roll(shift, 1) if n > 1 else shift
+    pairs = dict(zip(shift.tolist(), other.tolist()))
+    return [pairs[i] for i in range(n)]
+
+
+@dataclass
+class SyncSummary:
+    """The weights-free sync score (:mod:`vab.evaluation.sync`) of soundtracks against their own
+    clips' frames (`score`, mean correlation; `offset`, mean |offset| s) and against ANOTHER
+    clip's frames (`shuffled_score`, `shuffled_offset`: the chance levels)."""
+
+    score: float
+    offset: float
+    shuffled_score: float
+    shuffled_offset: float
+
+
+def sync_scores(wavs: Sequence[np.ndarray], sample_rate: int, frames: Sequence[np.ndarray], fps: float,
+                seed: int = 0) -> SyncSummary:
+    """:class:`SyncSummary` of soundtracks ``[S]`` against frames ``[F, H, W, 3]`` at `fps` (clips
+    with no score, e.g. a picture that never changes, are left out of the means)."""
+    from vab.evaluation.sync import sync_score
+
+    def means(pairs):
+        results = [sync_score(wavs[i], sample_rate, frames[j], fps) for i, j in pairs]
+        return (float(np.nanmean([r.score for r in results])),
+                float(np.nanmean([abs(r.offset) for r in results])))
+
+    n = len(wavs)
+    own, other = means(zip(range(n), range(n))), means(enumerate(derangement(n, seed)))
+    return SyncSummary(own[0], own[1], other[0], other[1])

@@ -61,6 +61,14 @@ def summary_rows(result: DemoResult) -> list[Row]:
                 f"real audio {g['timing_real']:.2f}, codec round trip {g['timing_codec']:.2f}; chance = max(majority "
                 f"{g['timing_majority']:.2f}, another clip's timing {g['timing_shuffled']:.2f})"),
         ]
+        if "sync_score" in g:  # demo folders whose generation stage ran before the sync score have none
+            rows += [
+                Row("sync score (weights-free)", g["sync_score"], g["sync_chance"],
+                    f"correlation of sound and picture change, no ground truth; real audio {g['sync_real']:.2f}; "
+                    "chance = against another clip's frames"),
+                Row("sync offset, s (weights-free; lower is better)", g["sync_offset"], g["sync_offset_chance"],
+                    f"mean |audio delay| of best correlation; real audio {g['sync_offset_real']:.3f} s"),
+            ]
     r = result.stages["retrieval"].results if "retrieval" in result.stages else None
     if r:
         for direction in ("video->audio", "audio->video"):
@@ -159,7 +167,10 @@ def write_report(result: DemoResult) -> Path:
         "Timing agreement: per 20-ms audio frame, sound present (energy above a threshold chosen on the real "
         "training clips after the codec round trip, since generated audio leaves through the same decoder: "
         f"{result.stages['generate'].results['energy_threshold_db']:.1f} dBFS) against object "
-        "visible (ground truth).  Targets are those of the full demo (on the `shapes` world: issue 15's)." if "generate" in result.stages else "",
+        "visible (ground truth).  Sync score: the weights-free synchronisation score (`vab.evaluation.sync`), the "
+        "correlation between how much the sound changes and how much the picture changes from frame to frame, and "
+        "the audio delay at which that correlation peaks; it needs no ground truth, so it applies to any video.  "
+        "Targets are those of the full demo (on the `shapes` world: issue 15's)." if "generate" in result.stages else "",
         "", "## Stage wall times", "", "| stage | seconds |", "|---|---:|",
     ]
     for name, rec in result.stages.items():
