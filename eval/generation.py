@@ -6,6 +6,9 @@
         --classifier panns:/weights/Cnn14_mAP=0.431.pth --out eval/table1
     python eval/generation.py --checkpoint runs/tiny/model --videos clips.csv --duration 10 \
         --classifier own:runs/classify-audio/model
+    python eval/generation.py --table field --checkpoint runs/vab/model --videos vggsound-test.csv --duration 8 \
+        --passt /weights/passt-s-f128-p16-s10-ap.476-swa.pt --panns /weights/Cnn14_16k_mAP=0.438.pth \
+        --vggish /weights/vggish-10086976.pth --out eval/field
 
 Clips come from an extracted data set (`data.path=...`, `--split`; generated from the stored
 frame features) or from a manifest / folder of videos (`--videos`; frames read and encoded,
@@ -22,8 +25,20 @@ says which was used.  Scorers: `--embedder` for FAD, `--classifier` for KL:
   vggish:PATH     VGGish (the paper's FAD embedder), weights file vggish-10086976.pth
   panns:PATH      PANNs Cnn14, Cnn14_mAP=0.431.pth: 2048-d embedding and 527 AudioSet classes
   own:DIR         a classifier directory (or Hub id) from finetune/classification.py --mode audio
-The scorers download nothing; a --checkpoint or own: given as a Hugging Face Hub id is
-fetched into the Hugging Face cache as `vab generate` does (HF_HUB_OFFLINE=1: cache only).  Writes OUT/generation.json and OUT/generation.md (and with
+  passt:PATH      PaSST (passt-s-f128-p16-s10-ap.476-swa.pt): 768-d embedding and 527 AudioSet classes
+
+`--table field` writes the field's table instead (MMAudio's columns, in its order): FD_PaSST,
+FD_PANNs, FD_VGG, KL_PANNs, KL_PaSST, IS (PANNs), IB-score, DeSync, one scorer per option:
+  --passt PATH|download  PaSST, as av-benchmark (clips padded or cut to 10 s at 32 kHz)
+  --panns PATH           PANNs Cnn14; av-benchmark uses the 16-kHz Cnn14_16k_mAP=0.438.pth
+  --vggish PATH          VGGish, vggish-10086976.pth
+A column whose scorer is not given is n/a.  Every table also has the weights-free sync score
+(sound change against picture change, and the audio delay where they agree best), the mean
+generated audio length per clip, and the number format and device generation ran in.
+
+The scorers download nothing (but --passt download); a --checkpoint or own: given as a Hugging Face Hub id is
+fetched into the Hugging Face cache as `vab generate` does (HF_HUB_OFFLINE=1: cache only).  Writes OUT/generation.json,
+OUT/generation.md and OUT/generation.csv (and with
 --save-audio the generated wavs under OUT/audio/<model>/).  Exit code 1 when clips failed.
 
 Each clip's scores are recorded under OUT/records/ as soon as they exist: a killed run,
@@ -64,7 +79,13 @@ def parser() -> argparse.ArgumentParser:
                    help="real audio: media file, decoded stored tokens, or media when it exists (default)")
     p.add_argument("--embedder", default="logmel", help="FAD embedder: logmel | vggish:PATH | panns:PATH | own:DIR")
     p.add_argument("--classifier", default="logmel",
-                   help="KL label model: logmel | panns:PATH | own:DIR | none (default logmel)")
+                   help="KL label model: logmel | panns:PATH | passt:PATH | own:DIR | none (default logmel)")
+    t = p.add_argument_group("the field's table (--table field)")
+    t.add_argument("--table", default="paper", choices=["paper", "field"],
+                   help="paper: FAD / KL of --embedder / --classifier (default); field: MMAudio's columns")
+    t.add_argument("--passt", help="PaSST weights file (FD_PaSST, KL_PaSST), or 'download'")
+    t.add_argument("--panns", help="PANNs Cnn14 weights file (FD_PANNs, KL_PANNs, IS)")
+    t.add_argument("--vggish", help="VGGish weights file (FD_VGG)")
     s = p.add_argument_group("sampling (as vab generate)")
     s.add_argument("--steps", type=int, default=16)
     s.add_argument("--cfg", type=float, default=5.0, dest="guidance")
@@ -126,8 +147,13 @@ def run(args: argparse.Namespace) -> int:
         decode["griffin_lim_iters"] = int(cfg.codec.griffin_lim_iters)
     shard = Shard.current()  # under `accelerate launch`: this process's block of the clips
     scoring_device = str(pick_device(shard.device(args.device)))  # `auto`: this process's GPU, else the CPU
+    field_specs = {"passt": args.passt, "panns": args.panns, "vggish": args.vggish}
+    given = [f"--{k}" for k, v in field_specs.items() if v]
+    if given and args.table != "field":
+        raise VabError(f"{', '.join(given)} fill the field's table: add --table field")
     embedder = build_scorer(args.embedder, scoring_device)
     classifier = None if args.classifier == "none" else build_classifier(args.classifier, scoring_device)
+    extra = {k: build_scorer(f"{k}:{v}", scoring_device) for k, v in field_specs.items() if v}
 
     out = Path(args.out)
     if shard.world_size > 1:
@@ -139,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             labels=args.label, real_mode=args.real, real_codec=decode, source=args.source, device=args.device,
             precision=args.precision, batch_size=args.batch_size,
             save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
-            records=out, shard=shard,
+            records=out, shard=shard, table=args.table, extra=extra, extra_names=field_specs,
         )
     shard.close()  # every process is past its work; the group is not needed to write the report
     if report is None:  # not the main process: it wrote its clips' records, the main one merged them
@@ -148,25 +174,28 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(report.to_json(), indent=2))
     with atomic_path(out / "generation.md") as tmp:
         tmp.write_text(report.markdown())
+    with atomic_path(out / "generation.csv") as tmp:
+        tmp.write_text(report.csv())
     print_table(console, report)
-    console.print(f"wrote {out / 'generation.json'} and {out / 'generation.md'}", markup=False)
+    console.print(f"wrote {out / 'generation.json'}, {out / 'generation.md'} and {out / 'generation.csv'}",
+                  markup=False)
     return 1 if report.failures else 0
 
 
 def print_table(console, report) -> None:
     from rich.table import Table
 
-    from vab.evaluation.generation import short_spec
     from vab.safetext import plain
 
-    table = Table(title=f"generation: {report.clips} clips, real audio = {report.real_audio}",
-                  caption=f"FAD: {report.embedder}; KL: {report.classifier or 'none'}")
-    for name in ("model", "type", "clips", f"FAD ({short_spec(report.embedder)})",
-                 f"KL ({short_spec(report.classifier)})", "s / clip", "RTF"):
-        table.add_column(name, justify="left" if name in ("model", "type") else "right", overflow="fold")
-    for m in report.models:
-        table.add_row(plain(m.name), m.model_type, f"{m.clips}" + (f" ({m.failed} failed)" if m.failed else ""),
-                      _fmt(m.fad), _fmt(m.kl), f"{m.seconds_per_clip:.3f}", f"{m.real_time_factor:.3f}")
+    caption = (f"FAD: {report.embedder}; KL: {report.classifier or 'none'}" if report.table == "paper" else
+               "; ".join(f"{k}: {v or 'not given'}" for k, v in report.scorers.items()))
+    table = Table(title=f"generation: {report.clips} clips, real audio = {report.real_audio}", caption=caption)
+    header, rows = report.rows()
+    for name in header:
+        table.add_column(name, justify="left" if name in ("model", "type", "precision", "device") else "right",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(plain(row[0]), *row[1:])
     console.print(table)
     for m in report.models:
         if m.note:
@@ -175,10 +204,6 @@ def print_table(console, report) -> None:
         console.print(f"[red]{len(report.failures)} clip(s) failed:")
         for f in report.failures:
             console.print(f"  {f['model'] or 'real audio'} {f['clip']}: {f['problem']}", markup=False, soft_wrap=True)
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 class _Bar:

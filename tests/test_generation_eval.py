@@ -198,7 +198,7 @@ def test_panns_loads_a_nested_checkpoint_and_gives_distributions(tmp_path):
     wav = torch.from_numpy(tone(440, 1.5, 32000))
     assert torch.allclose(loaded.embed(wav), PANNsEmbedder(net).embed(wav))
     probs = loaded.label_probs(wav)
-    assert probs.shape == (1, 5) and torch.allclose(probs.sum(), torch.tensor(1.0))
+    assert probs.shape == (1, 5) and probs.dtype == torch.float64 and float(probs.sum()) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_weight_loaders_explain_missing_and_wrong_files(tmp_path):
@@ -382,7 +382,7 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     not 0-2; a data set made before starts were stored is refused in one line only where the start
     cannot be known (a file longer than its clip), and read from 0 where it can."""
     from vab.cli import main as vab_main
-    from vab.evaluation.generation import RealAudio, clip_header, dataset_clips, score_real
+    from vab.evaluation.generation import RealAudio, Scoring, clip_header, dataset_clips, score_real
     from vab.evaluation.records import RecordStore
     from vab import media
 
@@ -412,10 +412,11 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     embedder = LogMelEmbedder()
     store = RecordStore(tmp_path / "records", "real", {"test": 1})
     with pytest.raises(VabError, match=r"old: made before vab stored clip starts.*v0\.mp4 is longer than its 2-s clip"):
-        score_real(old_clips, RealAudio(old_clips, "auto", sample_rate=16000), embedder, None, store)
+        score_real(old_clips, RealAudio(old_clips, "auto", sample_rate=16000), Scoring(embedder), {"main": store})
     assert not store.folder.exists()  # refused before any clip was scored
     # the stored tokens need no start
-    failures = score_real(old_clips, RealAudio(old_clips, "tokens", sample_rate=16000), embedder, None, store)
+    failures = score_real(old_clips, RealAudio(old_clips, "tokens", sample_rate=16000), Scoring(embedder),
+                          {"main": store})
     assert not failures
     assert {store.read(clip_header(clip))["kind"] for clip in old_clips.clips} == {"tokens"}
     # format 1 over files no longer than their clips: the start can only have been 0
@@ -427,3 +428,93 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     old_whole = dataset_clips([as_format_1(tmp_path / "whole", tmp_path / "old_whole")], None)
     wav, _, kind = RealAudio(old_whole, "media", sample_rate=16000).read(old_whole.clips[0])
     np.testing.assert_array_equal(wav, media.read_audio(short[0], 16000, 0.0, 2.0))
+
+
+# ---------------------------------------------------------------------- the field's table and sync
+def test_field_table_has_the_fields_columns_in_order_and_recomputes_from_records(trained, tmp_path):
+    from vab.evaluation import generation as ge
+    from vab.evaluation.metrics import frechet_audio_distance, logit_kl
+    from vab.evaluation.scorers.passt import PaSSTEmbedder, PaSSTNet
+    from vab.generation.sampling import SamplingConfig
+
+    data, model, _ = trained
+    clips = ge.dataset_clips([data], "test", limit=3)
+    torch.manual_seed(0)
+    extra = {"passt": PaSSTEmbedder(PaSSTNet(dim=16, depth=1, heads=2, classes=7)),
+             "panns": PANNsEmbedder(Cnn14(**TINY_CNN14, sample_rate=16000))}
+    names = {"passt": "tiny-passt.pt", "panns": "tiny-cnn14-16k.pth", "vggish": None}
+    report = ge.evaluate([str(model)], clips, SamplingConfig(steps=2), LogMelEmbedder(), None,
+                         embedder_name="logmel", classifier_name=None, real_codec={"griffin_lim_iters": 2},
+                         records=tmp_path, table="field", extra=extra, extra_names=names)
+    header, rows = report.rows()
+    assert header[:10] == ["model", "clips", "FD_PaSST", "FD_PANNs", "FD_VGG", "KL_PANNs", "KL_PaSST", "IS",
+                           "IB-score", "DeSync"]
+    assert header[10:] == ["sync (weights-free)", "sync offset s", "s / clip", "audio s / clip", "precision", "device"]
+    (m,) = report.models
+    # what ran, never the request: `auto` is fp32 or bf16 by the CPU
+    assert m.precision in ("fp32", "bf16") and m.device == "cpu" and m.audio_seconds_per_clip == pytest.approx(2.0)
+    f = m.field
+    for key in ("fd_passt", "fd_panns", "kl_panns", "kl_passt"):
+        assert f[key] is not None and math.isfinite(f[key]) and f[key] >= -1e-9, key
+    # not given (VGGish, ImageBind, Synchformer), or too few clips (IS needs 10): n/a with a note
+    assert f["fd_vggish"] is None and f["ib"] is None and f["desync"] is None and f["is_panns"] is None
+    assert "IS needs at least 10 clips" in m.note
+    assert rows[0][2:10] == [f"{f['fd_passt']:.3f}", f"{f['fd_panns']:.3f}", "n/a", f"{f['kl_panns']:.3f}",
+                             f"{f['kl_passt']:.3f}", "n/a", "n/a", "n/a"]
+    # the same numbers from the records by hand: FD of the stored embeddings, KL of the stored distributions
+    scoring = ge.Scoring(LogMelEmbedder(), None, extra, names={"embedder": "logmel", "classifier": None, **names})
+    real = scoring.stores(tmp_path, "real", {"mode": "auto", "codec": {"griffin_lim_iters": 2}, "data": clips.source})
+    gen_dirs = sorted(p for p in (tmp_path / "records").iterdir() if p.name.startswith("model-"))
+    assert len(gen_dirs) == 3  # main, passt and panns stores of the one model
+    heads = [c for c in clips.clips]
+    real_passt = ge.Scores.load(real["passt"], heads)
+    gen_passt = [json.loads((d / "settings.json").read_text()) for d in gen_dirs]
+    passt_dir = next(d for d, s in zip(gen_dirs, gen_passt) if s.get("scorer") == "passt")
+    gen = [np.load(p) for p in sorted(passt_dir.glob("*.npz"))]
+    order = [np.load(real["passt"].path(c.id)) for c in sorted(heads, key=lambda c: real["passt"].path(c.id).name)]
+    assert f["fd_passt"] == pytest.approx(frechet_audio_distance(np.concatenate(real_passt.embeddings),
+                                                                 np.concatenate([g["embeddings"] for g in gen])),
+                                          rel=1e-6)
+    want_kl = logit_kl(np.log(np.stack([r["distribution"] for r in order])),
+                       np.log(np.stack([g["distribution"] for g in gen])))
+    assert f["kl_passt"] == pytest.approx(want_kl, rel=1e-6)
+    md = report.markdown()
+    assert "| model | clips | FD_PaSST | FD_PANNs | FD_VGG | KL_PANNs | KL_PaSST | IS | IB-score | DeSync |" in md
+    assert "vggish: not given" in md
+    assert report.csv().splitlines()[0].startswith("model,clips,FD_PaSST,FD_PANNs,FD_VGG,KL_PANNs,KL_PaSST,IS,")
+
+
+def test_eval_generation_scores_sync_against_the_clips_frames(trained, tmp_path):
+    """Videos of the synthetic world: the real audio is in time with its picture (high weights-free
+    sync score), and the table carries the generated audio's score and length."""
+    from vab.data.synthetic import plan_clips, render_audio, render_frames, world_classes
+
+    _, model, _ = trained
+    classes = world_classes(4)
+    videos = tmp_path / "videos"
+    for spec in plan_clips(4, {"train": 3}, 2.0, 8.0, 32, 32, seed=2):
+        frames = render_frames(spec, classes[spec.label], 2.0, 8.0, 32, 32)
+        wav = render_audio(spec, classes[spec.label], 2.0)[None]
+        make_video(videos / f"{spec.id}.mp4", fps=8.0, frames=list(frames), wav=wav, seconds=2.0)
+    out = tmp_path / "out"
+    assert eval_script().main(["--checkpoint", str(model), "--videos", str(videos), "--steps", "2",
+                               "--out", str(out)]) == 0
+    report = json.loads((out / "generation.json").read_text())
+    assert report["real_sync"] > 0.6 and report["real_sync_offset"] <= 0.05
+    (m,) = report["models"]
+    assert m["sync_clips"] == 3 and -1.0 <= m["sync"] <= 1.0 and 0.0 <= m["sync_offset"] <= 1.0
+    assert m["audio_seconds_per_clip"] == pytest.approx(2.0, abs=0.05) and m["precision"] and m["device"] == "cpu"
+    csv_text = (out / "generation.csv").read_text().splitlines()
+    assert csv_text[0].startswith("model,type,clips,FAD (logmel),KL (logmel),sync (weights-free),sync offset s")
+    assert len(csv_text) == 2
+
+
+def test_field_scorer_options_need_the_field_table(trained, tmp_path, capsys):
+    data, model, _ = trained
+    assert eval_script().main(["--checkpoint", str(model), *tiny_overrides(data), "--passt", str(tmp_path / "p.pt"),
+                               "--out", str(tmp_path / "o")]) == 2
+    assert "--passt fill the field's table: add --table field" in capsys.readouterr().err
+    assert eval_script().main(["--checkpoint", str(model), *tiny_overrides(data), "--table", "field",
+                               "--passt", str(tmp_path / "p.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such PaSST weight file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -10,7 +10,14 @@ are scored with an :class:`~vab.evaluation.scorers.AudioEmbedder`:
   generated audio, averaged over clips (:func:`vab.evaluation.metrics.kl_divergence`);
 * **speed**: generation wall time (sampling + decoding, plus reading and encoding frames
   when the source is a video file) per clip, and the real-time factor (wall seconds per
-  second of audio).  Scoring time is excluded.
+  second of audio).  Scoring time is excluded;
+* **sync**: the weights-free synchronisation score of each clip's audio against the clip's
+  frames and its offset (:mod:`vab.evaluation.sync`), wherever the clip's video file exists.
+
+The field's table (``table="field"``, :class:`Scoring` with named extra scorers) adds the
+Frechet distances and KL of more embedders (PaSST, PANNs, VGGish), the Inception Score of
+the PANNs labels, and the video-audio scores of learnt models when given (ImageBind score,
+Synchformer DeSync); each scorer's per-clip results are recorded in a store of its own.
 
 The real audio of a clip is its original media file, read for the clip's span (the start
 extraction cut it at, stored in the data set), when that file exists; otherwise the codec's decoding of the clip's stored tokens (all stored
@@ -33,9 +40,15 @@ import numpy as np
 import torch
 
 from vab.evaluation.scorers import AudioEmbedder, clip_distribution
+from vab.evaluation.sync import VERSION as SYNC_VERSION
+from vab.evaluation.sync import sync_score
 from vab.errors import VabError
 
 REAL_MODES = ("auto", "media", "tokens")
+TABLES = ("paper", "field")
+#: the field table's scorers by name (`Scoring.extra` keys) and what their columns need
+FIELD_SCORERS = ("passt", "panns", "vggish")
+SYNC_SHORT_SIDE = 128  # pixels: frames are read this small for the sync score
 # a file this much longer than its clip still leaves no room for another start (container
 # durations round up to whole audio / video frames)
 START_SLACK = 0.1
@@ -251,8 +264,97 @@ def clip_header(clip: Clip) -> dict[str, Any]:
 def _score(wav: np.ndarray, sample_rate: int, embedder: AudioEmbedder,
            classifier: AudioEmbedder | None) -> tuple[np.ndarray, np.ndarray | None]:
     """(FAD embeddings ``[N, D]``, KL label distribution ``[C]`` or None) of one clip's audio."""
+    if classifier is embedder:  # one forward gives both
+        embeddings, probs = embedder.embed_and_label_probs_at(wav, sample_rate)
+        return embeddings, clip_distribution(probs)
     dist = None if classifier is None else clip_distribution(classifier.label_probs_at(wav, sample_rate))
     return embedder.embed_at(wav, sample_rate), dist
+
+
+def clip_frames(clip: Clip) -> tuple[np.ndarray, float] | None:
+    """The frames ``[F, H, W, 3]`` of `clip`'s span at its video's own rate (short side at most
+    :data:`SYNC_SHORT_SIDE`) and that rate, or None when there is no readable video for it (no
+    file, no picture, an unknown start)."""
+    from vab import media
+
+    if clip.video is None or not Path(clip.video).is_file():
+        return None
+    try:
+        info = media.probe(clip.video)
+        if not info.has_video or not info.fps:
+            return None
+        start = clip.start
+        if start is None:  # a data set of format 1: known only for files no longer than the clip
+            if info.duration is None or info.duration > clip.duration + START_SLACK:
+                return None
+            start = 0.0
+        frames, _ = media.read_frames(clip.video, info.fps, start, start + clip.duration,
+                                      max_short_side=SYNC_SHORT_SIDE)
+    except VabError:
+        return None
+    return (frames, float(info.fps)) if len(frames) >= 3 else None
+
+
+@dataclass
+class Scoring:
+    """What each clip's audio is scored with.  `embedder` (FAD) and `classifier` (KL, or None)
+    make the paper's columns and are recorded in the ``main`` store; `extra` names more
+    scorers (the field table's ``passt``, ``panns``, ``vggish``), each recorded in a store of
+    its own (embeddings, and the label distribution when it has labels); `sync`: also score
+    the audio against the clip's frames (:mod:`vab.evaluation.sync`, numbers ``sync`` and
+    ``sync_offset`` in the main record).  `names`: the spec of each scorer, for record keys
+    and the report."""
+
+    embedder: AudioEmbedder
+    classifier: AudioEmbedder | None = None
+    extra: dict[str, AudioEmbedder] = field(default_factory=dict)
+    sync: bool = True
+    names: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def sample_rate(self) -> int:
+        """The highest rate any scorer reads (real audio is read at it once)."""
+        scorers = [self.embedder, self.classifier, *self.extra.values()]
+        return max(int(s.sample_rate) for s in scorers if s is not None)
+
+    def stores(self, records: str | os.PathLike, side: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """One `RecordStore` per scorer (``main`` and each extra) of `side` under `settings`."""
+        from vab.evaluation.records import RecordStore
+
+        main = {"embedder": self.names.get("embedder"), "classifier": self.names.get("classifier"),
+                "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}), **settings}
+        out = {"main": RecordStore(records, side, main)}
+        for name in self.extra:
+            out[name] = RecordStore(records, side, {"scorer": name, "spec": self.names.get(name), **settings})
+        return out
+
+    def score(self, wav: np.ndarray, sample_rate: int, clip: Clip) -> tuple[dict[str, tuple], dict[str, float]]:
+        """({store name: (embeddings ``[N, D]``, distribution ``[C]`` or None)}, {numbers for the
+        main record}) of one clip's audio."""
+        out = {"main": _score(wav, sample_rate, self.embedder, self.classifier)}
+        for name, scorer in self.extra.items():
+            out[name] = _score(wav, sample_rate, scorer, scorer if scorer.has_labels else None)
+        numbers: dict[str, float] = {}
+        frames = clip_frames(clip) if self.sync else None
+        if frames is not None:
+            result = sync_score(wav, sample_rate, *frames)
+            numbers = {"sync": result.score, "sync_offset": result.offset}
+        return out, numbers
+
+
+def write_scores(stores: dict[str, Any], clip: Clip, scores: dict[str, tuple], **numbers: Any) -> None:
+    """Record one clip's scores: the extra stores first, the main one (which says the clip is
+    done, with the numbers) last."""
+    header = clip_header(clip)
+    for name in sorted(stores, key=lambda n: n == "main"):
+        embeddings, distribution = scores[name]
+        stores[name].write(header, embeddings, distribution, **(numbers if name == "main" else {}))
+
+
+def recorded(stores: dict[str, Any], clip: Clip) -> bool:
+    """Whether every store holds a record of `clip`."""
+    header = clip_header(clip)
+    return all(store.read(header) is not None for store in stores.values())
 
 
 @dataclass
@@ -301,6 +403,14 @@ class ModelResult:
     embeddings: int
     sampling: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    precision: str = ""  # the number format generation ran in (not the one asked for)
+    device: str = ""  # the device type generation ran on
+    audio_seconds_per_clip: float = 0.0  # mean length of the generated audio
+    audio_seconds_range: tuple[float, float] = (0.0, 0.0)  # shortest and longest generated clip
+    sync: float | None = None  # mean weights-free sync score (vab.evaluation.sync) over clips with one
+    sync_offset: float | None = None  # mean |offset| (s) of the same
+    sync_clips: int = 0  # clips with a sync score (a readable video that changes)
+    field: dict[str, float | None] = field(default_factory=dict)  # the field table's columns (FIELD_COLUMNS keys)
 
 
 def fad_and_kl(real: Scores, generated: Scores) -> tuple[float | None, float | None, str]:
@@ -322,6 +432,67 @@ def fad_and_kl(real: Scores, generated: Scores) -> tuple[float | None, float | N
     if generated.distributions:
         kl = kl_divergence(np.stack(real.distributions), np.stack(generated.distributions))
     return fad, kl, "; ".join(notes)
+
+
+#: the field table's metric columns, in the order of MMAudio's table: (key, header, lower is better)
+FIELD_COLUMNS = (
+    ("fd_passt", "FD_PaSST", True), ("fd_panns", "FD_PANNs", True), ("fd_vggish", "FD_VGG", True),
+    ("kl_panns", "KL_PANNs", True), ("kl_passt", "KL_PaSST", True), ("is_panns", "IS", False),
+    ("ib", "IB-score", False), ("desync", "DeSync", True),
+)
+#: what each field column needs (the eval/generation.py option), for notes on missing columns
+FIELD_NEEDS = {"fd_passt": "--passt", "kl_passt": "--passt", "fd_panns": "--panns", "kl_panns": "--panns",
+               "is_panns": "--panns", "fd_vggish": "--vggish", "ib": "--imagebind", "desync": "--synchformer"}
+
+
+def _log_probs(distributions: Sequence[np.ndarray]) -> np.ndarray:
+    """log of stored float64 label distributions ``[N, C]``: the log-softmax of the logits they
+    came from (exact but for underflow, floored at the smallest float)."""
+    return np.log(np.maximum(np.stack(distributions), np.finfo(np.float64).tiny))
+
+
+def field_columns(real: dict[str, Scores], generated: dict[str, Scores],
+                  numbers: Sequence[dict[str, Any]] = ()) -> tuple[dict[str, float | None], list[str]]:
+    """The field table's columns of one model ({FIELD_COLUMNS key: value or None}) and notes,
+    from the extra scorers' recorded scores (`real` / `generated` by scorer name) and the main
+    records' per-clip numbers (``ib``, ``desync``).  KL is av-benchmark's softmax KL(real ||
+    generated) from log-probabilities, IS av-benchmark's (:func:`vab.evaluation.metrics.inception_score`)."""
+    from vab.evaluation.metrics import frechet_audio_distance, inception_score, logit_kl
+
+    out: dict[str, float | None] = {key: None for key, _, _ in FIELD_COLUMNS}
+    notes = []
+    for name in FIELD_SCORERS:
+        gen = generated.get(name)
+        if gen is None or not gen.ids:
+            continue
+        ref = real[name].of(gen.ids)
+        r, g = np.concatenate(ref.embeddings), np.concatenate(gen.embeddings)
+        if min(len(r), len(g)) >= 2:
+            out[f"fd_{name}"] = frechet_audio_distance(r, g)
+        else:
+            notes.append(f"FD_{name} needs at least 2 clips")
+        if gen.distributions and name != "vggish":
+            out[f"kl_{name}"] = logit_kl(_log_probs(ref.distributions), _log_probs(gen.distributions))
+        if name == "panns":
+            if len(gen.distributions) >= 10:
+                out["is_panns"] = inception_score(_log_probs(gen.distributions))[0]
+            else:
+                notes.append("IS needs at least 10 clips (10 splits)")
+    for key in ("ib", "desync"):
+        values = [float(n[key]) for n in numbers if n.get(key) is not None and math.isfinite(float(n[key]))]
+        if values:
+            out[key] = float(np.mean(values))
+    return out, notes
+
+
+def sync_means(records: Sequence[dict[str, Any]]) -> tuple[float | None, float | None, int]:
+    """(mean sync score, mean |offset| s, clips) over the records that have a finite score."""
+    pairs = [(float(r["sync"]), abs(float(r["sync_offset"]))) for r in records
+             if r.get("sync") is not None and math.isfinite(float(r["sync"]))]
+    if not pairs:
+        return None, None, 0
+    scores, offsets = zip(*pairs)
+    return float(np.mean(scores)), float(np.nanmean(offsets)), len(pairs)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -356,9 +527,8 @@ def generate_and_score(
     generator: Any,
     clips: ClipSet,
     sampling: Any,
-    embedder: AudioEmbedder,
-    classifier: AudioEmbedder | None,
-    store: Any,
+    scoring: Scoring,
+    stores: dict[str, Any],
     *,
     source: str = "auto",
     save_audio: str | os.PathLike | None = None,
@@ -366,9 +536,10 @@ def generate_and_score(
     label: str = "generate",
     warmup: bool = True,
 ) -> list[tuple[str, str]]:
-    """Generate every clip with `generator`, score the result and record it in `store`
-    (`vab.evaluation.records.RecordStore`: embeddings, distribution, generation wall seconds
-    ``wall`` and ``audio_seconds``).  Clips already recorded are skipped (a re-run continues).
+    """Generate every clip with `generator`, score the result with `scoring` and record it in
+    `stores` (:meth:`Scoring.stores`; the main record also holds the generation wall seconds
+    ``wall``, ``audio_seconds`` and the sync numbers).  Clips already recorded are skipped (a
+    re-run continues).
 
     `source`: `features` (stored features, data sets only), `video` (the media file) or
     `auto` (features for data sets, video files for manifests).  With `warmup` the first
@@ -400,7 +571,7 @@ def generate_and_score(
     def wav_path(clip: Clip) -> Path:
         return Path(save_audio) / f"{_safe_name(clip.id)}.wav"
 
-    todo = [c for c in chosen if store.read(clip_header(c)) is None
+    todo = [c for c in chosen if not recorded(stores, c)
             or (save_audio is not None and not wav_path(c).is_file())]
 
     def request(clip: Clip) -> Request:
@@ -425,8 +596,8 @@ def generate_and_score(
                 from vab import media
 
                 media.write_audio(wav_path(clip), r.waveform, r.sample_rate)
-            embeddings, distribution = _score(r.waveform, r.sample_rate, embedder, classifier)
-            store.write(clip_header(clip), embeddings, distribution, wall=wall, audio_seconds=float(r.seconds))
+            scores, numbers = scoring.score(r.waveform, r.sample_rate, clip)
+            write_scores(stores, clip, scores, wall=wall, audio_seconds=float(r.seconds), **numbers)
         done += 1
         if progress is not None:
             progress(label, done, len(chosen))
@@ -441,10 +612,9 @@ def _safe_name(clip_id: str) -> str:
 
 
 def score_real(
-    clips: ClipSet, real: RealAudio, embedder: AudioEmbedder, classifier: AudioEmbedder | None, store: Any,
-    progress: Progress | None = None,
+    clips: ClipSet, real: RealAudio, scoring: Scoring, stores: dict[str, Any], progress: Progress | None = None,
 ) -> list[tuple[str, str]]:
-    """Score the real audio of every clip not yet recorded in `store` and record it (with
+    """Score the real audio of every clip not yet recorded in `stores` and record it (with
     ``kind``: `media` | `tokens`, what `real` read).  Returns the failures [(clip id, problem)]."""
     failures: list[tuple[str, str]] = []
     for clip in clips.clips:  # an unknown start refuses the run, before any scoring
@@ -455,11 +625,11 @@ def score_real(
         if uses_media:
             real.start(clip)
     for i, clip in enumerate(clips.clips):
-        if store.read(clip_header(clip)) is None:
+        if not recorded(stores, clip):
             try:
                 wav, rate, kind = real.read(clip)
-                embeddings, distribution = _score(wav, rate, embedder, classifier)
-                store.write(clip_header(clip), embeddings, distribution, kind=kind)
+                scores, numbers = scoring.score(wav, rate, clip)
+                write_scores(stores, clip, scores, kind=kind, **numbers)
             except VabError as exc:
                 failures.append((clip.id, f"real audio: {exc}"))
         if progress is not None:
@@ -484,37 +654,89 @@ class Report:
     device: str
     models: list[ModelResult]
     failures: list[dict[str, str]]
+    table: str = "paper"  # TABLES: the paper's columns, or the field's (FIELD_COLUMNS)
+    scorers: dict[str, str | None] = field(default_factory=dict)  # field scorer -> spec (None: not given)
+    real_sync: float | None = None  # the weights-free sync score of the real audio (reference)
+    real_sync_offset: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         for m in out["models"]:
-            for key in ("fad", "kl"):
+            for key in ("fad", "kl", "sync", "sync_offset"):
                 if m[key] is not None and not math.isfinite(m[key]):
                     m[key] = None
+            m["field"] = {k: (v if v is None or math.isfinite(v) else None) for k, v in m["field"].items()}
         return out
 
+    def rows(self) -> tuple[list[str], list[list[str]]]:
+        """(header, one row per model) of the table `table` asks for (Markdown and CSV)."""
+        sync = ["sync (weights-free)", "sync offset s"]
+        tail = ["s / clip", "audio s / clip", "precision", "device"]
+        if self.table == "field":
+            header = ["model", "clips", *[h for _, h, _ in FIELD_COLUMNS], *sync, *tail]
+        else:
+            header = ["model", "type", "clips", f"FAD ({short_spec(self.embedder)})",
+                      f"KL ({short_spec(self.classifier)})", *sync, "s / clip", "RTF", "audio s / clip", "precision",
+                      "device"]
+        rows = []
+        for m in self.models:
+            clips = f"{m.clips}" + (f" ({m.failed} failed)" if m.failed else "")
+            timing = [f"{m.seconds_per_clip:.3f}"]
+            length = f"{m.audio_seconds_per_clip:.3f}"
+            if self.table == "field":
+                rows.append([m.name, clips, *[_fmt(m.field.get(k)) for k, _, _ in FIELD_COLUMNS], _fmt(m.sync),
+                             _fmt(m.sync_offset), *timing, length, m.precision, m.device])
+            else:
+                rows.append([m.name, m.model_type, clips, _fmt(m.fad), _fmt(m.kl), _fmt(m.sync), _fmt(m.sync_offset),
+                             *timing, f"{m.real_time_factor:.3f}", length, m.precision, m.device])
+        return header, rows
+
+    def csv(self) -> str:
+        """The table as CSV (the same header and cells as the Markdown table)."""
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        header, rows = self.rows()
+        writer.writerow(header)
+        writer.writerows(rows)
+        return buffer.getvalue()
+
     def markdown(self) -> str:
+        header, rows = self.rows()
         lines = [
             f"Generation: {self.clips} clips of {self.data}" + (f" (split {self.split})" if self.split else ""),
             f"real audio: {self.real_audio}; generated from: {self.source}; device: {self.device}",
-            f"FAD embedder: {self.embedder}; KL classifier: {self.classifier or 'none'}",
+            (f"field scorers: " + "; ".join(f"{k}: {v or 'not given'}" for k, v in self.scorers.items())
+             if self.table == "field" else
+             f"FAD embedder: {self.embedder}; KL classifier: {self.classifier or 'none'}"),
             f"sampling: {_settings(self.sampling)}",
             *[f"sampling of {m.name}: {_settings(m.sampling)}" for m in self.models
               if m.sampling and m.sampling != self.sampling],
             "",
-            f"| model | type | clips | FAD ({short_spec(self.embedder)}) | KL ({short_spec(self.classifier)}) "
-            "| s / clip | RTF |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" if h in ("model", "type", "precision", "device") else "---:" for h in header) + "|",
+            *["| " + " | ".join(row) + " |" for row in rows],
         ]
-        for m in self.models:
-            lines.append(
-                f"| {m.name} | {m.model_type} | {m.clips}" + (f" ({m.failed} failed)" if m.failed else "")
-                + f" | {_fmt(m.fad)} | {_fmt(m.kl)} | {m.seconds_per_clip:.3f} | {m.real_time_factor:.3f} |"
-            )
         notes = [f"- {m.name}: {m.note}" for m in self.models if m.note]
-        lines += ["", "FAD: Frechet distance of embedding Gaussians (lower is better); KL: mean over clips of "
-                  "KL(real || generated) label distributions, nats (lower is better); s / clip: generation wall "
-                  "seconds per clip; RTF: wall seconds per second of audio."]
+        if self.table == "field":
+            lines += ["", "FD: Frechet distance of embedding Gaussians (PaSST 768-d, PANNs 2048-d, VGGish 128-d); KL: "
+                      "mean over clips of KL(real || generated) softmax label distributions (nats); IS: Inception "
+                      "Score of the PANNs labels (10 splits); IB-score: ImageBind video-audio cosine; DeSync: "
+                      "Synchformer's |offset| (s). Lower is better for FD, KL, DeSync and the sync offset; higher for "
+                      "IS, IB-score and the sync score. n/a: the column's scorer was not given."]
+        else:
+            lines += ["", "FAD: Frechet distance of embedding Gaussians (lower is better); KL: mean over clips of "
+                      "KL(real || generated) label distributions, nats (lower is better); RTF: wall seconds per "
+                      "second of audio."]
+        lines += ["Sync: the weights-free synchronisation score of the generated audio against the clip's frames "
+                  "(correlation of sound change and picture change, higher is better; chance about 0), and the mean "
+                  "|audio delay| (s) where that correlation peaks (lower is better)"
+                  + (f"; the real audio scores {_fmt(self.real_sync)} / {_fmt(self.real_sync_offset)} s"
+                     if self.real_sync is not None else "")
+                  + ". s / clip: generation wall seconds per clip; audio s / clip: mean length of the generated "
+                  "audio; precision and device: what generation ran in."]
         if notes:
             lines += ["", *notes]
         return "\n".join(lines) + "\n"
@@ -577,8 +799,15 @@ def evaluate(
     ar_sampling: Any = None,
     records: str | os.PathLike | None = None,
     shard: Any = None,
+    table: str = "paper",
+    extra: dict[str, AudioEmbedder] | None = None,
+    extra_names: dict[str, str | None] | None = None,
 ) -> Report | None:
     """Score every model in `checkpoints` on `clips` against the same real audio.
+
+    `table`: ``paper`` (FAD / KL of `embedder` / `classifier`) or ``field`` (FIELD_COLUMNS from
+    the `extra` scorers, by FIELD_SCORERS name; `extra_names` gives the spec of every field
+    scorer, None for one not given).  Both tables carry the weights-free sync score.
 
     `real_codec`: codec settings (CodecConfig fields, e.g. ``griffin_lim_iters``) for decoding
     stored real tokens, over the data set's own.  `ar_sampling`: the sampling settings for
@@ -601,19 +830,23 @@ def evaluate(
                             classifier_name=classifier_name, labels=labels, real_mode=real_mode,
                             real_codec=real_codec, source=source, device=device, precision=precision,
                             batch_size=batch_size, save_audio=save_audio, progress=progress,
-                            ar_sampling=ar_sampling, records=tmp, shard=shard)
-    from vab.evaluation.records import RecordStore, files_stamp
+                            ar_sampling=ar_sampling, records=tmp, shard=shard, table=table, extra=extra,
+                            extra_names=extra_names)
+    from vab.evaluation.records import files_stamp
     from vab.model.hub import resolve_model_dir
     from vab.utils import pick_device
 
+    if table not in TABLES:
+        raise VabError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
     names = model_labels(checkpoints, labels)
-    rate = max(embedder.sample_rate, classifier.sample_rate if classifier is not None else 0)
-    real = RealAudio(clips, real_mode, sample_rate=rate, codec_settings=real_codec)
-    scorers = {"embedder": embedder_name, "classifier": classifier_name, "rate": rate}
-    real_store = RecordStore(records, "real", {**scorers, "mode": real_mode, "codec": real.codec_settings,
-                                               "data": clips.source})
+    scoring = Scoring(embedder, classifier, dict(extra or {}), sync=True,
+                      names={"embedder": embedder_name, "classifier": classifier_name, **(extra_names or {})})
+    real = RealAudio(clips, real_mode, sample_rate=scoring.sample_rate, codec_settings=real_codec)
+    real_stores = scoring.stores(records, "real", {"mode": real_mode, "codec": real.codec_settings,
+                                                   "data": clips.source})
+    real_store = real_stores["main"]
     mine = ClipSet(shard.take(clips.clips), clips.source, clips.split, clips.data_paths, clips.sample_rate)
-    failures = _joined(shard.gather(score_real(mine, real, embedder, classifier, real_store, progress)))
+    failures = _joined(shard.gather(score_real(mine, real, scoring, real_stores, progress)))
     failed = {c for c, _ in failures}
     usable = [c for c in clips.clips if c.id not in failed]
     if len(usable) < 2:
@@ -631,17 +864,20 @@ def evaluate(
         settings = ar_sampling if autoregressive and ar_sampling is not None else sampling
         kind = "stored features" if clips.data_paths and source in ("auto", "features") else "video files"
         sources.add(kind)
-        store = RecordStore(records, name, {
-            **scorers, "checkpoint": str(checkpoint), "files": files_stamp(resolve_model_dir(checkpoint)),
+        ran_on = pick_device(shard.device(device)).type
+        stores = scoring.stores(records, name, {
+            "checkpoint": str(checkpoint), "files": files_stamp(resolve_model_dir(checkpoint)),
             "sampling": _sampling_dict(settings), "source": kind, "precision": precision,
-            "device": pick_device(shard.device(device)).type, "data": clips.source,
+            "device": ran_on, "data": clips.source,
         })
+        store = stores["main"]
         out_dir = Path(save_audio) / _safe_name(name.replace("/", "__")) if save_audio is not None else None
         failed_here = _joined(shard.gather(generate_and_score(
-            generator, subset, settings, embedder, classifier, store, source=source, save_audio=out_dir,
+            generator, subset, settings, scoring, stores, source=source, save_audio=out_dir,
             progress=progress, label=f"generate {name}",
         )))
         model_type = str(generator.model.config.model.type)
+        ran_in = str(getattr(generator, "precision", precision))
         del generator
         all_failures += [{"model": name, "clip": c, "problem": p} for c, p in failed_here]
         if not shard.is_main:
@@ -650,24 +886,40 @@ def evaluate(
         fad, kl, note = fad_and_kl(Scores.load(real_store, usable), scores)
         scored = set(scores.ids)
         timing = [store.read(clip_header(c)) for c in usable if c.id in scored]
-        store.remove_temporaries()  # left by a killed run; every process is past its writes
+        field_values, field_notes = field_columns(
+            {k: Scores.load(real_stores[k], usable) for k in scoring.extra},
+            {k: Scores.load(stores[k], usable) for k in scoring.extra}, timing)
+        for s in stores.values():
+            s.remove_temporaries()  # left by a killed run; every process is past its writes
         wall, audio_seconds = sum(t["wall"] for t in timing), sum(t["audio_seconds"] for t in timing)
+        lengths = [float(t["audio_seconds"]) for t in timing] or [0.0]
+        sync, offset, sync_clips = sync_means(timing)
         n = len(scores.ids)
         results.append(ModelResult(
             name=name, checkpoint=str(checkpoint), model_type=model_type, clips=n, failed=len(failed_here),
             fad=fad, kl=kl, seconds_per_clip=wall / max(n, 1),
             real_time_factor=wall / max(audio_seconds, 1e-9), audio_seconds=audio_seconds,
-            embeddings=int(sum(len(e) for e in scores.embeddings)), sampling=_sampling_dict(settings), note=note,
+            embeddings=int(sum(len(e) for e in scores.embeddings)), sampling=_sampling_dict(settings),
+            note="; ".join(x for x in [note, *(field_notes if table == "field" else [])] if x),
+            precision=ran_in, device=ran_on, audio_seconds_per_clip=float(np.mean(lengths)),
+            audio_seconds_range=(min(lengths), max(lengths)), sync=sync, sync_offset=offset, sync_clips=sync_clips,
+            field=field_values,
         ))
     if not shard.is_main:
         return None
-    real_store.remove_temporaries()
-    used = [real_store.read(clip_header(c))["kind"] for c in usable]
+    for s in real_stores.values():
+        s.remove_temporaries()
+    real_records = [real_store.read(clip_header(c)) for c in usable]
+    used = [r["kind"] for r in real_records]
     counts = {"media": used.count("media"), "tokens": used.count("tokens")}
+    real_sync, real_offset, _ = sync_means(real_records)
     return Report(
         data=clips.source, split=clips.split, clips=len(usable), embedder=embedder_name, classifier=classifier_name,
         real_audio=describe_real(counts), real_audio_counts=counts, sampling=_sampling_dict(sampling),
-        source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures,
+        source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures, table=table,
+        scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "imagebind", "synchformer")}
+        if table == "field" else {},
+        real_sync=real_sync, real_sync_offset=real_offset,
     )
 
 
@@ -684,13 +936,17 @@ def _sampling_dict(sampling: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "FIELD_COLUMNS",
     "REAL_MODES",
+    "TABLES",
     "Clip",
     "ClipSet",
     "ModelResult",
     "RealAudio",
     "Report",
     "Scores",
+    "Scoring",
+    "field_columns",
     "dataset_clips",
     "evaluate",
     "fad_and_kl",

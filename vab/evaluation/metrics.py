@@ -105,3 +105,46 @@ def kl_divergence(p_real: Array, p_generated: Array, eps: float = 1e-10) -> floa
 def label_kl(real_logits: Array, generated_logits: Array) -> float:
     """KL(real || generated) between the softmax distributions of logits ``[N, C]``, averaged over clips."""
     return kl_divergence(softmax(real_logits), softmax(generated_logits))
+
+
+def log_softmax(logits: Array, axis: int = -1) -> np.ndarray:
+    """Numerically stable log-softmax (float64)."""
+    x = _numpy(logits).astype(np.float64)
+    x = x - x.max(axis=axis, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+
+
+def logit_kl(real_logits: Array, generated_logits: Array) -> float:
+    """KL(real || generated) of the softmax of logits ``[N, C]``, averaged over clips, computed
+    from log-softmax values (no floor), as av-benchmark's ``compute_kl`` (``kl_softmax``) does."""
+    lp, lq = log_softmax(real_logits), log_softmax(generated_logits)
+    if lp.shape != lq.shape or lp.ndim != 2:
+        raise ValueError(f"real {lp.shape} and generated {lq.shape} logits must both be [N, C]")
+    return float((np.exp(lp) * (lp - lq)).sum(axis=1).mean())
+
+
+IS_SPLITS = 10
+IS_SEED = 2020
+
+
+def inception_score(logits: Array, splits: int = IS_SPLITS, seed: int | None = IS_SEED) -> tuple[float, float]:
+    """Inception score of generated clips' classifier logits ``[N, C]``: (mean, std over splits).
+
+    As av-benchmark's ``compute_isc`` (from audioldm_eval): the rows are shuffled with
+    ``numpy.random.RandomState(seed)`` (none when `seed` is None), cut into `splits` parts
+    ``[i N // splits, (i + 1) N // splits)``, and each part scores
+    ``exp(mean_i KL(p_i || mean_j p_j))`` with p the softmax of the logits."""
+    x = _numpy(logits).astype(np.float64)
+    if x.ndim != 2 or len(x) < splits:
+        raise ValueError(f"logits must be [N, C] with N >= splits ({splits}), got {x.shape}")
+    n = len(x)
+    if seed is not None:
+        x = x[np.random.RandomState(seed).permutation(n)]
+    log_p = log_softmax(x)
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        part, log_part = p[i * n // splits:(i + 1) * n // splits], log_p[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(axis=0, keepdims=True)
+        scores.append(float(np.exp((part * (log_part - np.log(marginal))).sum(axis=1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))

@@ -5,7 +5,8 @@ Specs as the command line gives them:
 ==================  ====================================================================
 ``logmel``          weights-free log-mel statistics (:mod:`vab.evaluation.scorers.logmel`)
 ``vggish:PATH``     VGGish from a local weight file (:mod:`vab.evaluation.scorers.vggish`)
-``panns:PATH``      PANNs Cnn14 from a local weight file (:mod:`vab.evaluation.scorers.panns`)
+``panns:PATH``      PANNs Cnn14 (32 or 16 kHz) from a local weight file (:mod:`vab.evaluation.scorers.panns`)
+``passt:PATH``      PaSST from a local weight file, or ``passt:download`` (:mod:`vab.evaluation.scorers.passt`)
 ``own:DIR``         the project's own audio classifier directory (:mod:`vab.evaluation.scorers.own`)
 ==================  ====================================================================
 """
@@ -17,7 +18,7 @@ import torch
 from vab.evaluation.scorers.base import AudioEmbedder, clip_distribution
 from vab.errors import VabError
 
-KINDS = ("logmel", "vggish", "panns", "own")
+KINDS = ("logmel", "vggish", "panns", "passt", "own")
 
 
 def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder:
@@ -25,13 +26,17 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
-        raise VabError(f"audio scorer {spec!r}: expected one of logmel, vggish:PATH, panns:PATH, own:DIR")
+        raise VabError(f"audio scorer {spec!r}: expected one of logmel, vggish:PATH, panns:PATH, passt:PATH, own:DIR")
     if kind == "logmel":
         if path:
             raise VabError(f"audio scorer {spec!r}: logmel takes no path")
         from vab.evaluation.scorers.logmel import LogMelEmbedder
 
         return LogMelEmbedder()
+    if kind == "passt" and path == "download":
+        from vab.evaluation.scorers.passt import PaSSTEmbedder
+
+        return PaSSTEmbedder.download(device)
     if not path:
         raise VabError(f"audio scorer {spec!r}: {kind} needs a local path ({kind}:PATH); nothing is downloaded")
     if kind == "vggish":
@@ -42,6 +47,10 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
         from vab.evaluation.scorers.panns import PANNsEmbedder
 
         return PANNsEmbedder.from_file(path, device)
+    if kind == "passt":
+        from vab.evaluation.scorers.passt import PaSSTEmbedder
+
+        return PaSSTEmbedder.from_file(path, device)
     from vab.evaluation.scorers.own import OwnClassifier
 
     return OwnClassifier(path, device)
@@ -51,7 +60,7 @@ def build_classifier(spec: str, device: str | torch.device = "cpu") -> AudioEmbe
     """Like :func:`build_scorer`, but the scorer must have a label space (for KL)."""
     scorer = build_scorer(spec, device)
     if not scorer.has_labels:
-        raise VabError(f"audio scorer {spec!r} gives no label distribution; use panns:PATH, own:DIR or logmel")
+        raise VabError(f"audio scorer {spec!r} gives no label distribution; use panns:PATH, passt:PATH, own:DIR or logmel")
     return scorer
 
 

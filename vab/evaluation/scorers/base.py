@@ -35,6 +35,11 @@ class AudioEmbedder(abc.ABC):
         """Mono float32 ``[S]`` at :attr:`sample_rate` -> label distributions ``[N, C]`` (rows sum to 1)."""
         raise NotImplementedError(f"{self.name} has no label space")
 
+    def embed_and_label_probs(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both of :meth:`embed` and :meth:`label_probs` (scorers whose one forward gives both
+        override it to run once)."""
+        return self.embed(wav), self.label_probs(wav)
+
     # -- convenience for callers holding audio at another rate
     def prepare(self, wav: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Mono float32 ``[S]`` at `sample_rate` Hz -> float32 ``[S']`` at :attr:`sample_rate`."""
@@ -56,6 +61,12 @@ class AudioEmbedder(abc.ABC):
         """:meth:`label_probs` of audio at `sample_rate` Hz, as float64 numpy ``[N, C]``."""
         with torch.no_grad():
             return self.label_probs(self.prepare(wav, sample_rate)).detach().double().cpu().numpy()
+
+    def embed_and_label_probs_at(self, wav: np.ndarray | torch.Tensor, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`embed_and_label_probs` of audio at `sample_rate` Hz, as float64 numpy."""
+        with torch.no_grad():
+            embeddings, probs = self.embed_and_label_probs(self.prepare(wav, sample_rate))
+        return embeddings.detach().double().cpu().numpy(), probs.detach().double().cpu().numpy()
 
 
 def clip_distribution(probs: np.ndarray) -> np.ndarray:

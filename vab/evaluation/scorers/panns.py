@@ -1,13 +1,16 @@
 """PANNs Cnn14 (Kong et al. 2020): an AudioSet tagger, as an embedder (2048-d) and a
 527-class label distribution.
 
-The module names follow the published checkpoint ``Cnn14_mAP=0.431.pth``
-(``spectrogram_extractor.stft.conv_{real,imag}``, ``logmel_extractor.melW``, ``bn0``,
-``conv_block1..6``, ``fc1``, ``fc_audioset``), so that file loads as is; its STFT and
-mel filter buffers are read from the file too.  32-kHz audio, 1024-sample Hann windows,
-hop 320, 64 mel bands 50 Hz - 14 kHz, 10 log10 power.  One embedding / distribution per
-clip (the network pools over time).  The label distribution is the softmax of the
-AudioSet logits (the network itself is trained with per-class sigmoids).
+The module names follow the published checkpoints ``Cnn14_mAP=0.431.pth`` (32 kHz) and
+``Cnn14_16k_mAP=0.438.pth`` (16 kHz, the one av-benchmark, MMAudio's evaluation, uses for
+FD / KL / IS with PANNs) (``spectrogram_extractor.stft.conv_{real,imag}``,
+``logmel_extractor.melW``, ``bn0``, ``conv_block1..6``, ``fc1``, ``fc_audioset``), so
+either file loads as is; which one it is follows from its STFT kernel, and its STFT and
+mel filter buffers are read from the file too.  32 kHz: 1024-sample Hann windows, hop
+320, 64 mel bands 50 Hz - 14 kHz; 16 kHz: 512, 160, 50 Hz - 8 kHz; 10 log10 power.  One
+embedding / distribution per clip (the network pools over time).  The label distribution
+is the softmax of the AudioSet logits (the network itself is trained with per-class
+sigmoids), in float64.
 """
 
 from __future__ import annotations
@@ -23,49 +26,51 @@ from vab.evaluation.scorers.base import AudioEmbedder, pad_to
 from vab.evaluation.scorers.weights import load_into, read_state_dict
 
 SAMPLE_RATE = 32000
-N_FFT = 1024
-HOP = 320
 N_MELS = 64
 CLASSES = 527
-DOWNLOAD = "Cnn14_mAP=0.431.pth from the PANNs release (qiuqiangkong/audioset_tagging_cnn, Zenodo 3987831)"
+#: sample rate -> (n_fft = window, hop, mel fmax Hz) of the published networks
+FRONT_ENDS = {32000: (1024, 320, 14000.0), 16000: (512, 160, 8000.0)}
+DOWNLOAD = ("Cnn14_mAP=0.431.pth (32 kHz) or Cnn14_16k_mAP=0.438.pth (16 kHz, as av-benchmark) from the PANNs "
+            "release (qiuqiangkong/audioset_tagging_cnn, Zenodo 3987831)")
 
 
 class _STFT(nn.Module):
     """The short-time Fourier transform as two strided convolutions (the checkpoint stores their kernels)."""
 
-    def __init__(self):
+    def __init__(self, n_fft: int, hop: int):
         super().__init__()
-        bins = N_FFT // 2 + 1
-        self.conv_real = nn.Conv1d(1, bins, N_FFT, stride=HOP, bias=False)
-        self.conv_imag = nn.Conv1d(1, bins, N_FFT, stride=HOP, bias=False)
+        bins = n_fft // 2 + 1
+        self.n_fft = n_fft
+        self.conv_real = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
+        self.conv_imag = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
         with torch.device("cpu"):  # real numbers even when the module is built on the meta device
-            n = torch.arange(N_FFT, dtype=torch.float64)
+            n = torch.arange(n_fft, dtype=torch.float64)
             k = torch.arange(bins, dtype=torch.float64)[:, None]
-            window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-            angle = 2 * math.pi * k * n / N_FFT
+            window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+            angle = 2 * math.pi * k * n / n_fft
         with torch.no_grad():
             self.conv_real.weight.copy_((torch.cos(angle) * window)[:, None].float())
             self.conv_imag.weight.copy_((-torch.sin(angle) * window)[:, None].float())
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, S]`` -> power ``[B, frames, bins]`` (centred frames, reflect padding)."""
-        x = F.pad(wav[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")
+        x = F.pad(wav[:, None], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
         return (self.conv_real(x) ** 2 + self.conv_imag(x) ** 2).transpose(1, 2)
 
 
 class _Spectrogram(nn.Module):
-    def __init__(self):
+    def __init__(self, n_fft: int, hop: int):
         super().__init__()
-        self.stft = _STFT()
+        self.stft = _STFT(n_fft, hop)
 
 
 class _LogMel(nn.Module):
-    def __init__(self):
+    def __init__(self, sample_rate: int, n_fft: int, fmax: float):
         super().__init__()
         import torchaudio.functional as AF
 
         with torch.device("cpu"):  # real numbers even when the module is built on the meta device
-            fb = AF.melscale_fbanks(N_FFT // 2 + 1, 50.0, 14000.0, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+            fb = AF.melscale_fbanks(n_fft // 2 + 1, 50.0, fmax, N_MELS, sample_rate, norm="slaney", mel_scale="slaney")
         self.melW = nn.Parameter(fb.float(), requires_grad=False)  # [bins, mels]
 
     def forward(self, power: torch.Tensor) -> torch.Tensor:
@@ -87,17 +92,23 @@ class _ConvBlock(nn.Module):
 
 
 class Cnn14(nn.Module):
-    """Waveform ``[B, S]`` at 32 kHz -> (embedding ``[B, 2048]``, AudioSet logits ``[B, 527]``).
+    """Waveform ``[B, S]`` at `sample_rate` (32 or 16 kHz) -> (embedding ``[B, 2048]``, AudioSet
+    logits ``[B, 527]``).
 
     `widths` and `classes` default to the published network; smaller values give the same
     layout with fewer weights (tests)."""
 
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048), classes: int = CLASSES):
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048), classes: int = CLASSES,
+                 sample_rate: int = SAMPLE_RATE):
         super().__init__()
         if len(widths) != 6:
             raise ValueError(f"Cnn14 has 6 conv blocks, got {len(widths)} widths")
-        self.spectrogram_extractor = _Spectrogram()
-        self.logmel_extractor = _LogMel()
+        if sample_rate not in FRONT_ENDS:
+            raise ValueError(f"PANNs Cnn14 was published at {sorted(FRONT_ENDS)} Hz, not {sample_rate}")
+        n_fft, hop, fmax = FRONT_ENDS[sample_rate]
+        self.sample_rate = sample_rate
+        self.spectrogram_extractor = _Spectrogram(n_fft, hop)
+        self.logmel_extractor = _LogMel(sample_rate, n_fft, fmax)
         self.bn0 = nn.BatchNorm2d(N_MELS)
         chans = [1, *widths]
         for i in range(6):
@@ -126,18 +137,25 @@ class PANNsEmbedder(AudioEmbedder):
     def __init__(self, net: Cnn14, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
+        self.sample_rate = int(net.sample_rate)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu", **arch) -> PANNsEmbedder:
-        """Load the weights in `path` (the released ``.pth`` checkpoint, or a ``.safetensors`` state
-        dict); `arch`: :class:`Cnn14` sizes (default: the published network)."""
-        net = load_into(Cnn14(**arch), read_state_dict(path, "PANNs Cnn14", DOWNLOAD), path, "PANNs Cnn14")
+        """Load the weights in `path` (a released ``.pth`` checkpoint, 32 or 16 kHz, or a
+        ``.safetensors`` state dict); `arch`: :class:`Cnn14` sizes (default: the published network;
+        the sample rate follows from the file's STFT kernel)."""
+        state = read_state_dict(path, "PANNs Cnn14", DOWNLOAD)
+        kernel = state.get("spectrogram_extractor.stft.conv_real.weight")
+        rates = {n_fft: rate for rate, (n_fft, _, _) in FRONT_ENDS.items()}
+        if kernel is not None and "sample_rate" not in arch and kernel.shape[-1] in rates:
+            arch["sample_rate"] = rates[kernel.shape[-1]]
+        net = load_into(Cnn14(**arch), state, path, "PANNs Cnn14")
         return cls(net, device)
 
     @torch.no_grad()
     def _run(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # at least one second: five 2x poolings need >= 32 frames
-        wav = pad_to(wav.float(), SAMPLE_RATE)[None].to(self.device)
+        wav = pad_to(wav.float(), self.sample_rate)[None].to(self.device)
         embedding, logits = self.net(wav)
         return embedding.float().cpu(), logits.float().cpu()
 
@@ -145,4 +163,8 @@ class PANNsEmbedder(AudioEmbedder):
         return self._run(wav)[0]
 
     def label_probs(self, wav: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self._run(wav)[1].double(), dim=-1).float()
+        return torch.softmax(self._run(wav)[1].double(), dim=-1)
+
+    def embed_and_label_probs(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding, logits = self._run(wav)
+        return embedding, torch.softmax(logits.double(), dim=-1)
