@@ -480,7 +480,7 @@ def test_field_table_has_the_fields_columns_in_order_and_recomputes_from_records
     assert f["kl_passt"] == pytest.approx(want_kl, rel=1e-6)
     md = report.markdown()
     assert "| model | clips | FD_PaSST | FD_PANNs | FD_VGG | KL_PANNs | KL_PaSST | IS | IB-score | DeSync |" in md
-    assert "vggish: not given" in md
+    assert "vggish: not given" in md and "n/a: FD_VGG needs --vggish" in md
     assert report.csv().splitlines()[0].startswith("model,clips,FD_PaSST,FD_PANNs,FD_VGG,KL_PANNs,KL_PaSST,IS,")
 
 
@@ -518,3 +518,38 @@ def test_field_scorer_options_need_the_field_table(trained, tmp_path, capsys):
                                "--passt", str(tmp_path / "p.pt"), "--out", str(tmp_path / "o")]) == 2
     assert "no such PaSST weight file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_field_table_desync_from_synchformer_on_videos(trained, tmp_path):
+    """DeSync through the evaluation: each 5-s clip's first and last 4.8 s, as the scorer gives it alone."""
+    from vab import media
+    from vab.evaluation import generation as ge
+    from vab.evaluation.scorers.synchformer import SynchformerNet, SynchformerScorer
+    from vab.generation.sampling import SamplingConfig
+
+    _, model, _ = trained
+    videos = tmp_path / "videos"
+    for i, freq in enumerate((300.0, 900.0)):
+        make_video(videos / f"v{i}.mp4", seconds=5.0, fps=25, width=40, height=32, freq=freq)
+    clips = ge.manifest_clips(videos, None, 5.0)
+    torch.manual_seed(0)
+    net = SynchformerNet(dim=16, depth=1, heads=2, global_depth=1, global_heads=2, size=32)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    scorer = SynchformerScorer(net)
+    report = ge.evaluate([str(model)], clips, SamplingConfig(steps=2), LogMelEmbedder(), None,
+                         embedder_name="logmel", classifier_name=None, records=tmp_path / "out", table="field",
+                         extra_names={"synchformer": "tiny.pth"}, desync=scorer, save_audio=tmp_path / "audio")
+    (m,) = report.models
+    wavs = sorted((tmp_path / "audio").rglob("*.wav"))
+    assert len(wavs) == 2
+    want = []
+    for wav_path, clip in zip(wavs, sorted(clips.clips, key=lambda c: c.id)):
+        wav = media.read_audio(wav_path, 16000)
+        frames, _ = media.read_frames(clip.video, 25.0, 0.0, 5.0, max_short_side=ge.DESYNC_SHORT_SIDE)
+        want.append(scorer.desync(wav, 16000, frames))
+    assert m.field["desync"] == pytest.approx(np.mean(want), abs=1e-9)
+    assert 0.0 <= m.field["desync"] <= 2.0
+    md = report.markdown()
+    assert "synchformer: tiny.pth" in md and "IB-score needs ImageBind" in md and "FD_PaSST needs --passt" in md

@@ -49,6 +49,9 @@ TABLES = ("paper", "field")
 #: the field table's scorers by name (`Scoring.extra` keys) and what their columns need
 FIELD_SCORERS = ("passt", "panns", "vggish")
 SYNC_SHORT_SIDE = 128  # pixels: frames are read this small for the sync score
+# Synchformer resizes frames to 224 itself; larger pictures are read at most this small first
+# (the memory of 25 full-size frames a second), a second resize av-benchmark does not make
+DESYNC_SHORT_SIDE = 448
 # a file this much longer than its clip still leaves no room for another start (container
 # durations round up to whole audio / video frames)
 START_SLACK = 0.1
@@ -271,9 +274,10 @@ def _score(wav: np.ndarray, sample_rate: int, embedder: AudioEmbedder,
     return embedder.embed_at(wav, sample_rate), dist
 
 
-def clip_frames(clip: Clip) -> tuple[np.ndarray, float] | None:
-    """The frames ``[F, H, W, 3]`` of `clip`'s span at its video's own rate (short side at most
-    :data:`SYNC_SHORT_SIDE`) and that rate, or None when there is no readable video for it (no
+def clip_frames(clip: Clip, fps: float | None = None,
+                short_side: int = SYNC_SHORT_SIDE) -> tuple[np.ndarray, float] | None:
+    """The frames ``[F, H, W, 3]`` of `clip`'s span at `fps` (None: the video's own rate), short
+    side at most `short_side`, and that rate; or None when there is no readable video for it (no
     file, no picture, an unknown start)."""
     from vab import media
 
@@ -288,11 +292,11 @@ def clip_frames(clip: Clip) -> tuple[np.ndarray, float] | None:
             if info.duration is None or info.duration > clip.duration + START_SLACK:
                 return None
             start = 0.0
-        frames, _ = media.read_frames(clip.video, info.fps, start, start + clip.duration,
-                                      max_short_side=SYNC_SHORT_SIDE)
+        rate = float(fps or info.fps)
+        frames, _ = media.read_frames(clip.video, rate, start, start + clip.duration, max_short_side=short_side)
     except VabError:
         return None
-    return (frames, float(info.fps)) if len(frames) >= 3 else None
+    return (frames, rate) if len(frames) >= 3 else None
 
 
 @dataclass
@@ -300,16 +304,18 @@ class Scoring:
     """What each clip's audio is scored with.  `embedder` (FAD) and `classifier` (KL, or None)
     make the paper's columns and are recorded in the ``main`` store; `extra` names more
     scorers (the field table's ``passt``, ``panns``, ``vggish``), each recorded in a store of
-    its own (embeddings, and the label distribution when it has labels); `sync`: also score
-    the audio against the clip's frames (:mod:`vab.evaluation.sync`, numbers ``sync`` and
-    ``sync_offset`` in the main record).  `names`: the spec of each scorer, for record keys
-    and the report."""
+    its own (embeddings, and the label distribution when it has labels), fed the audio with
+    its mean removed as av-benchmark's loader does; `sync`: also score the audio against the
+    clip's frames (:mod:`vab.evaluation.sync`, numbers ``sync`` and ``sync_offset`` in the
+    main record); `desync`: a Synchformer scorer (number ``desync`` in the main record).
+    `names`: the spec of each scorer, for record keys and the report."""
 
     embedder: AudioEmbedder
     classifier: AudioEmbedder | None = None
     extra: dict[str, AudioEmbedder] = field(default_factory=dict)
     sync: bool = True
     names: dict[str, str | None] = field(default_factory=dict)
+    desync: Any = None  # vab.evaluation.scorers.synchformer.SynchformerScorer
 
     @property
     def sample_rate(self) -> int:
@@ -322,7 +328,8 @@ class Scoring:
         from vab.evaluation.records import RecordStore
 
         main = {"embedder": self.names.get("embedder"), "classifier": self.names.get("classifier"),
-                "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}), **settings}
+                "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}),
+                **({"synchformer": self.names.get("synchformer")} if self.desync is not None else {}), **settings}
         out = {"main": RecordStore(records, side, main)}
         for name in self.extra:
             out[name] = RecordStore(records, side, {"scorer": name, "spec": self.names.get(name), **settings})
@@ -332,13 +339,20 @@ class Scoring:
         """({store name: (embeddings ``[N, D]``, distribution ``[C]`` or None)}, {numbers for the
         main record}) of one clip's audio."""
         out = {"main": _score(wav, sample_rate, self.embedder, self.classifier)}
+        centred = np.asarray(wav, dtype=np.float32) - np.float32(np.mean(wav)) if self.extra else wav
         for name, scorer in self.extra.items():
-            out[name] = _score(wav, sample_rate, scorer, scorer if scorer.has_labels else None)
+            out[name] = _score(centred, sample_rate, scorer, scorer if scorer.has_labels else None)
         numbers: dict[str, float] = {}
         frames = clip_frames(clip) if self.sync else None
         if frames is not None:
             result = sync_score(wav, sample_rate, *frames)
             numbers = {"sync": result.score, "sync_offset": result.offset}
+        if self.desync is not None:
+            from vab.evaluation.scorers.synchformer import FPS
+
+            frames = clip_frames(clip, FPS, DESYNC_SHORT_SIDE)
+            if frames is not None:
+                numbers["desync"] = self.desync.desync(wav, sample_rate, frames[0])
         return out, numbers
 
 
@@ -440,9 +454,10 @@ FIELD_COLUMNS = (
     ("kl_panns", "KL_PANNs", True), ("kl_passt", "KL_PaSST", True), ("is_panns", "IS", False),
     ("ib", "IB-score", False), ("desync", "DeSync", True),
 )
-#: what each field column needs (the eval/generation.py option), for notes on missing columns
+#: what each field column needs (the eval/generation.py option), for the notes on n/a columns
 FIELD_NEEDS = {"fd_passt": "--passt", "kl_passt": "--passt", "fd_panns": "--panns", "kl_panns": "--panns",
-               "is_panns": "--panns", "fd_vggish": "--vggish", "ib": "--imagebind", "desync": "--synchformer"}
+               "is_panns": "--panns (and 10 clips)", "fd_vggish": "--vggish",
+               "ib": "ImageBind, which vab does not have yet", "desync": "--synchformer (and clips of 4.8 s)"}
 
 
 def _log_probs(distributions: Sequence[np.ndarray]) -> np.ndarray:
@@ -725,7 +740,11 @@ class Report:
                       "mean over clips of KL(real || generated) softmax label distributions (nats); IS: Inception "
                       "Score of the PANNs labels (10 splits); IB-score: ImageBind video-audio cosine; DeSync: "
                       "Synchformer's |offset| (s). Lower is better for FD, KL, DeSync and the sync offset; higher for "
-                      "IS, IB-score and the sync score. n/a: the column's scorer was not given."]
+                      "IS, IB-score and the sync score."]
+            missing = [key for key, _, _ in FIELD_COLUMNS if all(m.field.get(key) is None for m in self.models)]
+            if missing:
+                headers = dict((key, h) for key, h, _ in FIELD_COLUMNS)
+                lines.append("n/a: " + "; ".join(f"{headers[k]} needs {FIELD_NEEDS[k]}" for k in missing) + ".")
         else:
             lines += ["", "FAD: Frechet distance of embedding Gaussians (lower is better); KL: mean over clips of "
                       "KL(real || generated) label distributions, nats (lower is better); RTF: wall seconds per "
@@ -802,12 +821,14 @@ def evaluate(
     table: str = "paper",
     extra: dict[str, AudioEmbedder] | None = None,
     extra_names: dict[str, str | None] | None = None,
+    desync: Any = None,
 ) -> Report | None:
     """Score every model in `checkpoints` on `clips` against the same real audio.
 
     `table`: ``paper`` (FAD / KL of `embedder` / `classifier`) or ``field`` (FIELD_COLUMNS from
-    the `extra` scorers, by FIELD_SCORERS name; `extra_names` gives the spec of every field
-    scorer, None for one not given).  Both tables carry the weights-free sync score.
+    the `extra` scorers, by FIELD_SCORERS name, and DeSync from `desync`, a Synchformer scorer;
+    `extra_names` gives the spec of every field scorer, None for one not given).  Both tables
+    carry the weights-free sync score.
 
     `real_codec`: codec settings (CodecConfig fields, e.g. ``griffin_lim_iters``) for decoding
     stored real tokens, over the data set's own.  `ar_sampling`: the sampling settings for
@@ -831,7 +852,7 @@ def evaluate(
                             real_codec=real_codec, source=source, device=device, precision=precision,
                             batch_size=batch_size, save_audio=save_audio, progress=progress,
                             ar_sampling=ar_sampling, records=tmp, shard=shard, table=table, extra=extra,
-                            extra_names=extra_names)
+                            extra_names=extra_names, desync=desync)
     from vab.evaluation.records import files_stamp
     from vab.model.hub import resolve_model_dir
     from vab.utils import pick_device
@@ -840,7 +861,8 @@ def evaluate(
         raise VabError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
     names = model_labels(checkpoints, labels)
     scoring = Scoring(embedder, classifier, dict(extra or {}), sync=True,
-                      names={"embedder": embedder_name, "classifier": classifier_name, **(extra_names or {})})
+                      names={"embedder": embedder_name, "classifier": classifier_name, **(extra_names or {})},
+                      desync=desync)
     real = RealAudio(clips, real_mode, sample_rate=scoring.sample_rate, codec_settings=real_codec)
     real_stores = scoring.stores(records, "real", {"mode": real_mode, "codec": real.codec_settings,
                                                    "data": clips.source})
@@ -917,7 +939,7 @@ def evaluate(
         data=clips.source, split=clips.split, clips=len(usable), embedder=embedder_name, classifier=classifier_name,
         real_audio=describe_real(counts), real_audio_counts=counts, sampling=_sampling_dict(sampling),
         source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures, table=table,
-        scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "imagebind", "synchformer")}
+        scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "synchformer")}
         if table == "field" else {},
         real_sync=real_sync, real_sync_offset=real_offset,
     )
