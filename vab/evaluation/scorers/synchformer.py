@@ -38,6 +38,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from vab.evaluation.scorers.passt import Mlp
 from vab.evaluation.scorers.weights import load_into, read_state_dict
 
 SAMPLE_RATE = 16000
@@ -94,16 +95,6 @@ class _DividedAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class _DividedBlock(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -111,7 +102,7 @@ class _DividedBlock(nn.Module):
         self.attn = _DividedAttention(dim, heads)
         self.timeattn = _DividedAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _Mlp(dim, 4 * dim)
+        self.mlp = Mlp(dim, 4 * dim)
         self.norm3 = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
