@@ -8,7 +8,8 @@
         --classifier own:runs/classify-audio/model
     python eval/generation.py --table field --checkpoint runs/vab/model --videos vggsound-test.csv --duration 8 \
         --passt /weights/passt-s-f128-p16-s10-ap.476-swa.pt --panns /weights/Cnn14_16k_mAP=0.438.pth \
-        --vggish /weights/vggish-10086976.pth --synchformer /weights/synchformer_state_dict.pth --out eval/field
+        --vggish /weights/vggish-10086976.pth --imagebind /weights/imagebind_huge.pth \
+        --synchformer /weights/synchformer_state_dict.pth --out eval/field
 
 Clips come from an extracted data set (`data.path=...`, `--split`; generated from the stored
 frame features) or from a manifest / folder of videos (`--videos`; frames read and encoded,
@@ -32,10 +33,11 @@ FD_PANNs, FD_VGG, KL_PANNs, KL_PaSST, IS (PANNs), IB-score, DeSync, one scorer p
   --passt PATH|download  PaSST, as av-benchmark (clips padded or cut to 10 s at 32 kHz)
   --panns PATH           PANNs Cnn14; av-benchmark uses the 16-kHz Cnn14_16k_mAP=0.438.pth
   --vggish PATH          VGGish, vggish-10086976.pth
+  --imagebind PATH       ImageBind, imagebind_huge.pth: IB-score, the cosine (x 100) of the clip's video
+                         embedding (frames at 0.5 fps, 3 crops) and its audio embedding (three 2-s clips)
   --synchformer PATH     Synchformer, synchformer_state_dict.pth: DeSync (s), the offset it predicts for
                          the first and last 4.8 s of each clip (frames at 25 fps, audio at 16 kHz)
-A column whose scorer is not given is n/a (IB-score always: ImageBind is not in vab yet).  Every
-table also has the weights-free sync score
+A column whose scorer is not given is n/a.  Every table also has the weights-free sync score
 (sound change against picture change, and the audio delay where they agree best), the mean
 generated audio length per clip, and the number format and device generation ran in.
 
@@ -89,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--passt", help="PaSST weights file (FD_PaSST, KL_PaSST), or 'download'")
     t.add_argument("--panns", help="PANNs Cnn14 weights file (FD_PANNs, KL_PANNs, IS)")
     t.add_argument("--vggish", help="VGGish weights file (FD_VGG)")
+    t.add_argument("--imagebind", help="ImageBind weights file, imagebind_huge.pth (IB-score)")
     t.add_argument("--synchformer", help="Synchformer weights file, synchformer_state_dict.pth (DeSync)")
     s = p.add_argument_group("sampling (as vab generate)")
     s.add_argument("--steps", type=int, default=16)
@@ -152,17 +155,22 @@ def run(args: argparse.Namespace) -> int:
     shard = Shard.current()  # under `accelerate launch`: this process's block of the clips
     scoring_device = str(pick_device(shard.device(args.device)))  # `auto`: this process's GPU, else the CPU
     field_specs = {"passt": args.passt, "panns": args.panns, "vggish": args.vggish}
-    given = [f"--{k}" for k, v in {**field_specs, "synchformer": args.synchformer}.items() if v]
+    video_specs = {"imagebind": args.imagebind, "synchformer": args.synchformer}
+    given = [f"--{k}" for k, v in {**field_specs, **video_specs}.items() if v]
     if given and args.table != "field":
         raise VabError(f"{', '.join(given)} fill the field's table: add --table field")
     embedder = build_scorer(args.embedder, scoring_device)
     classifier = None if args.classifier == "none" else build_classifier(args.classifier, scoring_device)
     extra = {k: build_scorer(f"{k}:{v}", scoring_device) for k, v in field_specs.items() if v}
-    desync = None
+    desync = imagebind = None
     if args.synchformer:
         from vab.evaluation.scorers.synchformer import SynchformerScorer
 
         desync = SynchformerScorer.from_file(args.synchformer, scoring_device)
+    if args.imagebind:
+        from vab.evaluation.scorers.imagebind import ImageBindScorer
+
+        imagebind = ImageBindScorer.from_file(args.imagebind, scoring_device)
 
     out = Path(args.out)
     if shard.world_size > 1:
@@ -175,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision, batch_size=args.batch_size,
             save_audio=out / "audio" if args.save_audio else None, progress=bar.update, ar_sampling=ar_sampling,
             records=out, shard=shard, table=args.table, extra=extra,
-            extra_names={**field_specs, "synchformer": args.synchformer}, desync=desync,
+            extra_names={**field_specs, **video_specs}, desync=desync, imagebind=imagebind,
         )
     shard.close()  # every process is past its work; the group is not needed to write the report
     if report is None:  # not the main process: it wrote its clips' records, the main one merged them

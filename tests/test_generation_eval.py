@@ -520,10 +520,12 @@ def test_field_scorer_options_need_the_field_table(trained, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_field_table_desync_from_synchformer_on_videos(trained, tmp_path):
-    """DeSync through the evaluation: each 5-s clip's first and last 4.8 s, as the scorer gives it alone."""
+def test_field_table_desync_and_ib_score_on_videos(trained, tmp_path):
+    """DeSync and the IB-score through the evaluation: each 5-s clip's first and last 4.8 s, and its
+    frames at 0 and 2 s, scored as the scorers give them alone."""
     from vab import media
     from vab.evaluation import generation as ge
+    from vab.evaluation.scorers.imagebind import ImageBindNet, ImageBindScorer, half_fps_frames
     from vab.evaluation.scorers.synchformer import SynchformerNet, SynchformerScorer
     from vab.generation.sampling import SamplingConfig
 
@@ -538,18 +540,28 @@ def test_field_table_desync_from_synchformer_on_videos(trained, tmp_path):
         for p in net.parameters():
             p.normal_(0, 0.3)
     scorer = SynchformerScorer(net)
+    ib_net = ImageBindNet(vision_dim=16, vision_depth=1, vision_heads=2, audio_dim=16, audio_depth=1, audio_heads=2,
+                          out_dim=8, size=28)
+    with torch.no_grad():
+        for p in ib_net.parameters():
+            p.normal_(0, 0.3)
+    ib_scorer = ImageBindScorer(ib_net)
     report = ge.evaluate([str(model)], clips, SamplingConfig(steps=2), LogMelEmbedder(), None,
                          embedder_name="logmel", classifier_name=None, records=tmp_path / "out", table="field",
-                         extra_names={"synchformer": "tiny.pth"}, desync=scorer, save_audio=tmp_path / "audio")
+                         extra_names={"synchformer": "tiny.pth", "imagebind": "tiny-ib.pth"}, desync=scorer,
+                         imagebind=ib_scorer, save_audio=tmp_path / "audio")
     (m,) = report.models
     wavs = sorted((tmp_path / "audio").rglob("*.wav"))
     assert len(wavs) == 2
-    want = []
+    want, cosines = [], []
     for wav_path, clip in zip(wavs, sorted(clips.clips, key=lambda c: c.id)):
         wav = media.read_audio(wav_path, 16000)
         frames, _ = media.read_frames(clip.video, 25.0, 0.0, 5.0, max_short_side=ge.DESYNC_SHORT_SIDE)
         want.append(scorer.desync(wav, 16000, frames))
+        cosines.append(ib_scorer.score(wav, 16000, half_fps_frames(frames, 25.0, 5.0)))
     assert m.field["desync"] == pytest.approx(np.mean(want), abs=1e-9)
     assert 0.0 <= m.field["desync"] <= 2.0
+    # the published tables show the mean cosine times 100 (the saved wav is 16-bit: a little rounding)
+    assert m.field["ib"] == pytest.approx(100 * np.mean(cosines), abs=0.05) and -100 <= m.field["ib"] <= 100
     md = report.markdown()
-    assert "synchformer: tiny.pth" in md and "IB-score needs ImageBind" in md and "FD_PaSST needs --passt" in md
+    assert "synchformer: tiny.pth" in md and "imagebind: tiny-ib.pth" in md and "FD_PaSST needs --passt" in md

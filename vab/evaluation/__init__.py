@@ -6,6 +6,7 @@ each model, or the field's table (FD / KL with PaSST, PANNs, VGGish, IS ...), as
 and a Markdown table (`generation`).  `metrics` holds the Frechet distance, KL and Inception
 Score on arrays; `sync` the weights-free synchronisation score of audio against frames;
 `scorers` the audio embedders and classifiers they read (log-mel offline, VGGish, PANNs,
-PaSST from local weights, the project's own fine-tuned classifier).  Retrieval and
+PaSST from local weights, the project's own fine-tuned classifier) and the video-audio
+scorers of the field's table (ImageBind's IB-score, Synchformer's DeSync).  Retrieval and
 classification numbers are fine-tuning's own (`vab.finetuning.metrics`).
 """

@@ -307,7 +307,8 @@ class Scoring:
     its own (embeddings, and the label distribution when it has labels), fed the audio with
     its mean removed as av-benchmark's loader does; `sync`: also score the audio against the
     clip's frames (:mod:`vab.evaluation.sync`, numbers ``sync`` and ``sync_offset`` in the
-    main record); `desync`: a Synchformer scorer (number ``desync`` in the main record).
+    main record); `desync`: a Synchformer scorer (number ``desync`` in the main record);
+    `imagebind`: an ImageBind scorer (number ``ib``, the cosine, in the main record).
     `names`: the spec of each scorer, for record keys and the report."""
 
     embedder: AudioEmbedder
@@ -316,6 +317,7 @@ class Scoring:
     sync: bool = True
     names: dict[str, str | None] = field(default_factory=dict)
     desync: Any = None  # vab.evaluation.scorers.synchformer.SynchformerScorer
+    imagebind: Any = None  # vab.evaluation.scorers.imagebind.ImageBindScorer
 
     @property
     def sample_rate(self) -> int:
@@ -329,7 +331,8 @@ class Scoring:
 
         main = {"embedder": self.names.get("embedder"), "classifier": self.names.get("classifier"),
                 "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}),
-                **({"synchformer": self.names.get("synchformer")} if self.desync is not None else {}), **settings}
+                **({"synchformer": self.names.get("synchformer")} if self.desync is not None else {}),
+                **({"imagebind": self.names.get("imagebind")} if self.imagebind is not None else {}), **settings}
         out = {"main": RecordStore(records, side, main)}
         for name in self.extra:
             out[name] = RecordStore(records, side, {"scorer": name, "spec": self.names.get(name), **settings})
@@ -347,12 +350,16 @@ class Scoring:
         if frames is not None:
             result = sync_score(wav, sample_rate, *frames)
             numbers = {"sync": result.score, "sync_offset": result.offset}
-        if self.desync is not None:
+        if self.desync is not None or self.imagebind is not None:
+            from vab.evaluation.scorers.imagebind import half_fps_frames
             from vab.evaluation.scorers.synchformer import FPS
 
+            # one read at Synchformer's 25 fps serves ImageBind's 0.5 fps too (every 50th frame)
             frames = clip_frames(clip, FPS, DESYNC_SHORT_SIDE)
-            if frames is not None:
+            if frames is not None and self.desync is not None:
                 numbers["desync"] = self.desync.desync(wav, sample_rate, frames[0])
+            if frames is not None and self.imagebind is not None:
+                numbers["ib"] = self.imagebind.score(wav, sample_rate, half_fps_frames(frames[0], FPS, clip.duration))
         return out, numbers
 
 
@@ -457,7 +464,7 @@ FIELD_COLUMNS = (
 #: what each field column needs (the eval/generation.py option), for the notes on n/a columns
 FIELD_NEEDS = {"fd_passt": "--passt", "kl_passt": "--passt", "fd_panns": "--panns", "kl_panns": "--panns",
                "is_panns": "--panns (and 10 clips)", "fd_vggish": "--vggish",
-               "ib": "ImageBind, which vab does not have yet", "desync": "--synchformer (and clips of 4.8 s)"}
+               "ib": "--imagebind (and clips of 4 s)", "desync": "--synchformer (and clips of 4.8 s)"}
 
 
 def _log_probs(distributions: Sequence[np.ndarray]) -> np.ndarray:
@@ -495,8 +502,8 @@ def field_columns(real: dict[str, Scores], generated: dict[str, Scores],
                 notes.append("IS needs at least 10 clips (10 splits)")
     for key in ("ib", "desync"):
         values = [float(n[key]) for n in numbers if n.get(key) is not None and math.isfinite(float(n[key]))]
-        if values:
-            out[key] = float(np.mean(values))
+        if values:  # the IB-score as the published tables show it: the mean cosine times 100
+            out[key] = float(np.mean(values)) * (100.0 if key == "ib" else 1.0)
     return out, notes
 
 
@@ -738,7 +745,7 @@ class Report:
         if self.table == "field":
             lines += ["", "FD: Frechet distance of embedding Gaussians (PaSST 768-d, PANNs 2048-d, VGGish 128-d); KL: "
                       "mean over clips of KL(real || generated) softmax label distributions (nats); IS: Inception "
-                      "Score of the PANNs labels (10 splits); IB-score: ImageBind video-audio cosine; DeSync: "
+                      "Score of the PANNs labels (10 splits); IB-score: ImageBind video-audio cosine x 100; DeSync: "
                       "Synchformer's |offset| (s). Lower is better for FD, KL, DeSync and the sync offset; higher for "
                       "IS, IB-score and the sync score."]
             missing = [key for key, _, _ in FIELD_COLUMNS if all(m.field.get(key) is None for m in self.models)]
@@ -822,11 +829,13 @@ def evaluate(
     extra: dict[str, AudioEmbedder] | None = None,
     extra_names: dict[str, str | None] | None = None,
     desync: Any = None,
+    imagebind: Any = None,
 ) -> Report | None:
     """Score every model in `checkpoints` on `clips` against the same real audio.
 
     `table`: ``paper`` (FAD / KL of `embedder` / `classifier`) or ``field`` (FIELD_COLUMNS from
-    the `extra` scorers, by FIELD_SCORERS name, and DeSync from `desync`, a Synchformer scorer;
+    the `extra` scorers, by FIELD_SCORERS name, DeSync from `desync` (a Synchformer scorer) and
+    the IB-score from `imagebind` (an ImageBind scorer);
     `extra_names` gives the spec of every field scorer, None for one not given).  Both tables
     carry the weights-free sync score.
 
@@ -852,7 +861,7 @@ def evaluate(
                             real_codec=real_codec, source=source, device=device, precision=precision,
                             batch_size=batch_size, save_audio=save_audio, progress=progress,
                             ar_sampling=ar_sampling, records=tmp, shard=shard, table=table, extra=extra,
-                            extra_names=extra_names, desync=desync)
+                            extra_names=extra_names, desync=desync, imagebind=imagebind)
     from vab.evaluation.records import files_stamp
     from vab.model.hub import resolve_model_dir
     from vab.utils import pick_device
@@ -862,7 +871,7 @@ def evaluate(
     names = model_labels(checkpoints, labels)
     scoring = Scoring(embedder, classifier, dict(extra or {}), sync=True,
                       names={"embedder": embedder_name, "classifier": classifier_name, **(extra_names or {})},
-                      desync=desync)
+                      desync=desync, imagebind=imagebind)
     real = RealAudio(clips, real_mode, sample_rate=scoring.sample_rate, codec_settings=real_codec)
     real_stores = scoring.stores(records, "real", {"mode": real_mode, "codec": real.codec_settings,
                                                    "data": clips.source})
@@ -939,7 +948,7 @@ def evaluate(
         data=clips.source, split=clips.split, clips=len(usable), embedder=embedder_name, classifier=classifier_name,
         real_audio=describe_real(counts), real_audio_counts=counts, sampling=_sampling_dict(sampling),
         source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures, table=table,
-        scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "synchformer")}
+        scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "imagebind", "synchformer")}
         if table == "field" else {},
         real_sync=real_sync, real_sync_offset=real_offset,
     )

@@ -39,7 +39,7 @@ import torchaudio
 from torch import nn
 
 from vab.evaluation.scorers.passt import Mlp
-from vab.evaluation.scorers.weights import load_into, read_state_dict
+from vab.evaluation.scorers.weights import NetScorer, load_into, read_state_dict
 
 SAMPLE_RATE = 16000
 FPS = 25.0
@@ -374,14 +374,10 @@ def desync_of_windows(logits: torch.Tensor) -> torch.Tensor:
     return torch.tensor(OFFSETS, dtype=torch.float64)[logits.argmax(dim=-1)].abs()
 
 
-class SynchformerScorer:
+class SynchformerScorer(NetScorer):
     """DeSync of a clip's audio against its frames (module doc)."""
 
     name = "synchformer"
-
-    def __init__(self, net: SynchformerNet, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu", **arch) -> SynchformerScorer:

@@ -61,3 +61,11 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | os.
         raise VabError(f"{path}: not {what} weights: " + "; ".join(parts))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return module.eval()
+
+
+class NetScorer:
+    """A scorer that holds one network, in eval mode on `device` (the video-audio scorers)."""
+
+    def __init__(self, net: nn.Module, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
