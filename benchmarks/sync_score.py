@@ -3,12 +3,18 @@
     vab synth /tmp/w-demo --train 1 --valid 0 --test 64 --seconds 4 --fps 8
     vab synth /tmp/w-shapes --world shapes --train 1 --valid 0 --test 64 --seconds 3 --fps 8
     python benchmarks/sync_score.py /tmp/w-demo /tmp/w-shapes
+    python benchmarks/sync_score.py --demo /tmp/demo-quick /tmp/demo-shapes-quick   # finished `vab demo` folders
 
 For every test clip of each world (`vab synth` folders) the clip's own audio is scored
 against its frames (`vab.evaluation.sync`) as recorded, moved later and earlier by 0.1 /
 0.2 / 0.5 / 1 s (silence filled in), and replaced by another clip's audio (a fixed
 derangement).  Printed per world and condition: the mean score, the mean absolute offset
 estimate, and the share of clips whose own audio scores above the moved one.
+
+With --demo, each folder is a finished `vab demo` run: its generated soundtracks
+(DIR/generated/<id>.wav) are scored against their clips' frames, beside the real audio and
+against another clip's frames (chance), as the demo's report does, with the demo's own
+timing agreement for comparison.
 """
 
 from __future__ import annotations
@@ -51,11 +57,41 @@ def world_scores(folder: str, split: str = "test") -> dict[str, list]:
     return out
 
 
+def demo_scores(folder: str) -> None:
+    """The sync numbers of a finished demo run (generated, real, chance) and its timing agreement."""
+    import json
+    from pathlib import Path
+
+    from vab.demo import quality
+
+    out = Path(folder)
+    rows = sorted(iter_split(read_truth(out / "world"), "test"), key=lambda r: r.id)
+    fps = media.probe(rows[0].path).fps
+    seconds = len(media.read_frames(rows[0].path, fps)[0]) / fps
+    frames = [media.read_frames(r.path, fps, 0.0, seconds)[0] for r in rows]
+    generated = [media.read_audio(out / "generated" / f"{r.id}.wav", RATE, 0.0, seconds) for r in rows]
+    real = [media.read_audio(r.path, RATE, 0.0, seconds) for r in rows]
+    gen, ref = quality.sync_scores(generated, RATE, frames, fps), quality.sync_scores(real, RATE, frames, fps)
+    g = json.loads((out / "stages" / "generate.json").read_text())["results"]
+    print(f"\n{folder}: {len(rows)} test clips")
+    print("| audio | sync score | chance (another clip's frames) | sync offset s | chance | timing agreement |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| generated | {gen.score:.3f} | {gen.shuffled_score:.3f} | {gen.offset:.3f} | {gen.shuffled_offset:.3f} | "
+          f"{g['timing_agreement']:.3f} |")
+    print(f"| real | {ref.score:.3f} | {ref.shuffled_score:.3f} | {ref.offset:.3f} | {ref.shuffled_offset:.3f} | "
+          f"{g['timing_real']:.3f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("worlds", nargs="+", help="folders written by `vab synth`")
+    p.add_argument("worlds", nargs="+", help="folders written by `vab synth` (or `vab demo` with --demo)")
     p.add_argument("--split", default="test")
+    p.add_argument("--demo", action="store_true", help="the folders are finished `vab demo` runs")
     args = p.parse_args(argv)
+    if args.demo:
+        for folder in args.worlds:
+            demo_scores(folder)
+        return 0
     for folder in args.worlds:
         scores = world_scores(folder, args.split)
         own = np.array([r.score for r in scores["own audio"]])

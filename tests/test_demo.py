@@ -32,6 +32,10 @@ def test_quick_demo_numbers_are_far_above_chance(quick_demo):
     # ignores the video scores chance, 1/8, on class and about 0.5 on timing)
     assert g["class_agreement"] >= 2 * g["class_chance"]
     assert g["timing_agreement"] >= g["timing_chance"] + 0.1
+    # the weights-free sync score sees the same without the ground truth: real audio far above
+    # another clip's frames, the generated soundtracks above chance
+    assert g["sync_real"] >= g["sync_chance"] + 0.5 and g["sync_score"] >= g["sync_chance"] + 0.2
+    assert g["sync_offset"] < g["sync_offset_chance"]
     # the judge itself is sound (it labels the real held-out audio)
     assert g["judge_on_real_test"] >= 0.95 and g["judge_on_codec_test"] >= 0.9
     r = _results(quick_demo, "retrieval")
@@ -63,7 +67,8 @@ def test_quick_demo_writes_media_models_and_report(quick_demo):
     index = Index.load(quick_demo / "index")  # the held-out clips, for vab search and vab app
     assert len(index) == QUICK.test and all(Path(p).is_file() for p in index.paths)
     report = (quick_demo / "report.md").read_text()
-    for text in ("class agreement", "timing agreement", "R@1", "classification accuracy (audio-visual)",
+    for text in ("class agreement", "timing agreement", "sync score (weights-free)", "R@1",
+                 "classification accuracy (audio-visual)",
                  "chance", str(quick_demo / "model"), str(mp4s[0]), f"vab app --checkpoint {quick_demo / 'model'}"):
         assert text in report
 
@@ -143,6 +148,8 @@ def test_shapes_demo_reports_both_ceilings_against_its_own_targets(tmp_path):
     assert rows["class agreement / visual ceiling"].target == 0.8
     assert rows["class agreement: visual ceiling"].value == g["visual_ceiling"]
     assert rows["class agreement: codec ceiling"].value == g["judge_on_codec_test"]
+    assert rows["sync score (weights-free)"].value == g["sync_score"] and -1 <= g["sync_score"] <= 1
+    assert rows["sync score (weights-free)"].chance == g["sync_chance"] and g["sync_real"] > g["sync_chance"] + 0.3
     report = write_report(result).read_text()
-    assert "`shapes` world" in report and "visual ceiling" in report
+    assert "`shapes` world" in report and "visual ceiling" in report and "sync score (weights-free)" in report
     assert json.loads((tmp_path / "run" / "world" / "world.json").read_text())["params"]["world"] == "shapes"

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vab.evaluation.sync import sync_score
+
 FRAME_RATE = 50.0  # Hz, frames of the energy / visibility comparison
 N_MELS = 48
 
@@ -159,8 +161,6 @@ def sync_scores(wavs: Sequence[np.ndarray], sample_rate: int, frames: Sequence[n
                 seed: int = 0) -> SyncSummary:
     """:class:`SyncSummary` of soundtracks ``[S]`` against frames ``[F, H, W, 3]`` at `fps` (clips
     with no score, e.g. a picture that never changes, are left out of the means)."""
-    from vab.evaluation.sync import sync_score
-
     def means(pairs):
         results = [sync_score(wavs[i], sample_rate, frames[j], fps) for i, j in pairs]
         return (float(np.nanmean([r.score for r in results])),

@@ -39,7 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vab.evaluation.records import RecordStore
 from vab.evaluation.scorers import AudioEmbedder, clip_distribution
+from vab.evaluation.scorers.imagebind import ImageBindScorer, half_fps_frames
+from vab.evaluation.scorers.synchformer import FPS as DESYNC_FPS
+from vab.evaluation.scorers.synchformer import SynchformerScorer
 from vab.evaluation.sync import VERSION as SYNC_VERSION
 from vab.evaluation.sync import sync_score
 from vab.errors import VabError
@@ -316,8 +320,8 @@ class Scoring:
     extra: dict[str, AudioEmbedder] = field(default_factory=dict)
     sync: bool = True
     names: dict[str, str | None] = field(default_factory=dict)
-    desync: Any = None  # vab.evaluation.scorers.synchformer.SynchformerScorer
-    imagebind: Any = None  # vab.evaluation.scorers.imagebind.ImageBindScorer
+    desync: SynchformerScorer | None = None
+    imagebind: ImageBindScorer | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -325,10 +329,8 @@ class Scoring:
         scorers = [self.embedder, self.classifier, *self.extra.values()]
         return max(int(s.sample_rate) for s in scorers if s is not None)
 
-    def stores(self, records: str | os.PathLike, side: str, settings: dict[str, Any]) -> dict[str, Any]:
+    def stores(self, records: str | os.PathLike, side: str, settings: dict[str, Any]) -> dict[str, RecordStore]:
         """One `RecordStore` per scorer (``main`` and each extra) of `side` under `settings`."""
-        from vab.evaluation.records import RecordStore
-
         main = {"embedder": self.names.get("embedder"), "classifier": self.names.get("classifier"),
                 "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}),
                 **({"synchformer": self.names.get("synchformer")} if self.desync is not None else {}),
@@ -351,15 +353,13 @@ class Scoring:
             result = sync_score(wav, sample_rate, *frames)
             numbers = {"sync": result.score, "sync_offset": result.offset}
         if self.desync is not None or self.imagebind is not None:
-            from vab.evaluation.scorers.imagebind import half_fps_frames
-            from vab.evaluation.scorers.synchformer import FPS
-
             # one read at Synchformer's 25 fps serves ImageBind's 0.5 fps too (every 50th frame)
-            frames = clip_frames(clip, FPS, DESYNC_SHORT_SIDE)
+            frames = clip_frames(clip, DESYNC_FPS, DESYNC_SHORT_SIDE)
             if frames is not None and self.desync is not None:
                 numbers["desync"] = self.desync.desync(wav, sample_rate, frames[0])
             if frames is not None and self.imagebind is not None:
-                numbers["ib"] = self.imagebind.score(wav, sample_rate, half_fps_frames(frames[0], FPS, clip.duration))
+                numbers["ib"] = self.imagebind.score(wav, sample_rate,
+                                                     half_fps_frames(frames[0], DESYNC_FPS, clip.duration))
         return out, numbers
 
 
@@ -828,8 +828,8 @@ def evaluate(
     table: str = "paper",
     extra: dict[str, AudioEmbedder] | None = None,
     extra_names: dict[str, str | None] | None = None,
-    desync: Any = None,
-    imagebind: Any = None,
+    desync: SynchformerScorer | None = None,
+    imagebind: ImageBindScorer | None = None,
 ) -> Report | None:
     """Score every model in `checkpoints` on `clips` against the same real audio.
 
