@@ -30,18 +30,19 @@ says which was used.  Scorers: `--embedder` for FAD, `--classifier` for KL:
 
 `--table field` writes the field's table instead (MMAudio's columns, in its order): FD_PaSST,
 FD_PANNs, FD_VGG, KL_PANNs, KL_PaSST, IS (PANNs), IB-score, DeSync, one scorer per option:
-  --passt PATH|download  PaSST, as av-benchmark (clips padded or cut to 10 s at 32 kHz)
+  --passt PATH           PaSST, as av-benchmark (clips padded or cut to 10 s at 32 kHz)
   --panns PATH           PANNs Cnn14; av-benchmark uses the 16-kHz Cnn14_16k_mAP=0.438.pth
   --vggish PATH          VGGish, vggish-10086976.pth
   --imagebind PATH       ImageBind, imagebind_huge.pth: IB-score, the cosine (x 100) of the clip's video
                          embedding (frames at 0.5 fps, 3 crops) and its audio embedding (three 2-s clips)
   --synchformer PATH     Synchformer, synchformer_state_dict.pth: DeSync (s), the offset it predicts for
                          the first and last 4.8 s of each clip (frames at 25 fps, audio at 16 kHz)
-A column whose scorer is not given is n/a.  Every table also has the weights-free sync score
+Each also takes `download`: the published file, fetched once into the torch hub cache (the
+16-kHz Cnn14 for --panns).  A column whose scorer is not given is n/a.  Every table also has the weights-free sync score
 (sound change against picture change, and the audio delay where they agree best), the mean
 generated audio length per clip, and the number format and device generation ran in.
 
-The scorers download nothing (but --passt download); a --checkpoint or own: given as a Hugging Face Hub id is
+The scorers download nothing unless told `download`; a --checkpoint or own: given as a Hugging Face Hub id is
 fetched into the Hugging Face cache as `vab generate` does (HF_HUB_OFFLINE=1: cache only).  Writes OUT/generation.json,
 OUT/generation.md and OUT/generation.csv (and with
 --save-audio the generated wavs under OUT/audio/<model>/).  Exit code 1 when clips failed.
@@ -89,10 +90,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--table", default="paper", choices=["paper", "field"],
                    help="paper: FAD / KL of --embedder / --classifier (default); field: MMAudio's columns")
     t.add_argument("--passt", help="PaSST weights file (FD_PaSST, KL_PaSST), or 'download'")
-    t.add_argument("--panns", help="PANNs Cnn14 weights file (FD_PANNs, KL_PANNs, IS)")
-    t.add_argument("--vggish", help="VGGish weights file (FD_VGG)")
-    t.add_argument("--imagebind", help="ImageBind weights file, imagebind_huge.pth (IB-score)")
-    t.add_argument("--synchformer", help="Synchformer weights file, synchformer_state_dict.pth (DeSync)")
+    t.add_argument("--panns", help="PANNs Cnn14 weights file (FD_PANNs, KL_PANNs, IS), or 'download'")
+    t.add_argument("--vggish", help="VGGish weights file (FD_VGG), or 'download'")
+    t.add_argument("--imagebind", help="ImageBind weights file, imagebind_huge.pth (IB-score), or 'download'")
+    t.add_argument("--synchformer", help="Synchformer weights file, synchformer_state_dict.pth (DeSync), or 'download'")
     s = p.add_argument_group("sampling (as vab generate)")
     s.add_argument("--steps", type=int, default=16)
     s.add_argument("--cfg", type=float, default=5.0, dest="guidance")
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vab.evaluation import generation as ge
     from vab.evaluation.scorers import build_classifier, build_scorer
+    from vab.evaluation.scorers.weights import weights_file
     from vab.config import load_config
     from vab.errors import VabError
     from vab.model.directory import CONFIG_FILE
@@ -166,11 +168,11 @@ def run(args: argparse.Namespace) -> int:
     if args.synchformer:
         from vab.evaluation.scorers.synchformer import SynchformerScorer
 
-        desync = SynchformerScorer.from_file(args.synchformer, scoring_device)
+        desync = SynchformerScorer.from_file(weights_file(args.synchformer, "synchformer"), scoring_device)
     if args.imagebind:
         from vab.evaluation.scorers.imagebind import ImageBindScorer
 
-        imagebind = ImageBindScorer.from_file(args.imagebind, scoring_device)
+        imagebind = ImageBindScorer.from_file(weights_file(args.imagebind, "imagebind"), scoring_device)
 
     out = Path(args.out)
     if shard.world_size > 1:

@@ -207,3 +207,26 @@ def test_panns_16k_checkpoint_is_recognised_from_its_stft_kernel(tmp_path):
     # audio at another rate is resampled to the network's own
     at_32k = loaded.embed_at(np.zeros(32000, dtype=np.float32), 32000)
     assert at_32k.shape == (1, 16) and math.isfinite(float(at_32k.sum()))
+
+
+def test_download_spec_fetches_the_published_file_once_into_the_torch_hub_cache(tmp_path, monkeypatch):
+    from vab.evaluation.scorers import weights
+
+    source = tmp_path / "release" / "Cnn14_16k_mAP=0.438.pth"
+    source.parent.mkdir()
+    torch.save({"model": Cnn14(**TINY_CNN14, sample_rate=16000).state_dict()}, source)
+    from urllib.parse import quote
+
+    monkeypatch.setitem(weights.URLS, "panns", "file://" + quote(str(source)))  # '=' as %3D, as on Zenodo
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    got = weights.weights_file("download", "panns")
+    assert got == hub / "checkpoints" / "Cnn14_16k_mAP=0.438.pth" and got.read_bytes() == source.read_bytes()
+    source.unlink()  # a second run reads the cache, never the network
+    assert weights.weights_file("download", "panns") == got
+    assert PANNsEmbedder.from_file(got, **TINY_CNN14).sample_rate == 16000
+    assert weights.weights_file(tmp_path / "mine.pth", "panns") == tmp_path / "mine.pth"  # a path is a path
+    # no network (here: a missing source): one line saying what to do
+    monkeypatch.setitem(weights.URLS, "vggish", (tmp_path / "nowhere" / "vggish-10086976.pth").as_uri())
+    with pytest.raises(VabError, match=r"vggish download: .*could not be fetched.*give its path"):
+        build_scorer("vggish:download")

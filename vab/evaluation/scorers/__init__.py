@@ -6,7 +6,11 @@ Specs as the command line gives them:
 ``logmel``          weights-free log-mel statistics (:mod:`vab.evaluation.scorers.logmel`)
 ``vggish:PATH``     VGGish from a local weight file (:mod:`vab.evaluation.scorers.vggish`)
 ``panns:PATH``      PANNs Cnn14 (32 or 16 kHz) from a local weight file (:mod:`vab.evaluation.scorers.panns`)
-``passt:PATH``      PaSST from a local weight file, or ``passt:download`` (:mod:`vab.evaluation.scorers.passt`)
+``passt:PATH``      PaSST from a local weight file (:mod:`vab.evaluation.scorers.passt`)
+==================  ====================================================================
+
+``vggish``, ``panns`` and ``passt`` also take ``download`` for the path: the published file,
+fetched once into the torch hub cache (:func:`vab.evaluation.scorers.weights.weights_file`).
 ``own:DIR``         the project's own audio classifier directory (:mod:`vab.evaluation.scorers.own`)
 ==================  ====================================================================
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from vab.evaluation.scorers.base import AudioEmbedder, clip_distribution
+from vab.evaluation.scorers.weights import weights_file
 from vab.errors import VabError
 
 KINDS = ("logmel", "vggish", "panns", "passt", "own")
@@ -33,12 +38,11 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
         from vab.evaluation.scorers.logmel import LogMelEmbedder
 
         return LogMelEmbedder()
-    if kind == "passt" and path == "download":
-        from vab.evaluation.scorers.passt import PaSSTEmbedder
-
-        return PaSSTEmbedder.download(device)
     if not path:
-        raise VabError(f"audio scorer {spec!r}: {kind} needs a local path ({kind}:PATH); nothing is downloaded")
+        raise VabError(f"audio scorer {spec!r}: {kind} needs a local path ({kind}:PATH), or {kind}:download for "
+                       "the published weights")
+    if kind != "own":
+        path = str(weights_file(path, kind))
     if kind == "vggish":
         from vab.evaluation.scorers.vggish import VGGishEmbedder
 

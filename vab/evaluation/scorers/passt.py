@@ -20,7 +20,8 @@ reflect padding), hop 320, power, 128 Kaldi mel bands 0 - 15 kHz, ``(log(mel + 1
 samples) and gives one row.  The label distribution is the softmax of the logits (float64).
 
 Weights: a local file (``passt:PATH``) or ``passt:download``, which fetches the release file
-into the torch hub cache the way hear21passt does (never in the offline path).
+into the torch hub cache the way hear21passt does (never in the offline path;
+:func:`vab.evaluation.scorers.weights.weights_file`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ F_MAX = 15000.0  # hear21passt: sr / 2 - fmax_aug_range / 2 = 16000 - 1000
 PATCH = 16
 STRIDE = 10
 CLASSES = 527
-URL = "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt"
 DOWNLOAD = "passt-s-f128-p16-s10-ap.476-swa.pt from the PaSST release v0.0.1-audioset (kkoutini/PaSST)"
 
 
@@ -169,12 +169,6 @@ class PaSSTEmbedder(AudioEmbedder):
         ``.safetensors`` state dict); `arch`: :class:`PaSSTNet` sizes (default: the published network)."""
         return cls(load_into(PaSSTNet(**arch), _net_keys(read_state_dict(path, "PaSST", DOWNLOAD)), path, "PaSST"),
                    device)
-
-    @classmethod
-    def download(cls, device: str | torch.device = "cpu") -> PaSSTEmbedder:
-        """The release checkpoint through the torch hub cache (downloaded once, as hear21passt does)."""
-        state = torch.hub.load_state_dict_from_url(URL, map_location="cpu", weights_only=True)
-        return cls(load_into(PaSSTNet(), _net_keys(state), URL, "PaSST"), device)
 
     @torch.no_grad()
     def logits_and_embedding(self, wavs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
