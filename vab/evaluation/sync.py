@@ -91,12 +91,13 @@ def sound_change(levels: np.ndarray, fps: float, frames: int, lag: float = 0.0) 
     """Levels ``[T, B]`` (5-ms hop) -> sound change ``[frames - 1]`` between the times frames
     ``i - 1`` and ``i`` are on screen, the audio read `lag` s later (NaN where a frame's moved
     window is not inside the audio)."""
-    times = np.arange(len(levels)) * HOP_SECONDS - lag
-    which = np.floor(times * fps + 1e-9).astype(np.int64)
-    keep = (which >= 0) & (which < frames)
-    counts = np.bincount(which[keep], minlength=frames).astype(np.float64)
-    sums = np.zeros((frames, levels.shape[1]))
-    np.add.at(sums, which[keep], levels[keep])
+    # level frame j belongs to picture frame floor((j * hop - lag) * fps): the frames of picture
+    # frame i are a run [first[i], first[i + 1]) of level frames, summed from a cumulative sum
+    position = (np.arange(len(levels)) * HOP_SECONDS - lag) * fps + 1e-9
+    first = np.searchsorted(position, np.arange(frames + 1), side="left")
+    cumulative = np.concatenate([np.zeros((1, levels.shape[1])), np.cumsum(levels, axis=0)])
+    counts = np.diff(first).astype(np.float64)
+    sums = cumulative[first[1:]] - cumulative[first[:-1]]
     duration = (len(levels) - 1) * HOP_SECONDS
     starts = np.arange(frames) / fps + lag
     inside = (starts >= -1e-9) & (starts + 1.0 / fps <= duration + HOP_SECONDS + 1e-9) & (counts > 0)
