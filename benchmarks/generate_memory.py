@@ -54,6 +54,7 @@ def setup(directory: Path, short: float, long: float) -> None:
     sys.path.insert(0, str(ROOT))  # the test-media helpers live in tests/
     from tests.mediagen import make_video
 
+    from vab.checkpoint import save_model
     from vab.codecs.spectral import SpectralCodec
     from vab.config import load_config
     from vab.model.vab import VAB
@@ -67,7 +68,7 @@ def setup(directory: Path, short: float, long: float) -> None:
     torch.manual_seed(0)
     books = [codec.codebook_vectors(k) for k in range(cfg.model.levels)]
     model = VAB.from_config(cfg, books, visual_dim=encoder.dim, frame_rate=codec.frame_rate)
-    model.save_pretrained(directory / "model")
+    save_model(model, directory / "model")
     codec.save(directory / "model")
     for seconds in (short, long):
         make_video(directory / f"video_{seconds:g}s.mp4", seconds=seconds, fps=5.0, width=64, height=48)

@@ -48,7 +48,8 @@ from vab.codecs import AudioCodec, build_codec  # noqa: E402
 from vab.codecs.spectral import SpectralCodec  # noqa: E402
 from vab.config import VisualConfig, load_config  # noqa: E402
 from vab.generation.generator import C2F_STEPS, Generator  # noqa: E402
-from vab.model import VAB, TokenModel  # noqa: E402
+from vab.checkpoint import build_model  # noqa: E402
+from vab.model import VAB  # noqa: E402
 from vab.generation.sampling import SamplingConfig  # noqa: E402
 from vab.visual import build_visual_encoder  # noqa: E402
 
@@ -184,7 +185,7 @@ def make_model(preset: str, codec: AudioCodec) -> VAB:
     torch.manual_seed(0)
     codebooks = [codec.codebook_vectors(k) for k in range(cfg.model.levels)]
     # TokenModel: any registered type (eval/speed.py builds the FoleyGen baseline here too)
-    return TokenModel.from_config(cfg, codebooks, visual_dim(cfg), codec.frame_rate).eval()
+    return build_model(cfg, codebooks, visual_dim(cfg), codec.frame_rate).eval()
 
 
 def warm_up(model: VAB, guidance: float) -> None:

@@ -179,7 +179,7 @@ def demo_world(demo: Path, out: Path, formats) -> dict[str, dict]:
 def demo_features(demo: Path, count: int) -> tuple[torch.Tensor, "object"]:
     """(frame features [count, F, D] of the first held-out clips as evaluation reads them, the demo model)."""
     from vab.data.dataset import VABDataset
-    from vab.model import load_pretrained
+    from vab.checkpoint import load_model as load_pretrained
 
     model = load_pretrained(demo / "model").eval()
     data = VABDataset([demo / "data"], split="test", fps=model.fps, duration=model.duration, train=False)

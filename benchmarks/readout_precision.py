@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = []
     if args.model:
-        from vab.model import load_pretrained
+        from vab.checkpoint import load_model as load_pretrained
 
         rows += measure(load_pretrained(args.model, device="cpu"), args.model, args.batch, args.guidance)
     if args.paper:

@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from vab.evaluation.scorers.weights import weights_file
     from vab.config import load_config
     from vab.errors import VabError
-    from vab.model.directory import CONFIG_FILE
-    from vab.model.hub import resolve_model_dir
+    from vab.checkpoint.hub import resolve_model_dir
+    from vab.filenames import CONFIG_FILE
     from vab.training.run import data_paths
     from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard

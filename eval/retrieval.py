@@ -26,7 +26,7 @@ from vab.utils import atomic_path
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
-                   help="model directory or Hugging Face Hub id org/name[@revision] (VAB.from_pretrained)")
+                   help="model directory or Hugging Face Hub id org/name[@revision] (vab.load_pretrained)")
     p.add_argument("--split", default="test")
     p.add_argument("--per-class", type=int, default=None, metavar="K", help="evaluate on K clips per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-class subset")

@@ -19,7 +19,7 @@ import sys
 from vab.cli import run_script
 from vab.config import load_config
 from vab.finetuning.contrastive import finetune_retrieval
-from vab.model.hub import resolve_model_dir
+from vab.checkpoint.hub import resolve_model_dir
 from vab.training.run import recipe_parser, resume_arg
 
 

@@ -23,6 +23,7 @@ import pytest
 from tests.browser import AppServer, chromium, chromium_missing, fetch, open_page, set_number, upload, wait_text
 from tests.conftest import free_port
 from tests.mediagen import make_video, tone
+from vab.checkpoint import load_model
 from vab import media
 from vab.cli import main
 
@@ -42,7 +43,7 @@ def demo_dir(tmp_path_factory) -> Path:
     from tests.test_generate import make_model_dir
     from vab.data.synthetic import iter_split, read_truth, synthesize
     from vab.finetuning.classification import Classifier, save_classifier
-    from vab.generation.loading import load_codec
+    from vab.checkpoint import load_codec
     from vab.model import VAB
 
     root = tmp_path_factory.mktemp("app") / "demo"
@@ -53,7 +54,7 @@ def demo_dir(tmp_path_factory) -> Path:
     assert main(["embed", str(root / "world" / "manifest.csv"), "--checkpoint", str(model_dir), "--out",
                  str(root / "index"), "--split", "test"]) == 0
     labels = sorted({r.label for r in iter_split(read_truth(root / "world"), "test")})
-    backbone = VAB.from_pretrained(model_dir)
+    backbone = load_model(model_dir, kind=VAB)
     torch.manual_seed(0)
     save_classifier(Classifier(backbone, len(labels), "audio-visual", labels), load_codec(backbone, model_dir),
                     root / "classify-audio-visual", "ce")

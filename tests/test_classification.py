@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.synthdata import make_synthetic_dataset, tiny_overrides
+from vab.checkpoint import load_model
 from vab.config import load_config
 from vab.errors import VabError
 from vab.finetuning.classification import (
@@ -68,16 +69,16 @@ def test_fine_tuning_reaches_90_percent(setup, tmp_path, mode):
     assert [r["class"] for r in rows] == [f"class{c}" for c in range(4)]
     assert all(r["positives"] == 4 for r in rows)
     # still a VAB model directory with the pretrained keys
-    backbone = VAB.from_pretrained(out)
-    assert set(backbone.state_dict()) == set(VAB.from_pretrained(setup[1]).state_dict())
+    backbone = load_model(out, kind=VAB)
+    assert set(backbone.state_dict()) == set(load_model(setup[1], kind=VAB).state_dict())
 
 
 def test_linear_probe_freezes_backbone_and_reload_matches(setup, tmp_path):
     from vab.data.dataset import VABDataset, collate
 
     out = _finetune(setup, tmp_path, "visual", 4, linear_probe=True)
-    before = VAB.from_pretrained(setup[1]).state_dict()
-    after = VAB.from_pretrained(out).state_dict()
+    before = load_model(setup[1], kind=VAB).state_dict()
+    after = load_model(out, kind=VAB).state_dict()
     for key, value in before.items():
         assert torch.equal(value, after[key]), key
     clf, meta = load_classifier(out)

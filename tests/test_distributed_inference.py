@@ -165,7 +165,8 @@ def dataset_and_model(tmp_path_factory) -> tuple[Path, Path]:
     from tests.synthdata import make_synthetic_dataset, tiny_overrides
     from vab.config import load_config
     from vab.data.dataset import load_infos
-    from vab.training.run import build_model, load_codec_for, save_model_dir
+    from vab.checkpoint import save_model_dir
+    from vab.training.run import build_model, load_codec_for
 
     root = tmp_path_factory.mktemp("embed")
     data = make_synthetic_dataset(root / "data", per_class={"train": 1, "test": 3}, classes=4, duration=2.0, frames=4)

@@ -11,6 +11,7 @@ import torch
 
 from tests.mediagen import make_video
 from tests.synthdata import make_synthetic_dataset, tiny_overrides
+from vab.checkpoint import load_model, save_model
 from vab.baselines import FoleyGen, build_delay, delay_valid, revert_delay, shift_right, visual_attention_mask
 from vab.baselines.sampling import sample_autoregressive
 from vab.config import load_config
@@ -184,11 +185,11 @@ def test_recipe_trains_saves_reloads_and_vab_generate_writes_outputs(tmp_path, c
     losses = loss_curve(run)
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3]) - 0.3, losses
 
-    model = FoleyGen.from_pretrained(out)
+    model = load_model(out, kind=FoleyGen)
     assert model.config.model.type == "foleygen" and model.visual_mask == "all"
     assert (out / "codec.safetensors").is_file()
     with pytest.raises(VabError, match="not a foleygen one"):
-        FoleyGen.from_pretrained(_vab_dir(tmp_path / "vab"))
+        load_model(_vab_dir(tmp_path / "vab"), kind=FoleyGen)
 
     video = make_video(tmp_path / "clip.mp4", seconds=5.0, fps=4, width=32, height=24)
     outdir = tmp_path / "out"
@@ -212,5 +213,5 @@ def test_recipe_trains_saves_reloads_and_vab_generate_writes_outputs(tmp_path, c
 def _vab_dir(path: Path) -> Path:
     cfg = load_config("tiny", ["codec.codebook_size=32", "model.width=32", "model.heads=2", "model.ffn=64",
                                "model.layers=2", "model.expert_layers=1"])
-    VAB.from_config(cfg, [torch.randn(32, 8) for _ in range(4)], 12, 50.0).save_pretrained(path)
+    save_model(VAB.from_config(cfg, [torch.randn(32, 8) for _ in range(4)], 12, 50.0), path)
     return path

@@ -16,6 +16,7 @@ import torch
 
 from tests.mediagen import make_video, tone
 import vab
+from vab.checkpoint import load_model, save_model
 from vab import media
 from vab.cli import main
 from vab.errors import VabError
@@ -24,7 +25,7 @@ from vab.generation.codec_chunks import decode_chunked, encode_chunked
 from vab.generation.features import video_seconds
 from vab.generation.inputs import expand_inputs, unique_names
 from vab.generation.windows import plan_windows, seconds_to_tokens
-from vab.model.vab import VAB
+from vab.model import VAB, Coarse2Fine
 from vab.generation.sampling import SamplingConfig
 
 FAST = SamplingConfig(steps=2, guidance=3.0)
@@ -51,7 +52,7 @@ def make_model_dir(directory: Path, *overrides: str, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     codebooks = [codec.codebook_vectors(k) for k in range(cfg.model.levels)]
     model = VAB.from_config(cfg, codebooks, visual_dim=encoder.dim, frame_rate=codec.frame_rate)
-    model.save_pretrained(directory)
+    save_model(model, directory)
     codec.save(directory)
     return directory
 
@@ -318,10 +319,10 @@ def test_continuation_keeps_the_prompt(tmp_path, generator, videos):
 
 # ---------------------------------------------------------------------- determinism and the API
 def test_seeds_batches_and_the_cli_agree(tmp_path, model_dir, videos):
-    model = VAB.from_pretrained(model_dir)
+    model = load_model(model_dir, kind=VAB)
     first = vab.generate(model, videos["nine"], sampling=FAST, directory=model_dir)
     # a fresh model, no directory: the spectral codec is rebuilt from the codebooks the model stores
-    again = vab.generate(VAB.from_pretrained(model_dir), videos["nine"], sampling=FAST)
+    again = vab.generate(load_model(model_dir, kind=VAB), videos["nine"], sampling=FAST)
     other = vab.generate(model, videos["nine"], sampling=SamplingConfig(steps=2, guidance=3.0, seed=1))
     assert torch.equal(first.tokens, again.tokens) and np.array_equal(first.waveform, again.waveform)
     assert not torch.equal(first.tokens, other.tokens)
@@ -376,10 +377,10 @@ def test_dac_coarse_to_fine_fills_the_fine_levels(tmp_path, videos):
     dim = build_visual_encoder(coarse_cfg.visual).dim
     books = [codec.codebook_vectors(k) for k in range(12)]
     torch.manual_seed(0)
-    VAB.from_config(coarse_cfg, books[:4], visual_dim=dim, frame_rate=codec.frame_rate).save_pretrained(tmp_path / "c")
-    VAB.from_config(fine_cfg, books, visual_dim=dim, frame_rate=codec.frame_rate).save_pretrained(tmp_path / "f")
+    save_model(VAB.from_config(coarse_cfg, books[:4], visual_dim=dim, frame_rate=codec.frame_rate), tmp_path / "c")
+    save_model(Coarse2Fine.from_config(fine_cfg, books, visual_dim=dim, frame_rate=codec.frame_rate), tmp_path / "f")
 
-    with_c2f = Generator(VAB.from_pretrained(tmp_path / "c"), codec=codec, c2f=VAB.from_pretrained(tmp_path / "f"))
+    with_c2f = Generator(load_model(tmp_path / "c", kind=VAB), codec=codec, c2f=load_model(tmp_path / "f", kind=VAB))
     full = with_c2f.generate(videos["short"], sampling=FAST, duration=0.6)
     assert full.tokens.shape == (12, 30) and (full.tokens < 1024).all()
     assert len(full.waveform) == 30 * 320 and full.sample_rate == 16000

@@ -25,9 +25,11 @@ import torch
 import vab
 from tests.mediagen import make_video
 from tests.synthdata import make_synthetic_dataset, tiny_overrides
+from vab.checkpoint import save_model as save_model_files
 from vab.cli import main
 from vab.errors import VabError
-from vab.model.directory import CARD_FILE, MODEL_FILES
+from vab.checkpoint.directory import MODEL_FILES
+from vab.filenames import CARD_FILE
 from vab.visual import visual_dim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +43,8 @@ RUN = ["train.tracker=none", "train.batch_size=4", "train.checkpoint_every=0", "
 def save_model(out: Path, data: Path, *extra: str, seed: int = 0, levels: int | None = None) -> Path:
     """An untrained model of the tiny preset that matches `data` (its fitted codec beside it)."""
     from vab.config import load_config
-    from vab.training.run import build_model, load_codec_for, save_model_dir
+    from vab.checkpoint import save_model_dir
+    from vab.training.run import build_model, load_codec_for
 
     cfg = load_config("tiny", tiny_overrides(data) + SMALL + [f"train.seed={seed}", *extra])
     codec = load_codec_for(cfg, data)
@@ -121,7 +124,7 @@ def script(name: str):
 
 # ---------------------------------------------------------------------- resolving ids
 def test_an_id_and_its_revisions_resolve_from_the_cache(hub, made):
-    from vab.model.hub import parse_hub_id, resolve_model_dir
+    from vab.checkpoint.hub import parse_hub_id, resolve_model_dir
 
     assert resolve_model_dir("org/vab") == hub.vab
     assert resolve_model_dir("org/vab@v1") == hub.v1
@@ -135,7 +138,7 @@ def test_an_id_and_its_revisions_resolve_from_the_cache(hub, made):
 
 
 def test_a_local_path_always_wins_over_an_id_of_the_same_spelling(hub, made, tmp_path, monkeypatch):
-    from vab.model.hub import resolve_model_dir
+    from vab.checkpoint.hub import resolve_model_dir
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(made.other, tmp_path / "org" / "vab")
@@ -341,7 +344,7 @@ def test_push_uploads_exactly_the_checked_files(pushable, monkeypatch, capsys):
 
 def test_push_without_a_card_sends_one_made_from_the_model(pushable):
     from vab.commands.push import prepare
-    from vab.model.hub import upload
+    from vab.checkpoint.hub import upload
 
     (pushable / CARD_FILE).unlink()
     plan = prepare(pushable, "org/new-model")
@@ -398,8 +401,8 @@ def test_save_pretrained_writes_a_hub_card_and_loading_never_needs_it(made, tmp_
     for text in (f"{total:,}", "| preset |", "spectral", "hog-colour (gradient-orientation histograms on a 8 x 8 pyramid plus a colour grid, 813-d", "4 s: 8 frames at 2 fps",
                  "vab generate clip.mp4 --checkpoint MODEL"):
         assert text in card.text, text
-    assert "| preset | `tiny` |" in vab.VAB.from_config(
-        vab.load_config("tiny"), [torch.randn(256, 8)] * 4, 192, 50.0).save_pretrained(tmp_path / "t").joinpath(
+    assert "| preset | `tiny` |" in save_model_files(vab.VAB.from_config(
+        vab.load_config("tiny"), [torch.randn(256, 8)] * 4, 192, 50.0), tmp_path / "t").joinpath(
         CARD_FILE).read_text()
     bare = shutil.copytree(made.model, tmp_path / "bare")
     (bare / CARD_FILE).unlink()
@@ -407,7 +410,7 @@ def test_save_pretrained_writes_a_hub_card_and_loading_never_needs_it(made, tmp_
 
 
 def test_card_sections_are_replaced_not_repeated_and_writes_are_atomic(made, tmp_path, monkeypatch):
-    from vab.model.card import set_card_section, write_card
+    from vab.checkpoint.card import set_card_section, write_card
 
     folder = shutil.copytree(made.model, tmp_path / "m")
     set_card_section(folder, "Results", "| a | 1 |")

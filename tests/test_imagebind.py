@@ -136,5 +136,5 @@ def test_imagebind_loads_a_release_like_file_and_refuses_others(tmp_path):
         torch.testing.assert_close(loaded.net.embed("audio", x), net.embed("audio", x))
     with pytest.raises(VabError, match="no such ImageBind weight file.*imagebind_huge.pth"):
         ib.ImageBindScorer.from_file(tmp_path / "absent.pth")
-    with pytest.raises(VabError, match="not ImageBind weights.*shape mismatches"):
+    with pytest.raises(VabError, match="not ImageBind weights.*wrong shapes"):
         ib.ImageBindScorer.from_file(path, **{**TINY, "out_dim": 4})

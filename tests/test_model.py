@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from vab.checkpoint import build_model, load_model, save_model
 from vab.config import load_config
 from vab.errors import ConfigError, VabError
 from vab.model import VAB, Coarse2Fine, alibi_bias, alibi_positions, alibi_slopes
 from vab.model.multiway import MultiwayLayer
-from vab.model.directory import tensors_digest
+from vab.weights import tensors_digest
 from vab.visual import visual_dim
 
 TINY = [
@@ -28,7 +29,7 @@ def make_model(*overrides: str, levels: int = 4, codebook_size: int = 16, dim: i
     cfg = load_config("tiny", TINY + [f"model.levels={levels}", *overrides])
     torch.manual_seed(seed)
     codebooks = [torch.randn(codebook_size, dim) * 5 for _ in range(levels)]
-    return VAB.from_config(cfg, codebooks, visual_dim, frame_rate)
+    return build_model(cfg, codebooks, visual_dim, frame_rate)  # the class model.type names
 
 
 def batch(model: VAB, b: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,9 +280,9 @@ def test_save_and_load_round_trip_bit_exact(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(tmp_path / "m")
+    save_model(model, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
-    loaded = VAB.from_pretrained(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", kind=VAB)
     a, b = model.state_dict(), loaded.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
@@ -294,7 +295,7 @@ def test_save_and_load_round_trip_bit_exact(tmp_path):
 
 def test_coarse2fine_round_trip(tmp_path):
     model = make_model("model.type=coarse2fine", "model.expert_layers=0", "model.given_levels=4", levels=12)
-    loaded = VAB.from_pretrained(model.save_pretrained(tmp_path / "c2f"))
+    loaded = load_model(save_model(model, tmp_path / "c2f"), kind=VAB)
     assert isinstance(loaded, Coarse2Fine) and loaded.given_levels == 4
     tokens, features = batch(model)
     assert torch.equal(model(tokens, features), loaded(tokens, features))
@@ -302,41 +303,41 @@ def test_coarse2fine_round_trip(tmp_path):
 
 def test_load_errors_name_the_file_and_problem(tmp_path):
     with pytest.raises(VabError, match="not a model directory"):
-        VAB.from_pretrained(tmp_path / "nothing")
+        load_model(tmp_path / "nothing", kind=VAB)
     model = make_model()
-    d = model.save_pretrained(tmp_path / "m")
+    d = save_model(model, tmp_path / "m")
     weights = d / "model.safetensors"
     data = weights.read_bytes()
 
     (d / "config.yaml").rename(d / "c.bak")
     with pytest.raises(VabError, match="config.yaml: missing"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
     (d / "c.bak").rename(d / "config.yaml")
 
     weights.unlink()
     with pytest.raises(VabError, match="model.safetensors: missing"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(VabError, match="truncated or corrupted"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     weights.write_bytes(b"\x00" * 7)
     with pytest.raises(VabError, match="truncated or corrupted"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     altered = bytearray(data)
     altered[-3] ^= 0xFF  # a byte of tensor data: safetensors does not notice, the digest does
     weights.write_bytes(bytes(altered))
     with pytest.raises(VabError, match="checksum mismatch"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     header_len = struct.unpack("<Q", data[:8])[0]
     broken = bytearray(data)
     broken[8 + header_len // 2] = ord("}")
     weights.write_bytes(bytes(broken))
     with pytest.raises(VabError, match=str(weights.name)):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
 
 def _write(path, tensors):
@@ -346,46 +347,46 @@ def _write(path, tensors):
 
 def test_load_reports_missing_unexpected_and_misshaped_tensors(tmp_path):
     model = make_model()
-    d = model.save_pretrained(tmp_path / "m")
+    d = save_model(model, tmp_path / "m")
     weights = d / "model.safetensors"
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
 
     _write(weights, {k: v for k, v in tensors.items() if k != "heads.1.weight"})
     with pytest.raises(VabError, match=r"missing tensors: heads\.1\.weight"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     _write(weights, {**tensors, "extra.weight": torch.zeros(2)})
     with pytest.raises(VabError, match=r"unexpected tensors: extra\.weight"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     _write(weights, {**tensors, "null_visual": torch.zeros(31)})
     with pytest.raises(VabError, match=r"wrong shapes: null_visual \(31,\) \(expected \(32,\)\)"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     # a config that no longer matches the weights
-    model.save_pretrained(d)
+    save_model(model, d)
     text = (d / "config.yaml").read_text().replace("ffn: 64", "ffn: 48")
     (d / "config.yaml").write_text(text)
     with pytest.raises(VabError, match=r"wrong shapes: .*fc1\.weight"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
     save_file(tensors, str(weights))  # no metadata: not written by save_pretrained
     with pytest.raises(VabError, match="not a VAB weights file"):
-        VAB.from_pretrained(d)
+        load_model(d, kind=VAB)
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     model = make_model()
-    d = model.save_pretrained(tmp_path / "m")
+    d = save_model(model, tmp_path / "m")
     before = (d / "model.safetensors").read_bytes()
-    import safetensors.torch
+    import vab.checkpoint.saving
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    monkeypatch.setattr(vab.checkpoint.saving, "save_file", boom)
     with pytest.raises(OSError):
-        make_model(seed=3).save_pretrained(d)
+        save_model(make_model(seed=3), d)
     assert (d / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in d.iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
 
@@ -409,7 +410,7 @@ def test_vab_info_model_dir_and_errors(tmp_path, capsys):
     from vab.cli import main
 
     model = make_model()
-    d = model.save_pretrained(tmp_path / "m")
+    d = save_model(model, tmp_path / "m")
     assert main(["info", str(d), "--params-only"]) == 0
     out = capsys.readouterr().out
     assert f"{model.num_parameters():,}" in out and "codec:" not in out

@@ -13,6 +13,7 @@ from torch import nn
 
 from tests.mediagen import make_video
 from tests.test_generate import FAST, FAST_ARGS, SMALL, make_model_dir
+from vab.checkpoint import save_model
 from vab import precision
 from vab.cli import main
 from vab.errors import ConfigError, VabError
@@ -112,7 +113,7 @@ def test_int8_leaves_the_callers_model_float_and_nothing_quantized_is_saved(mode
     generator = Generator(float_model, directory=model_dir, precision="int8")
     assert is_quantized(generator.model) and not is_quantized(float_model)
     with pytest.raises(VabError, match="converted for inference"):
-        generator.model.save_pretrained(tmp_path / "q")
+        save_model(generator.model, tmp_path / "q")
     assert not (tmp_path / "q").exists()
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, **SMALL)
     out = tmp_path / "out"
@@ -144,7 +145,7 @@ def test_bf16_loads_transformer_weights_in_bf16_and_keeps_norms_heads_embeddings
     result = generator.generate(torch.randn(8, model.visual_dim), sampling=FAST)
     assert result.waveform.dtype.name == "float32" and bool(torch.isfinite(torch.from_numpy(result.waveform)).all())
     with pytest.raises(VabError, match="converted for inference"):
-        model.save_pretrained(tmp_path / "half")
+        save_model(model, tmp_path / "half")
     # a caller's model stays as it is: bf16 runs it under autocast
     float_model = Generator.from_pretrained(model_dir, device="cpu", precision="fp32").model
     assert Generator(float_model, directory=model_dir, precision="bf16").model is float_model
@@ -179,7 +180,7 @@ def test_pretraining_in_bf16_on_the_cpu(tmp_path, monkeypatch):
     Trainer's accelerator autocasts to bf16, losses are finite, and the saved model is float."""
     from tests.synthdata import make_synthetic_dataset, tiny_overrides
     from vab.config import load_config
-    from vab.model import load_pretrained
+    from vab.checkpoint import load_model as load_pretrained
     from vab.training.run import pretrain
 
     data = make_synthetic_dataset(tmp_path / "data", per_class={"train": 4, "valid": 1})

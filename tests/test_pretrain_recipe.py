@@ -13,6 +13,7 @@ import torch
 from tests.conftest import free_port
 
 from tests.mediagen import make_video
+from vab.checkpoint import load_model
 from vab.cli import main as vab_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_pretrain_writes_a_model_that_loads_and_validates(tiny_data, tmp_path):
     cfg = load_config("tiny", [f"data.path=[{tiny_data}]", f"train.output_dir={tmp_path / 'run'}", "train.max_steps=8",
                                *TRAIN, "train.tracker=tensorboard"])
     out = pretrain(cfg)
-    model = VAB.from_pretrained(out)
+    model = load_model(out, kind=VAB)
     assert model.levels == 4 and (out / "codec.safetensors").exists()
     assert (tmp_path / "run" / "checkpoints").exists()
 

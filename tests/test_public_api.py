@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import vab
+from vab.checkpoint import save_model
 from vab.config import load_config
 
 SMALL = ["codec.codebook_size=32", "model.width=32", "model.layers=2", "model.expert_layers=1",
@@ -29,7 +30,7 @@ def test_load_pretrained_round_trip_and_errors(tmp_path):
     cfg = load_config("tiny", SMALL)
     torch.manual_seed(0)
     model = vab.VAB.from_config(cfg, [torch.randn(32, 16) for _ in range(4)], 192, 50.0)
-    model.save_pretrained(tmp_path / "m")
+    save_model(model, tmp_path / "m")
     loaded = vab.load_pretrained(tmp_path / "m")
     assert type(loaded) is vab.VAB
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -50,7 +50,8 @@ def rewrite_weights(directory: Path, change) -> None:
     checksum, so only the deeper checks can notice."""
     from safetensors.torch import save_file
 
-    from vab.model.directory import read_weights, tensors_digest
+    from vab.checkpoint.directory import read_weights
+    from vab.weights import tensors_digest
 
     metadata, tensors = read_weights(directory / "model.safetensors")
     change(metadata, tensors)
@@ -124,7 +125,7 @@ def test_tensors_of_another_float_dtype_are_converted(tmp_path, model_dir, clip)
                 tensors[name] = tensors[name].to(torch.bfloat16 if "ffn" in name else torch.float16)
 
     rewrite_weights(model, half)
-    from vab.model import load_pretrained
+    from vab.checkpoint import load_model as load_pretrained
 
     loaded = load_pretrained(model)
     assert all(t.dtype == torch.float32 for t in loaded.state_dict().values() if t.is_floating_point())

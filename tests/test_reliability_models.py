@@ -186,7 +186,7 @@ def test_truncated_and_altered_codec(copy, clip, tmp_path, capsys):
     original = codec.read_bytes()
     codec.write_bytes(original[: len(original) // 2])
     assert generate(copy, clip, tmp_path / "out") == 2
-    assert f"{codec}: not a readable .safetensors file" in one_error_line(capsys)
+    assert f"{codec}: cannot read weights, the file is truncated or corrupted" in one_error_line(capsys)
     codec.write_bytes(original)
     tensors = load_file(str(codec))
     tensors["centroids"] = tensors["centroids"] * 1.01

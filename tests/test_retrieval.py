@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.synthdata import make_synthetic_dataset, tiny_overrides
+from vab.checkpoint import load_model
 from vab.finetuning.contrastive import (
     TEMPERATURE_MAX,
     TEMPERATURE_MIN,
@@ -163,7 +164,7 @@ def test_finetuned_retrieval_beats_chance_tenfold(data, pretrained, finetuned):
 def test_written_model_loads_and_keeps_upper_layers(pretrained, finetuned):
     from vab.model import VAB
 
-    before, after = VAB.from_pretrained(pretrained), VAB.from_pretrained(finetuned)
+    before, after = load_model(pretrained, kind=VAB), load_model(finetuned, kind=VAB)
     b, a = before.state_dict(), after.state_dict()
     assert set(a) == set(b)
     for key in b:
@@ -215,7 +216,7 @@ def test_finetune_script_writes_a_model(tmp_path, data, pretrained, capsys):
             f"train.output_dir={tmp_path / 'run'}", "--model-out", str(out)]
     assert main(args) == 0
     assert "v2a/R@1" in capsys.readouterr().out  # validation on the valid split ran
-    assert VAB.from_pretrained(out).expert_layers == 1 and load_temperature(out) is not None
+    assert load_model(out, kind=VAB).expert_layers == 1 and load_temperature(out) is not None
     assert main(args) == 2  # a second fresh run into the same RUN is refused, not silently mixed
     assert "checkpoint" in capsys.readouterr().err.lower()
     assert main(["--init", str(tmp_path / "none"), f"data.path=[{data}]"]) == 2
@@ -233,7 +234,7 @@ def test_eval_classification_script_reports_map_accuracy_and_csv(data, finetuned
     from vab.model import VAB
     from vab.training.run import load_codec_for
 
-    backbone = VAB.from_pretrained(finetuned)
+    backbone = load_model(finetuned, kind=VAB)
     clf = Classifier(backbone, CLASSES, "visual", [f"class{c}" for c in range(CLASSES)])
     out = save_classifier(clf, load_codec_for(backbone.config, finetuned), tmp_path / "clf", "ce")
     main = script("eval/classification").main

@@ -61,7 +61,8 @@ def swapped_data(tmp_path_factory) -> Path:
 def model_dir(data, tmp_path_factory) -> Path:
     from vab.config import load_config
     from vab.data.dataset import collate
-    from vab.training.run import build_datasets, build_model, load_codec_for, save_model_dir
+    from vab.checkpoint import save_model_dir
+    from vab.training.run import build_datasets, build_model, load_codec_for
     from vab.training.engine import Trainer
 
     run = tmp_path_factory.mktemp("run")

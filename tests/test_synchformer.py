@@ -150,5 +150,5 @@ def test_synchformer_loads_saved_random_weights(tmp_path):
                                    rtol=1e-5, atol=1e-5)
     with pytest.raises(VabError, match="no such Synchformer weight file.*synchformer_state_dict.pth"):
         sf.SynchformerScorer.from_file(tmp_path / "absent.pth")
-    with pytest.raises(VabError, match="not Synchformer weights.*shape mismatches"):
+    with pytest.raises(VabError, match="not Synchformer weights.*wrong shapes"):
         sf.SynchformerScorer.from_file(path, **{**TINY, "dim": 32, "heads": 4})

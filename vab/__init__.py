@@ -31,9 +31,9 @@ def load_pretrained(directory: str | Path, device: str = "cpu", *, local_files_o
     Hugging Face Hub id names (``org/name`` or ``org/name@revision``; a local path of that
     spelling wins), of the class its ``model.type`` names; only YAML and safetensors are read.
     `local_files_only` (or ``HF_HUB_OFFLINE=1``): use the Hugging Face cache, never the network."""
-    from vab.model import load_pretrained as load
+    from vab.checkpoint import load_model  # `import vab` stays light: torch comes with the first model
 
-    return load(directory, device=device, local_files_only=local_files_only)
+    return load_model(directory, device, local_files_only=local_files_only)
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vab.errors import ConfigError
+from vab.filenames import CONFIG_FILE, WEIGHTS_FILE
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -161,8 +162,8 @@ def list_presets() -> list[str]:
 
 def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.is_dir() and (path / "config.yaml").is_file():
-        return path / "config.yaml"
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return path / CONFIG_FILE
     if path.is_file():
         return path
     preset = PRESET_DIR / f"{name_or_path}.yaml"
@@ -346,7 +347,7 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def is_model_config(path: Path) -> bool:
     """A model directory's config.yaml (it has model.safetensors beside it)."""
-    return path.name == "config.yaml" and (path.parent / "model.safetensors").exists()
+    return path.name == CONFIG_FILE and (path.parent / WEIGHTS_FILE).exists()
 
 
 def refuse_interpolations(loaded: Any, source: str) -> None:

@@ -158,13 +158,14 @@ class Embedder:
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, model: Any = None):
         """`model_dir`: a model directory or Hub id; `model`: the VAB already loaded from it (a
         classifier's backbone, say), so it is not loaded twice."""
-        from vab.model.hub import hub_id, resolve_model_dir
-        from vab.model.vab import VAB
+        from vab.checkpoint import load_model
+        from vab.checkpoint.hub import hub_id, resolve_model_dir
+        from vab.model import VAB
 
         self.model_dir = resolve_model_dir(model_dir)
         # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
         self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
-        self.model = (model if model is not None else VAB.from_pretrained(self.model_dir, device=device)).eval()
+        self.model = (model if model is not None else load_model(self.model_dir, device, kind=VAB)).eval()
         self.cfg = self.model.config
         self.batch_size = int(batch_size)
         self._codec = None
@@ -232,7 +233,7 @@ class Embedder:
     @property
     def codec(self):
         if self._codec is None:
-            from vab.generation.loading import load_codec
+            from vab.checkpoint import load_codec
 
             self._codec = load_codec(self.model, self.model_dir)
         return self._codec
@@ -240,7 +241,7 @@ class Embedder:
     @property
     def visual(self):
         if self._visual is None:
-            from vab.generation.loading import load_visual
+            from vab.checkpoint import load_visual
 
             self._visual = load_visual(self.model, self.model_dir)
         return self._visual

@@ -43,9 +43,8 @@ from vab.baselines.objective import AutoregressiveObjective
 from vab.baselines.sampling import sample_autoregressive
 from vab.baselines.visual_masks import check_visual_mask, frame_of_step, visual_attention_mask
 from vab.errors import ConfigError, VabError
-from vab.model.base import TokenModel, check_token_config
-from vab.model.multiway import FeedForward, SelfAttention, alibi_bias, alibi_positions, token_logits
-from vab.model.registry import register_model_type
+from vab.model.base import TokenModel, alibi_bias, alibi_positions, check_token_config
+from vab.model.multiway import FeedForward, SelfAttention, token_logits
 
 CONDITIONINGS = ("prefix", "concat")
 
@@ -111,7 +110,6 @@ class DecoderLayer(nn.Module):
         return x + self.ffn(x)
 
 
-@register_model_type("foleygen")
 class FoleyGen(TokenModel):
     """Decoder-only Transformer over delayed codec tokens, conditioned on frame features.
 
@@ -119,6 +117,7 @@ class FoleyGen(TokenModel):
     (= ``codebook_size``) is the start / padding token of the delay pattern.
     """
 
+    model_type = "foleygen"
     EMBEDDING_PREFIXES = ("audio_embed.", "visual_proj.", "null_visual", "pad_visual", "modality")
     NO_DECAY_VECTORS = ("null_visual", "pad_visual", "modality")
     autoregressive = True

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from vab.errors import VabError
+from vab.filenames import CODEC_FILE
 
 
 class AudioCodec(abc.ABC, torch.nn.Module):
@@ -103,7 +104,7 @@ class AudioCodec(abc.ABC, torch.nn.Module):
         return {}
 
     def save(self, directory: str | Path) -> None:
-        """Write what :meth:`state_files` returns as ``codec.safetensors`` (if anything)."""
+        """Write what :meth:`state_files` returns as ``codec.safetensors`` (:data:`vab.filenames.CODEC_FILE`), if anything."""
         tensors = self.state_files()
         if not tensors:
             return
@@ -111,7 +112,7 @@ class AudioCodec(abc.ABC, torch.nn.Module):
 
         from vab.utils import atomic_path
 
-        with atomic_path(Path(directory) / "codec.safetensors") as tmp:
+        with atomic_path(Path(directory) / CODEC_FILE) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from vab.codecs.base import AudioCodec, fit_length
-from vab.codecs.weights import existing, load_state, read_weights, seeded, short_reason
+from vab.codecs.weights import KEY, existing, seeded
 from vab.errors import VabError
+from vab.weights import first_line, load_state, read_weights, state_dict_in
 
 # The architecture of the published weights_16khz.pth (its metadata kwargs);
 # `dac` itself ships no 16 kHz preset, only the download URL.
@@ -99,7 +100,7 @@ def load_dac(cfg: Any) -> DacCodec:
             file = Path(dac.utils.download(model_type="16khz"))
         except Exception as exc:
             raise VabError(
-                f"could not fetch DAC weights ({short_reason(exc)}); download them elsewhere "
+                f"could not fetch DAC weights ({first_line(exc)}); download them elsewhere "
                 f"and set codec.path=/path/to/{DOWNLOAD_NAME}"
             ) from None
         return DacCodec(_from_file(file))
@@ -117,7 +118,8 @@ def random_dac(seed: int = 0, **overrides: Any) -> Any:
 def _from_file(file: Path) -> Any:
     import dac
 
-    blob = read_weights(file)
+    where = f"{KEY}={file}: not a valid DAC checkpoint"
+    blob = read_weights(file, f"{KEY}={file}")
     kwargs = dict(DAC_16KHZ)
     if isinstance(blob, dict) and "state_dict" in blob:
         metadata = blob.get("metadata") or {}
@@ -130,8 +132,6 @@ def _from_file(file: Path) -> Any:
     try:
         model = dac.DAC(**kwargs)
     except Exception as exc:
-        raise VabError(
-            f"codec.path={file}: not a valid DAC checkpoint: bad architecture ({short_reason(exc)})"
-        ) from None
-    load_state(model, state, file, "DAC")
+        raise VabError(f"{where}: bad architecture ({first_line(exc)})") from None
+    load_state(model, state_dict_in(state, where, nested=()), where)
     return model.eval()

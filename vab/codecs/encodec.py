@@ -20,14 +20,14 @@ Weights, in order of precedence:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from vab.codecs.base import AudioCodec, fit_length
-from vab.codecs.weights import check_sha256_prefix, existing, load_state, read_weights, seeded, short_reason
+from vab.codecs.weights import KEY, check_sha256_prefix, existing, seeded
 from vab.errors import ConfigError, VabError
+from vab.weights import first_line, load_state, read_weights, state_dict_in
 
 CHECKPOINT = "encodec_24khz-d7cc33bc.th"
 BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)  # kbps the 24 kHz model supports
@@ -98,7 +98,7 @@ def load_encodec(cfg: Any) -> EncodecCodec:
             model = EncodecModel.encodec_model_24khz(pretrained=True)
         except Exception as exc:
             raise VabError(
-                f"could not fetch EnCodec weights ({short_reason(exc)}); download them elsewhere "
+                f"could not fetch EnCodec weights ({first_line(exc)}); download them elsewhere "
                 f"and set codec.path=/path/to/{CHECKPOINT}"
             ) from None
     else:
@@ -140,7 +140,8 @@ def _from_path(path: str) -> Any:
         if not file.is_file():
             raise VabError(f"codec.path={path}: no {CHECKPOINT} in this folder")
         check_sha256_prefix(file, CHECKPOINT.split("-")[1].split(".")[0], "EnCodec")
-    state = read_weights(Path(file))
+    where = f"{KEY}={file}"
+    state = state_dict_in(read_weights(file, where), f"{where}: not a valid EnCodec checkpoint", nested=())
     model = EncodecModel.encodec_model_24khz(pretrained=False)
-    load_state(model, state, Path(file), "EnCodec")
+    load_state(model, state, f"{where}: not a valid EnCodec checkpoint")
     return model.eval()

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from vab.codecs.base import AudioCodec
-from vab.codecs.weights import scalar, short_reason
+from vab.codecs.weights import scalar
+from vab.filenames import CODEC_FILE
 from vab.errors import ConfigError, VabError
+from vab.weights import read_safetensors
 
 FLOOR_DB = -80.0  # dB re. a full-scale sine
 GRIFFIN_LIM_MOMENTUM = 0.99
-STATE_FILE = "codec.safetensors"
 
 
 class SpectralCodec(AudioCodec):
@@ -240,10 +241,13 @@ class SpectralCodec(AudioCodec):
 
     # ------------------------------------------------------------------ saving
     def state_files(self) -> dict[str, torch.Tensor]:
-        if not self._fitted:
-            return {}
+        return self.settings_state(self.centroids) if self._fitted else {}
+
+    def settings_state(self, centroids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fitted state of this codec with `centroids` ``[levels, codebook_size, bins]`` (dB):
+        what ``codec.safetensors`` holds and :meth:`load_fitted` takes."""
         return {
-            "centroids": self.centroids,
+            "centroids": centroids,
             "sample_rate": torch.tensor(self._sample_rate),
             "hop_length": torch.tensor(self._hop),
             "n_fft": torch.tensor(self.n_fft),
@@ -253,15 +257,15 @@ class SpectralCodec(AudioCodec):
     def load_state_file(self, path: str | Path, label: str | None = None) -> "SpectralCodec":
         """Load fitted centroids from a ``codec.safetensors``; they must match this codec's settings.
         `label` names the file in errors (default: the path)."""
-        from safetensors.torch import load_file
-
         label = label or str(path)
         if not Path(path).is_file():
             raise VabError(f"{label}: file not found")
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:
-            raise VabError(f"{label}: not a readable .safetensors file ({short_reason(exc)})") from None
+        return self.load_fitted(read_safetensors(path, label)[1], label)
+
+    def load_fitted(self, state: dict[str, torch.Tensor], label: str) -> "SpectralCodec":
+        """Take the fitted state :meth:`state_files` gives (centroids ``[levels, codebook_size,
+        bins]`` in dB and the settings they were fitted with); they must match this codec's
+        settings.  `label` names where the state came from in errors."""
         needed = ["centroids", "sample_rate", "hop_length", "n_fft", "floor_db"]
         missing = [k for k in needed if k not in state]
         if missing:
@@ -311,8 +315,8 @@ def load_spectral(cfg: Any, directory: str | Path | None = None) -> SpectralCode
     """An unfitted codec from the config, fitted from ``directory/codec.safetensors``
     if present, else from ``codec.path`` if set."""
     codec = SpectralCodec.from_config(cfg)
-    if directory is not None and (Path(directory) / STATE_FILE).is_file():
-        return codec.load_state_file(Path(directory) / STATE_FILE)
+    if directory is not None and (Path(directory) / CODEC_FILE).is_file():
+        return codec.load_state_file(Path(directory) / CODEC_FILE)
     if cfg.path:
         return codec.load_state_file(Path(cfg.path).expanduser(), label=f"codec.path={cfg.path}")
     return codec

@@ -78,11 +78,12 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
     from vab.data.manifest import read_manifest
 
     from vab.data.store import FAILURES_FILE, META_FILE
+    from vab.filenames import CODEC_FILE
     from vab.files import InputGuard
 
     console = Console(stderr=True)
     cfg = config_from_args(args)
-    written = [Path(args.out) / name for name in (META_FILE, FAILURES_FILE, "codec.safetensors")]
+    written = [Path(args.out) / name for name in (META_FILE, FAILURES_FILE, CODEC_FILE)]
     InputGuard([p for p in (args.manifest, args.class_index) if p]).refuse(written)
     manifest = read_manifest(
         args.manifest, fmt=args.format, root=args.root, class_index=args.class_index,

@@ -13,8 +13,12 @@ from typing import Any
 
 import torch
 
+from vab.checkpoint import build_model
+from vab.checkpoint.directory import metadata_number
 from vab.errors import ConfigError, VabError
+from vab.filenames import WEIGHTS_FILE
 from vab.visual import visual_dim
+from vab.weights import read_header
 
 # codebook geometry of the library codecs: (codebook_size, codebook_dim, frame_rate Hz, levels)
 ENCODEC_24KHZ = (1024, 128, 75.0)
@@ -38,18 +42,10 @@ def codec_geometry(codec: Any) -> tuple[int, int, float, int]:
 def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:
     """(codebooks shape ``[levels, size, dim]``, visual_dim, frame_rate) for a preset / file
     (from the config) or a model directory (from its weights file header)."""
-    weights = Path(source) / "model.safetensors"
+    weights = Path(source) / WEIGHTS_FILE
     if weights.is_file():
-        from safetensors import safe_open
-
-        from vab.model.directory import metadata_number
-
-        try:
-            with safe_open(str(weights), framework="pt") as f:
-                meta = f.metadata() or {}
-                shape = tuple(f.get_slice("codebooks").get_shape())
-        except Exception as exc:
-            raise VabError(f"{weights}: cannot read the weights header ({type(exc).__name__}: {exc})") from None
+        meta, shapes = read_header(weights)
+        shape = shapes.get("codebooks", ())
         if len(shape) != 3:
             raise VabError(f"{weights}: tensor codebooks has shape {shape}, expected (levels, codebook_size, dim)")
         return shape, int(metadata_number(weights, meta, "visual_dim", int, 1)), float(
@@ -62,11 +58,9 @@ def model_inputs(source: str, cfg: Any) -> tuple[tuple[int, ...], int, float]:
 
 def build_meta_model(source: str, cfg: Any) -> torch.nn.Module:
     """The model of `cfg` on the meta device (no memory, no weights)."""
-    from vab.model import TokenModel
-
     shape, vdim, frame_rate = model_inputs(source, cfg)
     with torch.device("meta"):
-        return TokenModel.from_config(cfg, torch.empty(shape), vdim, frame_rate)
+        return build_model(cfg, torch.empty(shape), vdim, frame_rate)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vab.model.hub import upload
+    from vab.checkpoint.hub import upload
 
     console = Console(stderr=True)
     plan = prepare(Path(args.directory).expanduser(), args.repo_id, revision=args.revision, private=args.private)
@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare(directory: Path, repo_id: str, *, revision: str | None = None, private: bool = False):
-    """The :class:`vab.model.hub.UploadPlan` for `directory`, after checking that it loads;
+    """The :class:`vab.checkpoint.hub.UploadPlan` for `directory`, after checking that it loads;
     a card is made from the model when the directory has none.  Contacts nothing."""
-    from vab.model.card import render_card
-    from vab.model.directory import CARD_FILE
-    from vab.model.hub import plan_upload
+    from vab.checkpoint.card import render_card
+    from vab.checkpoint.hub import plan_upload
+    from vab.filenames import CARD_FILE
 
     plan = plan_upload(directory, repo_id, revision=revision, private=private)  # names and files first: cheap refusals
     model = check_loads(directory)
@@ -84,14 +84,13 @@ def check_loads(directory: Path) -> Any:
     from vab.errors import VabError
     from vab.finetuning.classification import load_classifier
     from vab.finetuning.contrastive import load_temperature
-    from vab.generation.loading import load_codec
-    from vab.model import load_pretrained
-    from vab.model.directory import CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS, TEMPERATURE_FILE
+    from vab.checkpoint import load_codec, load_model
+    from vab.filenames import CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS, TEMPERATURE_FILE
 
     if (directory / HEAD_CONFIG).exists() or (directory / HEAD_WEIGHTS).exists():
         model = load_classifier(directory)[0].backbone  # loads the backbone too
     else:
-        model = load_pretrained(directory)
+        model = load_model(directory)
     if (directory / CODEC_FILE).exists():
         load_codec(model, directory)
     if (directory / TEMPERATURE_FILE).exists():
@@ -104,7 +103,7 @@ def check_loads(directory: Path) -> Any:
 
 def describe(plan: Any) -> list[str]:
     """One line per file of the plan (uploaded with its size, or skipped)."""
-    from vab.model.directory import CARD_FILE
+    from vab.filenames import CARD_FILE
 
     where = f"branch {plan.revision}" if plan.revision else "main"
     lines = [f"push {plan.directory} -> {plan.repo_id} ({where}, {'private' if plan.private else 'public'} "

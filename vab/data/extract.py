@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from vab.config import CodecConfig, ExtractConfig, VisualConfig
+from vab.filenames import CODEC_FILE
 from vab.data.manifest import AUDIO_SUFFIXES, Manifest, ManifestRow
 from vab.data.store import (
     DATA_DIR,
@@ -218,7 +219,7 @@ def _start_over_if_empty(out: Path, manifest: Manifest, codec_cfg: CodecConfig, 
     if any(getattr(old, k) != v for k, v in new.items()):
         for name in (DATA_DIR, PARTS_DIR):  # empty: no clip was stored
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (META_FILE, FAILURES_FILE, "codec.safetensors"):
+        for name in (META_FILE, FAILURES_FILE, CODEC_FILE):
             (out / name).unlink(missing_ok=True)
 
 
@@ -293,12 +294,11 @@ def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
     """A spectral codec fitted elsewhere (``codec.path``, e.g. another data set's) is copied into
     `out` byte for byte: the data set then decodes on its own, and can be trained together with
     the one it came from (they must hold the same codec file)."""
-    from vab.codecs.spectral import STATE_FILE
     from vab.utils import atomic_path
 
-    if codec_cfg.name != "spectral" or not codec_cfg.path or (out / STATE_FILE).exists():
+    if codec_cfg.name != "spectral" or not codec_cfg.path or (out / CODEC_FILE).exists():
         return
-    with atomic_path(out / STATE_FILE) as tmp:
+    with atomic_path(out / CODEC_FILE) as tmp:
         shutil.copyfile(Path(codec_cfg.path).expanduser(), tmp)
 
 

@@ -129,7 +129,7 @@ MODEL_DIRS = ("model", "retrieval", *(f"classify-{m}" for m in MODES))
 def write_model_cards(result: DemoResult) -> list[Path]:
     """Add the demo's results table to the card of every model directory the demo wrote
     (replacing the section a previous run added)."""
-    from vab.model.card import set_card_section
+    from vab.checkpoint.card import set_card_section
 
     s = result.settings
     body = "\n".join([

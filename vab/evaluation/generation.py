@@ -863,7 +863,7 @@ def evaluate(
                             ar_sampling=ar_sampling, records=tmp, shard=shard, table=table, extra=extra,
                             extra_names=extra_names, desync=desync, imagebind=imagebind)
     from vab.evaluation.records import files_stamp
-    from vab.model.hub import resolve_model_dir
+    from vab.checkpoint.hub import resolve_model_dir
     from vab.utils import pick_device
 
     if table not in TABLES:

@@ -16,7 +16,7 @@ Class-balanced sampling (:class:`BalancedDataset`) re-draws the training items o
 every epoch with weights ``sum over a clip's labels of 1 / count(label)``.
 
 A classifier directory is a VAB model directory (``config.yaml`` +
-``model.safetensors`` with unchanged keys, loadable by ``VAB.from_pretrained``)
+``model.safetensors`` with unchanged keys, loadable by ``vab.load_pretrained``)
 plus ``classifier.safetensors`` (``weight`` ``[C, W]``, ``bias`` ``[C]``) and
 ``classifier.yaml`` (mode, loss, classes, label names).
 """
@@ -34,8 +34,11 @@ from torch import nn
 
 from vab.errors import VabError
 from vab.finetuning.pooling import MODES, pooled
-from vab.model.card import TrainingRecord
-from vab.model.directory import HEAD_CONFIG, HEAD_WEIGHTS
+from vab.checkpoint import load_model, save_model_dir
+from vab.checkpoint.card import TrainingRecord
+from vab.checkpoint.hub import resolve_model_dir
+from vab.filenames import CONFIG_FILE, HEAD_CONFIG, HEAD_WEIGHTS
+from vab.model import VAB
 from vab.training.objective import prepare_batch, unwrap
 
 LOSSES = ("auto", "bce", "ce")
@@ -229,7 +232,6 @@ def save_classifier(
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from vab.training.run import save_model_dir
     from vab.utils import atomic_path
 
     out = Path(out)
@@ -250,9 +252,6 @@ def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from vab.model import VAB
-    from vab.model.hub import resolve_model_dir
-
     directory = resolve_model_dir(directory)
     head_cfg, head_file = directory / HEAD_CONFIG, directory / HEAD_WEIGHTS
     for path in (head_cfg, head_file):
@@ -265,7 +264,7 @@ def load_classifier(directory: str | Path, device: str | torch.device = "cpu") -
         raise VabError(f"{head_cfg}: unreadable classifier description ({type(exc).__name__})") from None
     if loss not in ("bce", "ce"):
         raise VabError(f"{head_cfg}: loss {loss!r} is not bce or ce")
-    backbone = VAB.from_pretrained(directory, device=device)
+    backbone = load_model(directory, device, kind=VAB)
     clf = Classifier(backbone, len(names), mode, names)
     try:
         tensors = load_file(str(head_file))
@@ -293,7 +292,6 @@ def evaluate_classifier(
     from vab.config import load_config
     from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
     from vab.finetuning.metrics import mean_average_precision
-    from vab.model.hub import resolve_model_dir
 
     model_dir = resolve_model_dir(model_dir)
     clf, meta = load_classifier(model_dir, device=device)
@@ -361,9 +359,6 @@ def finetune_classifier(
     ``train.output_dir`` (default ``runs/classify-<mode>``).  Returns the classifier directory."""
     from vab.config import load_config
     from vab.data.dataset import collate
-    from vab.model import VAB
-    from vab.model.directory import CONFIG_FILE
-    from vab.model.hub import resolve_model_dir
     from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
     from vab.files import refuse_input_folder
@@ -386,7 +381,7 @@ def finetune_classifier(
     if not info.label_names:
         raise VabError(f"{paths[0]}: the data set has no labels to classify")
     loss = resolve_loss(loss, info.multi_label)
-    backbone = VAB.from_pretrained(init)
+    backbone = load_model(init, kind=VAB)
     with torch.random.fork_rng(devices=[]):  # the new head starts alike in every run of one config
         torch.manual_seed(int(cfg.train.seed))
         classifier = Classifier(backbone, len(info.label_names), mode, info.label_names)

@@ -30,8 +30,11 @@ from torch import nn
 
 from vab.data.augment import augment
 from vab.finetuning.pooling import embeddings
-from vab.model.card import TrainingRecord
-from vab.model.directory import TEMPERATURE_FILE
+from vab.checkpoint import load_model, save_model_dir
+from vab.checkpoint.card import TrainingRecord
+from vab.checkpoint.hub import resolve_model_dir
+from vab.filenames import TEMPERATURE_FILE
+from vab.model import VAB
 from vab.training.objective import prepare_batch, unwrap
 
 TEMPERATURE_INIT = 0.07
@@ -132,7 +135,6 @@ class ContrastiveVAB(nn.Module):
         knows, `training`) plus the temperature file."""
         from safetensors.torch import save_file
 
-        from vab.training.run import save_model_dir
         from vab.utils import atomic_path
 
         out = save_model_dir(self.vab, codec, out, training)
@@ -242,8 +244,6 @@ def finetune_retrieval(
 
     if model_out is not None:  # written after training: refuse a bad place before it
         check_writable_dir(model_out, "the model directory")
-    from vab.model import VAB
-    from vab.model.hub import resolve_model_dir
     from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
     from vab.training.engine import Trainer
 
@@ -251,7 +251,7 @@ def finetune_retrieval(
     refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
-    vab = VAB.from_pretrained(init)
+    vab = load_model(init, kind=VAB)
     if int(vab.expert_layers) < 1:
         raise VabError(f"{init}: the model has no expert layers to fine-tune (model.expert_layers=0)")
     # the data must be read at the geometry the initial model was trained on
@@ -305,9 +305,8 @@ def evaluate_retrieval(
     from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
     from vab.errors import VabError
     from vab.finetuning.metrics import both_directions, per_class_subset
-    from vab.model import VAB
 
-    model = VAB.from_pretrained(model_dir, device=device).eval()
+    model = load_model(model_dir, device, kind=VAB).eval()
     cfg = model.config
     info = load_infos(paths)
     check_matches_config(info, cfg, source=", ".join(paths))

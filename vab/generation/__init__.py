@@ -9,7 +9,6 @@ of `vab generate`.  One idea per module:
 - `windows`: window plans; `features`: per-window frame features from a video or an array
 - `conditions`: edit spans and prompts (tokens kept bit-identical)
 - `codec_chunks`: chunked codec encode / decode with flat memory
-- `loading`: the codec, frame encoder and coarse-to-fine model, checked against the model
 - `inputs`: videos from paths, folders and globs; `outputs`: the files one video gets;
   `plot`: frames over the spectrogram
 """

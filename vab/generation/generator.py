@@ -44,11 +44,12 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from vab.checkpoint import load, load_model
+from vab.checkpoint.loading import check_c2f, check_codec, load_codec, load_visual
 from vab.errors import VabError, describe
 from vab.generation.codec_chunks import decode_chunked
 from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_tokens, soundtrack_tokens
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
-from vab.generation.loading import check_c2f, check_codec, load_codec, load_visual
 from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
 from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
 from vab.model.quantize import prepare_for_inference
@@ -225,15 +226,13 @@ class Generator:
     ) -> "Generator":
         """Load model directories (config.yaml + model.safetensors, YAML and safetensors only),
         each given as a folder or a Hugging Face Hub id ``org/name[@revision]``."""
-        from vab.model import load_pretrained
-        from vab.model.hub import resolve_model_dir
         from vab.utils import pick_device
 
         device = pick_device(device)
         precision = resolve_generation_precision(kwargs.get("precision", "auto"), device)  # before loading
-        directory = resolve_model_dir(checkpoint)  # the codec is read from the same folder
-        model = load_pretrained(directory, device=device)
-        c2f = load_pretrained(c2f_checkpoint, device=device) if c2f_checkpoint else None
+        loaded = load(checkpoint, device)  # the codec is read from the same folder
+        model, directory = loaded.model, loaded.directory
+        c2f = load_model(c2f_checkpoint, device) if c2f_checkpoint else None
         if c2f is not None and int(c2f.given_levels) < 1:
             raise VabError(f"{c2f_checkpoint}: not a coarse-to-fine model (model.type is {c2f.config.model.type})")
         # these models are ours alone: convert them in place, without a float copy

@@ -7,10 +7,13 @@ The base holds what they have in common and nothing of how they compute:
 - the token geometry (levels, codebook size, the [MASK] id, rates in Hz, the window in
   seconds and its sizes F and T) and the codec's frozen codebooks ``[K, codebook_size, d]``
   as a buffer, so a model directory is self-contained;
-- the ALiBi slopes of its heads (a buffer rebuilt on load, not stored);
 - parameter bookkeeping by part (:data:`PARTS`), from the subclass's :meth:`part_of`;
-- the model directory (``save_pretrained`` / ``from_pretrained``, :mod:`vab.model.directory`),
-  whose ``model.type`` picks the class through :mod:`vab.model.registry`.
+- positions in time: ALiBi measured in seconds on the picture's clock (:func:`alibi_positions`),
+  with the slopes of its heads as a buffer that is not stored (rebuilt from the head count).
+
+A model directory (``config.yaml`` + ``model.safetensors``) is read and written by
+:mod:`vab.checkpoint`, which also maps ``model.type`` to a class; this package knows
+nothing of it.
 
 Model types defined outside this package may replace how the stages below use them:
 ``sampler`` (a decoding function with the signature of
@@ -21,26 +24,67 @@ class taking the config).  None means MaskGIT decoding and the masked-token obje
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import math
 from typing import Any, Callable, ClassVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from vab.errors import ConfigError, VabError
-from vab.model.card import TrainingRecord
-from vab.model.directory import (
-    CONFIG_FILE, WEIGHTS_FILE, check_tensors, check_values, metadata_number, read_weights, tensors_digest,
-)
-from vab.model.multiway import ALIBI_MODES, alibi_slopes
-from vab.model.registry import model_class, type_name
+from vab.errors import ConfigError
 
 #: layers whose parameters (scales, shifts) are never weight-decayed
 NORM_LAYERS = tuple(getattr(nn, n) for n in ("LayerNorm", "GroupNorm", "RMSNorm", "BatchNorm1d") if hasattr(nn, n))
 
 #: parts reported by :meth:`TokenModel.num_parameters`
 PARTS = ("total", "expert_layers", "embeddings", "attention", "experts", "shared_ffn", "heads")
+
+#: model.alibi: distances in time (the paper), sequence index (ablation) or none
+ALIBI_MODES = ("time", "index", "none")
+
+
+def alibi_slopes(heads: int) -> torch.Tensor:
+    """The standard ALiBi head slopes ``[H]``: a geometric sequence starting at
+    ``2^(-8/H)``; for a head count that is not a power of two, the slopes of the
+    nearest lower power of two plus every other slope of the next one."""
+
+    def geometric(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if heads & (heads - 1) == 0:
+        slopes = geometric(heads)
+    else:
+        lower = 2 ** int(math.floor(math.log2(heads)))
+        slopes = geometric(lower) + geometric(2 * lower)[0::2][: heads - lower]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_positions(
+    num_visual: int, num_audio: int, fps: float, frame_rate: float, mode: str = "time"
+) -> torch.Tensor:
+    """Positions ``[F + T]`` of the sequence ``[visual ; audio]`` in audio-frame units.
+
+    ``time``: audio frame t sits at ``(t + 0.5) / frame_rate`` seconds and visual
+    frame f at ``(f + 0.5) / fps`` seconds (frames are sampled at interval
+    centres); seconds are multiplied by ``frame_rate`` so neighbouring audio
+    frames are one unit apart and an audio frame and the video frame shown at
+    the same instant are at distance 0.
+    ``index``: the position in the concatenated sequence (plain ALiBi, ablation).
+    """
+    if mode == "index":
+        return torch.arange(num_visual + num_audio, dtype=torch.float64)
+    if mode != "time":
+        raise ValueError(f"alibi mode {mode!r} has no positions (expected time or index)")
+    visual = (torch.arange(num_visual, dtype=torch.float64) + 0.5) / fps * frame_rate
+    audio = torch.arange(num_audio, dtype=torch.float64) + 0.5
+    return torch.cat([visual, audio])
+
+
+def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32)."""
+    distance = (positions[:, None] - positions[None, :]).abs()
+    return (-slopes.double()[:, None, None] * distance[None]).float()
 
 
 class TokenModel(nn.Module):
@@ -54,6 +98,8 @@ class TokenModel(nn.Module):
     ``alibi`` (position mode), ``codebooks`` and ``slopes`` (buffers).
     """
 
+    #: the ``model.type`` of a config this class is built from ("" for the base)
+    model_type: ClassVar[str] = ""
     #: parameter-name prefixes counted as "embeddings" by :meth:`part_of`
     EMBEDDING_PREFIXES: ClassVar[tuple[str, ...]] = ()
     #: learned vectors weight decay must not shrink ([MASK], null visual, modality ...), by name
@@ -90,22 +136,19 @@ class TokenModel(nn.Module):
     def from_config(
         cls, cfg: Any, codebooks: list[torch.Tensor] | torch.Tensor, visual_dim: int, frame_rate: float
     ) -> "TokenModel":
-        """The model ``cfg.model.type`` names, which must be a `cls`.  `codebooks`: the codec's
-        ``codebook_vectors(k)`` ``[codebook_size, d]`` for k < ``cfg.model.levels`` (or stacked);
-        `visual_dim`: D; `frame_rate`: audio tokens per second."""
+        """The model ``cfg.model.type`` names, which must be `cls` or a subclass of it that is
+        already imported (any registered type: :func:`vab.checkpoint.build_model`).  `codebooks`:
+        the codec's ``codebook_vectors(k)`` ``[codebook_size, d]`` for k < ``cfg.model.levels`` (or
+        stacked ``[levels, codebook_size, d]``); `visual_dim`: D; `frame_rate`: audio tokens per second."""
+        found = next((c for c in (cls, *_subclasses(cls)) if c.model_type == str(cfg.model.type)), None)
+        if found is None:
+            raise ConfigError(f"model.type is {cfg.model.type!r}, not {cls.model_type or cls.__name__!r}: build it "
+                              "with vab.checkpoint.build_model")
         if not isinstance(codebooks, torch.Tensor):
             if len(codebooks) == 0:
                 raise ConfigError("model: no codebooks given")
             codebooks = torch.stack([c.detach().float() for c in codebooks])
-        return cls._class_for(str(cfg.model.type))(cfg, codebooks, visual_dim, frame_rate)
-
-    @classmethod
-    def _class_for(cls, model_type: str) -> type["TokenModel"]:
-        """The registered class of `model_type`; ConfigError unless it is a `cls`."""
-        found = model_class(model_type)
-        if not (isinstance(found, type) and issubclass(found, cls)):
-            raise ConfigError(f"holds a {model_type} model, not a {type_name(cls)} one")
-        return found
+        return found(cfg, codebooks, visual_dim, frame_rate)
 
     # ------------------------------------------------------------------ optimisation
     def no_weight_decay(self) -> set[str]:
@@ -153,85 +196,12 @@ class TokenModel(nn.Module):
             raise ValueError(f"unknown part {part!r} (expected one of {', '.join(PARTS)})")
         return self.parameter_counts()[part]
 
-    # ------------------------------------------------------------------ model directory
-    def save_pretrained(self, directory: str | Path, training: TrainingRecord | None = None) -> Path:
-        """Write ``config.yaml`` (the full config), ``model.safetensors`` and the model card
-        ``README.md`` (:mod:`vab.model.card`; `training` adds what the run knows) into
-        `directory`, each atomically.  Returns the directory."""
-        from safetensors.torch import save_file
 
-        from vab.config import save_config
-        from vab.model.card import render_card, write_card
-        from vab.utils import atomic_path
-
-        from vab.model.quantize import is_quantized
-
-        if is_quantized(self):
-            raise VabError(
-                f"{directory}: this model was converted for inference (int8 or half-precision layers, built at "
-                "load time for --precision); save the float model it was made from"
-            )
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        metadata = {
-            "format": "vab",
-            "type": str(self.config.model.type),
-            "visual_dim": str(self.visual_dim),
-            "frame_rate": repr(self.frame_rate),
-            "sha256": tensors_digest(tensors),
-        }
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        save_config(self.config, directory / CONFIG_FILE)
-        write_card(directory, render_card(self, training))
-        return directory
-
-    @classmethod
-    def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device = "cpu", *, local_files_only: bool = False
-    ) -> "TokenModel":
-        """Load a model directory written by :meth:`save_pretrained` (YAML + safetensors only),
-        or the one a Hugging Face Hub id ``org/name[@revision]`` names (:mod:`vab.model.hub`);
-        the class is the one its ``model.type`` names, and must be a `cls`.  Raises VabError
-        naming the file and the problem."""
-        from vab.config import load_config
-        from vab.model.hub import resolve_model_dir
-        from vab.utils import pick_device
-
-        directory = resolve_model_dir(directory, local_files_only=local_files_only)
-        if not directory.is_dir():
-            raise VabError(f"{directory}: not a model directory (no such directory, so no config.yaml)")
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise VabError(f"{path}: missing (a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
-        cfg = load_config(config_path)
-        try:
-            found = cls._class_for(str(cfg.model.type))
-        except ConfigError as exc:
-            raise ConfigError(f"{directory}: {exc}") from None
-        metadata, tensors = read_weights(weights_path)
-        if "codebooks" not in tensors:
-            raise VabError(f"{weights_path}: missing tensors: codebooks")
-        if "visual_dim" not in metadata or "frame_rate" not in metadata:
-            raise VabError(f"{weights_path}: not a VAB weights file (metadata lacks visual_dim / frame_rate)")
-        visual_dim = int(metadata_number(weights_path, metadata, "visual_dim", int, 1))
-        frame_rate = float(metadata_number(weights_path, metadata, "frame_rate", float, 0))
-        if tensors["codebooks"].dim() != 3:
-            raise VabError(f"{weights_path}: tensor codebooks has shape {tuple(tensors['codebooks'].shape)}, "
-                           "expected (levels, codebook_size, dim)")
-        try:
-            with torch.device("meta"):
-                model = found(cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate)
-        except ConfigError as exc:  # say which model directory holds the bad config
-            raise ConfigError(f"{config_path}: {exc}") from None
-        check_tensors(weights_path, model.state_dict(), tensors)
-        tensors = check_values(weights_path, model.state_dict(), tensors)
-        model.load_state_dict(tensors, strict=True, assign=True)
-        # non-persistent buffers were built on the meta device
-        model.slopes = alibi_slopes(len(model.slopes))
-        return model.to(pick_device(str(device)))
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
 
 
 def check_token_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> list[str]:
@@ -249,12 +219,3 @@ def check_token_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_r
     if visual_dim <= 0 or frame_rate <= 0 or data.fps <= 0 or data.duration <= 0:
         problems.append("visual_dim, frame_rate, data.fps and data.duration must be positive")
     return problems
-
-
-def load_pretrained(
-    directory: str | Path, device: str | torch.device = "cpu", *, local_files_only: bool = False
-) -> TokenModel:
-    """The model in a model directory (``config.yaml`` + ``model.safetensors``) or Hugging Face
-    Hub id (``org/name[@revision]``), of the class its ``model.type`` names (VAB, the
-    coarse-to-fine model, the FoleyGen baseline ...)."""
-    return TokenModel.from_pretrained(directory, device=device, local_files_only=local_files_only)

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 
 from vab.errors import ConfigError
-from vab.model.registry import register_model_type
 from vab.model.vab import VAB
 
 
-@register_model_type("coarse2fine")
 class Coarse2Fine(VAB):
     """``forward`` returns logits ``[B, levels - given_levels, T, codebook_size]`` for the fine levels."""
+
+    model_type = "coarse2fine"
 
     def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
         if cfg.model.given_levels < 1:

@@ -1,4 +1,4 @@
-"""Multiway Transformer layers (VLMo style) and ALiBi measured in time.
+"""Multiway Transformer layers (VLMo style) and the float32 read-out.
 
 A layer has one self-attention shared by both modalities.  In an *expert* layer
 the pre-norm + feed-forward block is split at the visual/audio boundary: the
@@ -6,62 +6,15 @@ first ``num_visual`` positions go through the visual expert, the rest through
 the audio expert, so a position never passes through the other modality's FFN.
 Layers above the expert layers use one shared FFN.
 
-Sequences are always ``[visual ; audio]``: ``x`` is ``[B, F + T, W]``.
+Sequences are always ``[visual ; audio]``: ``x`` is ``[B, F + T, W]``; the attention
+bias (ALiBi measured in time) comes from :mod:`vab.model.base`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-ALIBI_MODES = ("time", "index", "none")
-
-
-def alibi_slopes(heads: int) -> torch.Tensor:
-    """The standard ALiBi head slopes ``[H]``: a geometric sequence starting at
-    ``2^(-8/H)``; for a head count that is not a power of two, the slopes of the
-    nearest lower power of two plus every other slope of the next one."""
-
-    def geometric(n: int) -> list[float]:
-        start = 2.0 ** (-8.0 / n)
-        return [start ** (i + 1) for i in range(n)]
-
-    if heads & (heads - 1) == 0:
-        slopes = geometric(heads)
-    else:
-        lower = 2 ** int(math.floor(math.log2(heads)))
-        slopes = geometric(lower) + geometric(2 * lower)[0::2][: heads - lower]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-def alibi_positions(
-    num_visual: int, num_audio: int, fps: float, frame_rate: float, mode: str = "time"
-) -> torch.Tensor:
-    """Positions ``[F + T]`` of the sequence ``[visual ; audio]`` in audio-frame units.
-
-    ``time``: audio frame t sits at ``(t + 0.5) / frame_rate`` seconds and visual
-    frame f at ``(f + 0.5) / fps`` seconds (frames are sampled at interval
-    centres); seconds are multiplied by ``frame_rate`` so neighbouring audio
-    frames are one unit apart and an audio frame and the video frame shown at
-    the same instant are at distance 0.
-    ``index``: the position in the concatenated sequence (plain ALiBi, ablation).
-    """
-    if mode == "index":
-        return torch.arange(num_visual + num_audio, dtype=torch.float64)
-    if mode != "time":
-        raise ValueError(f"alibi mode {mode!r} has no positions (expected time or index)")
-    visual = (torch.arange(num_visual, dtype=torch.float64) + 0.5) / fps * frame_rate
-    audio = torch.arange(num_audio, dtype=torch.float64) + 0.5
-    return torch.cat([visual, audio])
-
-
-def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
-    """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32)."""
-    distance = (positions[:, None] - positions[None, :]).abs()
-    return (-slopes.double()[:, None, None] * distance[None]).float()
 
 
 class SelfAttention(nn.Module):

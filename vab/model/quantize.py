@@ -19,7 +19,7 @@ beside it and ran slower than fp32 in eager mode on this project's CPUs (docs/BE
 "Number formats"), so torchao is not a dependency.
 
 These models exist only in memory: they are built from the float checkpoint at load time,
-and :meth:`vab.model.base.TokenModel.save_pretrained` refuses them.
+and :func:`vab.checkpoint.save_model` refuses them.
 """
 
 from __future__ import annotations

@@ -19,16 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vab.errors import ConfigError, VabError
-from vab.model.base import TokenModel, check_token_config
-from vab.model.multiway import MultiwayLayer, alibi_bias, alibi_positions, token_logits
-from vab.model.registry import register_model_type
+from vab.model.base import TokenModel, alibi_bias, alibi_positions, check_token_config
+from vab.model.multiway import MultiwayLayer, token_logits
 
 #: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
 VISUAL_POOLS = ("frames", "mean")
 VISUAL_PROJECTIONS = ("linear", "mlp")
 
 
-@register_model_type("vab")
 class VAB(TokenModel):
     """Multiway Transformer over ``[visual ; audio]`` with per-level token heads.
 
@@ -38,6 +36,7 @@ class VAB(TokenModel):
     ``num_frames`` (F) and ``num_audio_frames`` (T) for ``duration`` seconds.
     """
 
+    model_type = "vab"
     EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
     NO_DECAY_VECTORS = ("mask_embed", "null_visual", "modality")
 

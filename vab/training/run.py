@@ -13,8 +13,11 @@ from typing import Any
 
 import torch
 
+from vab.checkpoint import build_model as build_token_model, save_model_dir
+from vab.checkpoint.card import TrainingRecord
 from vab.errors import VabError
-from vab.model.card import TrainingRecord
+from vab.filenames import CODEC_FILE
+from vab.training.objective import unwrap
 
 VALID_RATIOS = (0.3, 0.55, 0.9)
 
@@ -57,7 +60,7 @@ def load_codec_for(cfg: Any, data_dir: str | Path | None):
 
 def check_same_codec_state(paths: list[str]) -> None:
     """Data sets tokenized by separately fitted spectral codecs cannot be mixed."""
-    files = [Path(p) / "codec.safetensors" for p in paths]
+    files = [Path(p) / CODEC_FILE for p in paths]
     present = [f for f in files if f.exists()]
     if present and (len(present) != len(files) or len({f.read_bytes() for f in present}) > 1):
         raise VabError(
@@ -83,17 +86,13 @@ def build_datasets(cfg: Any, paths: list[str]):
 
 def build_model(cfg: Any, codec, visual_dim: int):
     """The model ``cfg.model.type`` names, over `codec`'s codebooks, initialised from ``train.seed``."""
-    from vab.model import TokenModel
-
     levels = cfg.model.levels
     if levels > codec.num_codebooks:
         raise VabError(f"model.levels={levels} but the codec has {codec.num_codebooks} codebooks")
     # initialised from train.seed: two runs of one config (or a run and its resumed twin) start alike
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg.train.seed))
-        return TokenModel.from_config(
-            cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate
-        )
+        return build_token_model(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
 
 
 def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
@@ -150,19 +149,8 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     trained = trainer.fit(resume=resume)
     out = Path(model_out or Path(trainer.run_dir) / "model")
     if trainer.accelerator.is_main_process:
-        save_model_dir(trained, codec, out, training_record(trainer, train_set))
+        save_model_dir(unwrap(trained), codec, out, training_record(trainer, train_set))
     trainer.accelerator.wait_for_everyone()
-    return out
-
-
-def save_model_dir(model, codec, out: str | Path, training: TrainingRecord | None = None) -> Path:
-    """A self-contained model directory: config.yaml, model.safetensors, the fitted codec if any,
-    and the model card (with what the run knows, `training`, when given)."""
-    from vab.training.objective import unwrap
-
-    out = Path(out)
-    unwrap(model).save_pretrained(out, training=training)
-    codec.save(out)
     return out
 
 

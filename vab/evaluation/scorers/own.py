@@ -26,8 +26,8 @@ class OwnClassifier(AudioEmbedder):
 
     def __init__(self, directory: str | os.PathLike, device: str | torch.device = "cpu"):
         from vab.finetuning.classification import load_classifier
-        from vab.generation.loading import load_codec
-        from vab.model.hub import resolve_model_dir
+        from vab.checkpoint import load_codec
+        from vab.checkpoint.hub import resolve_model_dir
 
         self.directory = resolve_model_dir(directory)  # a folder or a Hugging Face Hub id
         self.classifier, _ = load_classifier(self.directory, device=device)

@@ -2,9 +2,9 @@
 
 The user points at a local file, or asks for the published file by name (``download``:
 fetched once into the torch hub cache, as the models' own projects do); a missing or
-unusable file is a one-line VabError naming the path and what to download.  `.pth` / `.pt` files are read
-with ``torch.load(weights_only=True)`` (tensors and plain containers only, never
-arbitrary pickled objects); `.safetensors` files with safetensors.
+unusable file is a one-line VabError naming the path and what to download.  The file is
+read by :func:`vab.weights.read_weights` (safetensors, or ``torch.load(weights_only=True)``:
+tensors and plain containers only, never arbitrary pickled objects).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from vab.errors import VabError
+from vab.weights import load_state, read_weights, state_dict_in
+from vab.weights import load_state, read_weights, state_dict_in
 
 
 #: where each published weights file comes from (the URL its own project downloads it from),
@@ -55,41 +57,14 @@ def read_state_dict(path: str | os.PathLike, what: str, download: str) -> dict[s
     if not path.is_file():
         raise VabError(f"{path}: no such {what} weight file (download {download})")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise VabError(f"{path}: not a readable {what} weight file ({first}); expected {download}") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VabError(f"{path}: holds no {what} state dict (expected {download})")
-    return state
+        return state_dict_in(read_weights(path), str(path))
+    except VabError as exc:
+        raise VabError(f"{exc}; expected the {what} weights, {download}") from None
 
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> nn.Module:
-    """Load `state` into `module` strictly; a key or shape mismatch is one VabError line."""
-    from vab.model.directory import tensor_differences
-
-    own = module.state_dict()
-    missing, unexpected, wrong = tensor_differences(own, state)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)})")
-        raise VabError(f"{path}: not {what} weights: " + "; ".join(parts))
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-    return module.eval()
+    """Load `state` into `module` strictly; a name or shape mismatch is one VabError line."""
+    return load_state(module, state, f"{path}: not {what} weights").eval()
 
 
 class NetScorer:

@@ -7,7 +7,7 @@ disk (YAML and safetensors only, validated; nothing is unpickled).
 
 - A local path always wins: when a file or folder of that spelling exists, it is used
   and the Hub is never asked.
-- Only the files a model directory may hold (:data:`vab.model.directory.MODEL_FILES`) are
+- Only the files a model directory may hold (:data:`vab.checkpoint.directory.MODEL_FILES`) are
   fetched (``allow_patterns``); whatever else a repository holds is never downloaded.
 - huggingface_hub's own settings apply: ``HF_HUB_OFFLINE=1`` (or ``local_files_only``)
   reads the cache only; the cache is ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else
@@ -22,6 +22,7 @@ the directory changes meanwhile, and a card can be added without writing into it
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import shutil
@@ -30,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from vab.checkpoint.directory import MODEL_FILES, REQUIRED_FILES
 from vab.errors import VabError
-from vab.model.directory import CARD_FILE, MODEL_FILES, REQUIRED_FILES
+from vab.filenames import CARD_FILE
 
 #: ``org/name``: letters, digits, ``-``, ``_`` and ``.`` on both sides of one slash
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
@@ -83,6 +85,7 @@ def resolve_model_dir(source: str | os.PathLike, *, local_files_only: bool = Fal
 
 
 def _snapshot(model: HubId, local_files_only: bool) -> Path:
+    # huggingface_hub only when an id is asked for: it costs ~0.3 s and reads the HF_* variables on import
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -122,7 +125,7 @@ def _snapshot(model: HubId, local_files_only: bool) -> Path:
 
 def _not_cached(model: HubId, offline: bool) -> str:
     """Why an id is not in the cache: the model is absent, or only the asked revision is."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # lazy, as in _snapshot
     from huggingface_hub.file_download import repo_folder_name
 
     cache = Path(constants.HF_HUB_CACHE)
@@ -142,10 +145,8 @@ def _not_cached(model: HubId, offline: bool) -> str:
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Connection failures of whichever HTTP client huggingface_hub uses (httpx's are not OSErrors)."""
-    import importlib
-
     errors: list[type[BaseException]] = [OSError]
-    for client in ("httpx", "httpx2"):
+    for client in ("httpx", "httpx2"):  # whichever is installed; neither is a dependency of ours
         try:
             errors.append(importlib.import_module(client).TransportError)
         except (ImportError, AttributeError):
@@ -205,7 +206,7 @@ def plan_upload(
 def upload(plan: UploadPlan, *, message: str | None = None, api: Any = None) -> str:
     """Create the repository (and the branch `plan.revision`) if needed and upload the plan's
     files in one commit with ``HfApi.upload_folder``.  Returns the commit's URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # lazy, as in _snapshot
     from huggingface_hub.errors import HfHubHTTPError
 
     api = api if api is not None else HfApi(library_name="vab")

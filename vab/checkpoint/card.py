@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from vab.checkpoint.hub import hub_id
+from vab.config import list_presets, load_config
 from vab.errors import VabError
-from vab.model.directory import CARD_FILE, CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS, TEMPERATURE_FILE
+from vab.filenames import CARD_FILE, CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS, TEMPERATURE_FILE
+from vab.model import TokenModel
+from vab.utils import atomic_path
 
 #: what the Hub's ``license`` says until the publisher sets it: weights carry their data's terms
 DEFAULT_LICENSE = "other"
@@ -59,11 +65,9 @@ class TrainingRecord:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def render_card(model: Any, training: TrainingRecord | None = None, *, license: str = DEFAULT_LICENSE) -> str:
-    """The card of `model` (a TokenModel) as markdown with Hub metadata."""
-    from huggingface_hub import ModelCardData
-
-    from vab.model.hub import hub_id
+def render_card(model: TokenModel, training: TrainingRecord | None = None, *, license: str = DEFAULT_LICENSE) -> str:
+    """The card of `model` as markdown with Hub metadata."""
+    from huggingface_hub import ModelCardData  # heavy (~0.3 s), and only a card needs it
 
     task = training.task if training is not None else "pretraining"
     cfg = model.config
@@ -105,7 +109,7 @@ def pipeline_tag(task: str, training: TrainingRecord | None = None) -> str:
     return PIPELINE_TAGS.get(task, PIPELINE_TAGS["pretraining"])
 
 
-def card_tags(model: Any, task: str, training: TrainingRecord | None = None) -> list[str]:
+def card_tags(model: TokenModel, task: str, training: TrainingRecord | None = None) -> list[str]:
     """Hub tags: the library, the model type, the codec and what the model does."""
     cfg = model.config
     tags = ["vab", "audio-visual", str(cfg.model.type), f"codec-{cfg.codec.name}"]
@@ -120,8 +124,6 @@ def card_tags(model: Any, task: str, training: TrainingRecord | None = None) -> 
 
 def write_card(directory: str | os.PathLike, text: str) -> Path:
     """Write `text` as ``directory/README.md`` atomically (a reader never sees half a card)."""
-    from vab.utils import atomic_path
-
     path = Path(directory) / CARD_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -146,10 +148,6 @@ def set_card_section(directory: str | os.PathLike, title: str, body: str) -> Pat
 
 def matching_preset(config: Any) -> str | None:
     """The preset (``vab/configs/*.yaml``) whose model settings are `config`'s, if any."""
-    from omegaconf import OmegaConf
-
-    from vab.config import list_presets, load_config
-
     mine = OmegaConf.to_container(config.model)
     for name in list_presets():
         if OmegaConf.to_container(load_config(name).model) == mine:
@@ -158,7 +156,7 @@ def matching_preset(config: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------- sections
-def _usage(model: Any, task: str) -> list[str]:
+def _usage(model: TokenModel, task: str) -> list[str]:
     lines = ["## Use", "", "`MODEL` is this repository's id (`org/name`, or `org/name@revision` for a branch, tag or "
              "commit) or a local copy of this folder; ids are fetched once into the Hugging Face cache and read "
              "from there offline (`HF_HUB_OFFLINE=1`).", "", "```bash"]
@@ -177,7 +175,7 @@ def _usage(model: Any, task: str) -> list[str]:
     return lines
 
 
-def _model_rows(model: Any) -> list[str]:
+def _model_rows(model: TokenModel) -> list[str]:
     cfg = model.config
     m = cfg.model
     preset = matching_preset(cfg)
@@ -199,7 +197,7 @@ def _model_rows(model: Any) -> list[str]:
     return [f"| {k} | {v} |" for k, v in rows]
 
 
-def _codec(model: Any) -> str:
+def _codec(model: TokenModel) -> str:
     c = model.config.codec
     reads = f"the model reads {model.levels} levels x {model.codebook_size} tokens"
     if model.given_levels:
@@ -214,7 +212,7 @@ def _codec(model: Any) -> str:
     return f"{c.name}; {reads}"
 
 
-def _visual(model: Any) -> str:
+def _visual(model: TokenModel) -> str:
     v = model.config.visual
     if v.name == "clip":
         weights = f"pretrained `{v.pretrained}`" if v.pretrained and not v.path else "a local weights file"
@@ -241,7 +239,7 @@ def _training_rows(training: TrainingRecord) -> list[str]:
     return [f"| {k} | {v} |" for k, v in rows]
 
 
-def _files(model: Any, task: str) -> list[str]:
+def _files(model: TokenModel, task: str) -> list[str]:
     files = ["- `config.yaml`: everything needed to rebuild and run the model (data, not code)",
              "- `model.safetensors`: the weights, with a SHA-256 of the tensors in its metadata"]
     if model.config.codec.name == "spectral":
@@ -262,6 +260,6 @@ def _number(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _docstring(model: Any) -> str:
+def _docstring(model: TokenModel) -> str:
     doc = (type(model).__doc__ or type(model).__name__).strip().splitlines()[0]
     return f"a `{type(model).__name__}` model ({doc.rstrip('.')})"
