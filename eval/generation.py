@@ -65,6 +65,7 @@ import sys
 from pathlib import Path
 
 from vab.cli import run_script
+from vab.generation.sampling import add_sampling_arguments, sampling_from_args
 from vab.precision import add_precision_option
 
 
@@ -95,13 +96,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--imagebind", help="ImageBind weights file, imagebind_huge.pth (IB-score), or 'download'")
     t.add_argument("--synchformer", help="Synchformer weights file, synchformer_state_dict.pth (DeSync), or 'download'")
     s = p.add_argument_group("sampling (as vab generate)")
-    s.add_argument("--steps", type=int, default=16)
-    s.add_argument("--cfg", type=float, default=5.0, dest="guidance")
-    s.add_argument("--mask-temperature", type=float, default=22.5)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-k", type=int, default=0)
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(s)
     s.add_argument("--ar-cfg", type=float, default=3.0, dest="ar_guidance",
                    help="guidance for autoregressive models (FoleyGen: 3)")
     s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
@@ -126,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
     from vab.checkpoint.hub import resolve_model_dir
     from vab.filenames import CONFIG_FILE
     from vab.training.run import data_paths
-    from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard
     from vab.utils import atomic_path, pick_device
 
@@ -134,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
     split = None if args.split == "all" else args.split
     if args.limit is not None and args.limit < 1:
         raise VabError(f"--limit must be >= 1, got {args.limit}")
-    sampling = SamplingConfig(steps=args.steps, guidance=args.guidance, mask_temperature=args.mask_temperature,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    sampling = sampling_from_args(args)
     ar_sampling = dataclasses.replace(sampling, guidance=args.ar_guidance, top_k=args.ar_top_k)
     cfg = load_config(None, args.overrides)
     # every model is found (a Hub id fetched) before any clip is scored

@@ -20,6 +20,7 @@ from tests.mediagen import make_video
 from tests.test_generate import FAST_ARGS, SMALL, make_model_dir
 from vab.cli import main as vab_main
 from vab.config import RULES
+from vab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -311,3 +312,28 @@ def test_yes_and_no_typed_on_the_command_line_keep_their_meaning():
     assert load_config("tiny", ["train.precision=no"]).train.precision == "no"
     assert load_config("tiny", ["extract.audio_only=yes"]).extract.audio_only is True
     assert load_config("tiny", ["extract.audio_only=no"]).extract.audio_only is False
+
+
+# ---------------------------------------------------------------------- one section per model type
+def test_each_model_type_has_its_own_section_and_old_directories_still_load(tmp_path, model_dir, clip, capsys):
+    from vab.checkpoint import load_model
+    from vab.config import FoleyGenModelConfig, VABModelConfig, load_config
+
+    assert "visual_pool" in load_config("tiny").model and "visual_mask" not in load_config("tiny").model
+    foleygen = load_config("foleygen-tiny")
+    assert "visual_mask" in foleygen.model and "visual_pool" not in foleygen.model
+    assert isinstance(load_config("tiny", ["model.type=foleygen"]).model.visual_mask, str)  # the type picks the section
+    with pytest.raises(ConfigError, match="visual_mask.*VABModelConfig"):
+        load_config("tiny", ["model.visual_mask=causal"])  # a FoleyGen setting on a VAB is refused, not ignored
+    assert {f for f in VABModelConfig.__dataclass_fields__} & {f for f in FoleyGenModelConfig.__dataclass_fields__} \
+        >= {"type", "width", "layers", "levels"}
+    # a model directory written before the sections held every type's fields: it loads as it did
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    config = old / "config.yaml"
+    config.write_text(config.read_text().replace("  visual_pool: frames", "  visual_mask: all\n  conditioning: prefix\n"
+                                                 "  visual_pool: frames"))
+    assert "visual_mask: all" in config.read_text()
+    loaded = load_model(old)
+    assert "visual_mask" not in loaded.config.model and loaded.config.model.visual_pool == "frames"
+    assert vab_main(["generate", str(clip), "--checkpoint", str(old), "--out", str(tmp_path / "out"), *FAST_ARGS]) == 0

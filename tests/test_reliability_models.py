@@ -204,7 +204,7 @@ def edit_config(model: Path, old: str, new: str) -> None:
 
 CONFIG_CASES = {
     # name: (old, new, what the one line must say)
-    "unknown key": ("model:\n", "model:\n  wdith: 32\n", "Key 'wdith' not in 'ModelConfig'"),
+    "unknown key": ("model:\n", "model:\n  wdith: 32\n", "Key 'wdith' not in 'VABModelConfig'"),
     "wrong type": ("width: 32", "width: wide", "Value 'wide' of type 'str' could not be converted to Integer"),
     "width vs weights": ("width: 32", "width: 64", "does not match config.yaml: wrong shapes: audio_proj.0.bias (32,) (expected (64,))"),
     "layers vs weights": ("layers: 2", "layers: 3", "missing tensors: layers.2."),

@@ -386,3 +386,30 @@ def test_training_mode_restored_and_low_precision():
     half = make_model().to(torch.bfloat16)
     out = sample_tokens(half, features_for(half, 2), cfg=SamplingConfig(steps=4))
     assert out.dtype == torch.long and (out >= 0).all() and (out < half.codebook_size).all()
+
+
+def test_sampling_options_are_declared_once_for_every_command():
+    """`vab generate` and eval/generation.py take one option per SamplingConfig field, with its
+    default, and parse back into the same settings."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from vab.cli import build_parser
+    from vab.generation.sampling import add_sampling_arguments, sampling_from_args, sampling_options
+
+    spec = importlib.util.spec_from_file_location("eval_generation", Path(__file__).parents[1] / "eval" / "generation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    for parser in (generate, module.parser()):
+        flags = {option for action in parser._actions for option in action.option_strings}
+        assert {o.flag for o in sampling_options()} <= flags
+        defaults = parser.parse_args(["x", "--checkpoint", "m"] if parser is generate else ["--checkpoint", "m"])
+        assert sampling_from_args(defaults) == SamplingConfig()
+    own = argparse.ArgumentParser()
+    add_sampling_arguments(own)
+    parsed = sampling_from_args(own.parse_args(["--cfg", "2", "--steps", "4", "--top-p", "0.9"]))
+    assert parsed == SamplingConfig(steps=4, guidance=2.0, top_p=0.9)
+    with pytest.raises(VabError, match="steps must be"):
+        sampling_from_args(own.parse_args(["--steps", "0"]))

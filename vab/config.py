@@ -2,13 +2,16 @@
 
 One :class:`VABConfig` describes everything needed to extract data, train and
 generate: the audio codec, the visual encoder, the data layout, the model and
-the training run.  Presets live in ``vab/configs/*.yaml`` and only list what
-differs from these defaults.  Any field can be overridden from the command line
+the training run.  The ``model`` section is the one of its ``model.type``
+(:data:`MODEL_SECTIONS`): the fields every model type reads (:class:`ModelConfig`)
+plus its own (:class:`VABModelConfig`, :class:`FoleyGenModelConfig`).  Presets live in
+``vab/configs/*.yaml`` and only list what differs from these defaults.  Any field can be overridden from the command line
 as ``section.field=value`` (e.g. ``train.lr=1e-4``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +90,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The multiway Transformer (paper appendix B.2, Table 7)."""
+    """What every model type reads: the Transformer's size and the codec levels it models
+    (paper appendix B.2, Table 7)."""
 
     type: str = "vab"  # vab | coarse2fine | foleygen (the autoregressive baseline, vab/baselines)
     width: int = 1024
@@ -99,16 +103,33 @@ class ModelConfig:
     levels: int = 4  # codec levels modelled (the first `levels` codebooks)
     given_levels: int = 0  # coarse-to-fine: leading levels given as condition, never predicted
     alibi: str = "time"  # time | index | none
-    # foleygen only: which frames an audio step may attend to (all | causal | frame, FoleyGen 2.4),
-    # and how video conditions it: prefix (FoleyGen) or concat (V-AURA: frames repeated to the
-    # audio frame rate, concatenated channel-wise with the audio embeddings)
-    visual_mask: str = "all"
-    conditioning: str = "prefix"
-    # vab only, how frame features enter (issue 15, docs/BENCHMARKS.md): visual_pool frames | mean
-    # (`mean` gives every frame position the clip's mean feature: no timing from the picture, an
-    # ablation); visual_proj linear (the paper) | mlp (Linear, GELU, Linear)
+
+
+@dataclass
+class VABModelConfig(ModelConfig):
+    """A VAB or coarse-to-fine model: how frame features enter (issue 15, docs/BENCHMARKS.md)."""
+
+    # frames | mean (`mean` gives every frame position the clip's mean feature: no timing from
+    # the picture, an ablation)
     visual_pool: str = "frames"
-    visual_proj: str = "linear"
+    visual_proj: str = "linear"  # linear (the paper) | mlp (Linear, GELU, Linear)
+
+
+@dataclass
+class FoleyGenModelConfig(ModelConfig):
+    """The autoregressive baseline (vab/baselines): how the video conditions it."""
+
+    # which frames an audio step may attend to: all | causal | frame (FoleyGen 2.4)
+    visual_mask: str = "all"
+    # prefix (FoleyGen) or concat (V-AURA: frames repeated to the audio frame rate,
+    # concatenated channel-wise with the audio embeddings)
+    conditioning: str = "prefix"
+
+
+#: model.type -> the class of its ``model`` section (another type: the shared fields only)
+MODEL_SECTIONS: dict[str, type[ModelConfig]] = {
+    "vab": VABModelConfig, "coarse2fine": VABModelConfig, "foleygen": FoleyGenModelConfig,
+}
 
 
 @dataclass
@@ -152,7 +173,7 @@ class VABConfig:
     visual: VisualConfig = field(default_factory=VisualConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=VABModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -191,23 +212,28 @@ def load_config(
     schema: type = VABConfig,
 ) -> Any:
     """Defaults of `schema`, merged with a preset / YAML file / model directory, then
-    `key=value` overrides.  Unknown keys and wrong types raise a one-line ConfigError."""
-    cfg = OmegaConf.structured(schema)
+    `key=value` overrides.  The ``model`` section is the one ``model.type`` names
+    (:data:`MODEL_SECTIONS`).  Unknown keys and wrong types raise a one-line ConfigError."""
     source = file = "defaults"
     try:
+        loaded = None
         if name_or_path is not None:
             path = _resolve(name_or_path)
             source = file = str(path)
             loaded = OmegaConf.load(path)
             if is_model_config(path):
                 refuse_interpolations(loaded, source)
-            cfg = OmegaConf.merge(cfg, loaded)
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
+        dotlist = OmegaConf.from_dotlist([_keep_yes_no_text(item) for item in overrides or []])
+        section = MODEL_SECTIONS.get(_model_type(loaded, dotlist), ModelConfig)
+        cfg = OmegaConf.structured(schema(model=section()) if "model" in schema.__dataclass_fields__ else schema)
+        if loaded is not None:
+            cfg = OmegaConf.merge(cfg, _without_other_sections(loaded, section))
         if overrides:
             source = "command-line override"
-            for item in overrides:
-                if "=" not in item:
-                    raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([_keep_yes_no_text(item) for item in overrides]))
+            cfg = OmegaConf.merge(cfg, dotlist)
         source = "the config"
         check_config(cfg, file, overrides or [])
     except OmegaConfBaseException as exc:
@@ -219,6 +245,33 @@ def load_config(
             raise
         raise ConfigError(f"{source}: cannot parse ({type(exc).__name__}: {_short(exc)})") from None
     return cfg
+
+
+def _model_type(*layers: Any) -> str:
+    """The ``model.type`` the last of `layers` (loaded YAML, overrides; None: absent) that sets it names."""
+    found = ModelConfig.type
+    for layer in layers:
+        model = layer.get("model") if isinstance(layer, DictConfig) else None
+        if isinstance(model, DictConfig) and isinstance(model.get("type"), str):
+            found = model.type
+    return found
+
+
+def _without_other_sections(loaded: Any, section: type[ModelConfig]) -> Any:
+    """`loaded` without the fields of other model types' sections: before sections existed,
+    every model directory wrote them all (``visual_mask`` beside a VAB's ``visual_pool``)."""
+    model = loaded.get("model") if isinstance(loaded, DictConfig) else None
+    if not isinstance(model, DictConfig):
+        return loaded
+    mine = set(section.__dataclass_fields__)
+    others = {name for kind in MODEL_SECTIONS.values() for name in kind.__dataclass_fields__} - mine
+    stray = [key for key in model if key in others]
+    if not stray:
+        return loaded
+    loaded = copy.deepcopy(loaded)
+    for key in stray:
+        del loaded.model[key]
+    return loaded
 
 
 def _short(exc: BaseException) -> str:

@@ -20,12 +20,14 @@ Without them torch emulates bf16 matmuls, slower than fp32.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from vab.errors import VabError
+import torch
 
-if TYPE_CHECKING:  # torch is imported lazily: the CLI registers --precision without it
-    import torch
+from vab.errors import ConfigError, VabError
+
+#: the floating-point formats by name: the one map from a precision name to a torch dtype
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: choices of `--precision` for generation
 GENERATION_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -37,18 +39,14 @@ CPU_BF16_MIN_PARAMS = 10_000_000
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
 
-def autocast_dtype(precision: str) -> "torch.dtype | None":
+def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of a concrete generation format (None: the model runs as loaded,
     fp32 or int8 linear layers with fp32 activations)."""
-    import torch
-
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return DTYPES.get(precision) if precision in ("bf16", "fp16") else None
 
 
 def cpu_capabilities() -> Mapping[str, object]:
     """The processor's features as torch detects them ({} when torch cannot tell)."""
-    import torch
-
     try:
         return torch.cpu.get_capabilities()
     except Exception:  # an old torch or an unknown architecture: assume nothing
@@ -61,12 +59,10 @@ def cpu_has_native_bf16(capabilities: Mapping[str, object] | None = None) -> boo
     return any(bool(caps.get(flag)) for flag in BF16_FLAGS)
 
 
-def resolve_generation_precision(precision: str, device: "torch.device | str") -> str:
+def resolve_generation_precision(precision: str, device: torch.device | str) -> str:
     """The concrete generation format (fp32, bf16, fp16 or int8) for `precision` on `device`.
 
     Raises a one-line VabError for an unknown value or int8 on a GPU."""
-    import torch
-
     check_generation_precision(precision)
     kind = torch.device(device).type
     if precision == "auto":
@@ -82,10 +78,6 @@ def resolve_training_precision(precision: str, choices: tuple[str, ...], paramet
     """Accelerate's mixed_precision for `train.precision` (one of `choices`, "auto" included):
     auto -> bf16 on a CUDA GPU, or on a CPU with native bf16 when the model has at least
     :data:`CPU_BF16_MIN_PARAMS` `parameters` (None: size unknown, counts as large), else "no"."""
-    import torch
-
-    from vab.errors import ConfigError
-
     if precision not in choices:
         raise ConfigError(f"train.precision={precision!r}: expected one of {', '.join(choices)}")
     if precision != "auto":

@@ -33,7 +33,6 @@ objective (:class:`~vab.baselines.objective.AutoregressiveObjective`).
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,8 @@ from vab.baselines.objective import AutoregressiveObjective
 from vab.baselines.sampling import sample_autoregressive
 from vab.baselines.visual_masks import check_visual_mask, frame_of_step, visual_attention_mask
 from vab.errors import ConfigError, VabError
-from vab.model.base import TokenModel, alibi_bias, alibi_positions, check_token_config
+from vab.config import FoleyGenModelConfig
+from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions
 from vab.model.multiway import FeedForward, SelfAttention, token_logits
 
 CONDITIONINGS = ("prefix", "concat")
@@ -124,12 +124,11 @@ class FoleyGen(TokenModel):
     sampler = staticmethod(sample_autoregressive)
     objective = AutoregressiveObjective
 
-    def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
-        m = cfg.model
-        _check_foleygen_config(m, codebooks, visual_dim, frame_rate, cfg.data)
+    def __init__(self, m: FoleyGenModelConfig, inputs: Inputs):
+        _check_foleygen_config(m, inputs)
         # the codec's codebooks are not read by this model; the base keeps them (as a buffer) so a
         # model directory is self-contained and generation can check (or rebuild) the codec as for VAB
-        super().__init__(cfg, codebooks, visual_dim, frame_rate)
+        super().__init__(m, inputs)
         self.visual_mask = str(m.visual_mask)
         self.conditioning = str(m.conditioning)
         width = int(m.width)
@@ -275,7 +274,7 @@ class FoleyGen(TokenModel):
         return token_logits(self.final_norm, self.heads, x[:, x.shape[1] - n :])
 
 
-def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> None:
+def _check_foleygen_config(m: FoleyGenModelConfig, inputs: Inputs) -> None:
     """One ConfigError listing every problem: the token models' checks plus the baseline's own."""
     problems = []
     if m.conditioning not in CONDITIONINGS:
@@ -286,11 +285,8 @@ def _check_foleygen_config(m: Any, codebooks: torch.Tensor, visual_dim: int, fra
         problems.append(str(exc))
     if m.given_levels != 0:
         problems.append(f"model.given_levels must be 0 for a foleygen model (got {m.given_levels})")
-    if getattr(m, "visual_pool", "frames") != "frames" or getattr(m, "visual_proj", "linear") != "linear":
-        problems.append("model.visual_pool / visual_proj: the foleygen model has its own (model.conditioning), "
-                        f"leave them at frames / linear (got {m.visual_pool!r} / {m.visual_proj!r})")
     if m.conditioning == "concat" and m.width < 2:
         problems.append("model.width must be >= 2 for concat conditioning")
-    problems += check_token_config(m, codebooks, visual_dim, frame_rate, data)
+    problems += inputs.problems(m)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -15,5 +15,3 @@ trained with (:func:`load`), or a model directory (:func:`save_model_dir`).  One
 from vab.checkpoint.loading import Checkpoint, build_model, load, load_codec, load_model, load_visual
 from vab.checkpoint.saving import save_model, save_model_dir
 
-__all__ = ["Checkpoint", "build_model", "load", "load_codec", "load_model", "load_visual", "save_model",
-           "save_model_dir"]

@@ -94,7 +94,7 @@ def load_model(
                        "expected (levels, codebook_size, dim)")
     try:
         with torch.device("meta"):  # no memory for weights that are replaced at once
-            model = found(cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate)
+            model = found.from_config(cfg, torch.empty(tensors["codebooks"].shape), visual_dim, frame_rate)
     except ConfigError as exc:  # say which model directory holds the bad config
         raise ConfigError(f"{config_path}: {exc}") from None
     tensors = check_tensors(weights_path, model.state_dict(), tensors)

@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from vab.generation.sampling import add_sampling_arguments, sampling_from_args
 from vab.precision import add_precision_option
 
 EPILOG = """\
@@ -72,16 +73,7 @@ def register(sub) -> None:
     p.add_argument("--c2f-checkpoint", help="coarse-to-fine model directory or Hub id (DAC: fills the 8 fine levels)")
     p.add_argument("--out", default="out", help="output folder (default: out)")
     s = p.add_argument_group("sampling")
-    s.add_argument("--steps", type=int, default=16, help="decoding steps per window (default 16)")
-    s.add_argument("--cfg", type=float, default=5.0, dest="guidance", help="classifier-free guidance scale (default 5)")
-    s.add_argument("--mask-temperature", type=float, default=22.5, help="Gumbel noise on confidences (default 22.5)")
-    s.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = argmax; default 1)")
-    s.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
-    s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
-    s.add_argument("--seed", type=int, default=0,
-                   help="random seed (default 0); each video's draws come from the seed and a SHA-256 of the file's "
-                        "content, so a video's soundtrack does not depend on its name, folder, batch or the other "
-                        "videos of the run, and two different videos never share their draws"),
+    add_sampling_arguments(s)
     w = p.add_argument_group("windows and devices")
     w.add_argument("--duration", type=float, help="seconds from the start to generate (default: the whole video)")
     w.add_argument("--overlap", type=float, help="seconds each window carries from the previous one "
@@ -111,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
     from vab.generation.generator import Generator, Request
     from vab.generation.inputs import expand_inputs
     from vab.generation.outputs import remove_stale_temporaries, write_recorded
-    from vab.generation.sampling import SamplingConfig
     from vab.sharding import Shard
     from vab.precision import check_generation_precision
 
@@ -119,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     check_generation_precision(args.precision)
     out = Path(args.out).expanduser()
     ensure_writable(out)
-    sampling = SamplingConfig(
-        steps=args.steps, guidance=args.guidance, mask_temperature=args.mask_temperature,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-    )
+    sampling = sampling_from_args(args)
     if args.edit and args.prompt:
         raise VabError("use either --edit or --prompt, not both")
     if args.prompt_seconds is not None and not args.prompt:

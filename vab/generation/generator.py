@@ -25,7 +25,7 @@ shard of a multi-process run.
 
 With a DAC model that makes the 4 coarse levels and a coarse-to-fine model, the fine
 levels are sampled in a second pass over windows of the coarse-to-fine model's trained
-length (same overlap rule, 36 steps), every coarse token given.
+length (same overlap rule, :data:`~vab.generation.sampling.C2F_STEPS` steps), every coarse token given.
 """
 
 from __future__ import annotations
@@ -51,14 +51,12 @@ from vab.generation.codec_chunks import decode_chunked
 from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_tokens, soundtrack_tokens
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
 from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
-from vab.generation.sampling import SamplingConfig, model_device, sample_tokens
+from vab.generation.sampling import C2F_STEPS, SamplingConfig, model_device, sample_tokens
 from vab.model.quantize import prepare_for_inference
 from vab.precision import GENERATION_PRECISIONS, autocast_dtype, resolve_generation_precision
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
 OVERLAP_FRACTION = 0.25
-#: decoding steps of the coarse-to-fine model (paper appendix D.1)
-C2F_STEPS = 36
 PRECISIONS = GENERATION_PRECISIONS
 
 Source = str | os.PathLike | torch.Tensor | np.ndarray

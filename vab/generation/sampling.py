@@ -34,9 +34,10 @@ batch size, and a token whose probabilities such rounding moves may then differ.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -44,6 +45,9 @@ from torch import nn
 from vab.errors import VabError
 
 Progress = Callable[[int, int], None]
+
+#: decoding steps of the coarse-to-fine model (paper appendix D.1)
+C2F_STEPS = 36
 
 
 def _option(default, label: str, flag: str, hint: str):
@@ -55,7 +59,12 @@ def _option(default, label: str, flag: str, hint: str):
 
 @dataclass
 class SamplingConfig:
-    """Decoding settings; defaults are the paper's (16 steps, guidance 5, tau in 20-25)."""
+    """Decoding settings; defaults are the paper's (16 steps, guidance 5, tau in 20-25).
+
+    Every option is declared once, here (its field, with the page's label, the CLI's flag and
+    a hint): `vab generate` and ``eval/generation.py`` make their options from these fields
+    (:func:`add_sampling_arguments`, :func:`sampling_from_args`) and the page its settings
+    (:func:`sampling_options`), so an option is added by adding a field."""
 
     steps: int = _option(16, "steps per window", "--steps",
                          "passes per window: more refine the sound and take proportionally longer")
@@ -118,6 +127,21 @@ def sampling_options() -> list[SamplingOption]:
     return [SamplingOption(f.name, f.metadata["label"], f.metadata["flag"], f.metadata["hint"], f.default,
                            kinds[f.type] if isinstance(f.type, str) else f.type)
             for f in fields(SamplingConfig)]
+
+
+def add_sampling_arguments(group: Any, defaults: SamplingConfig | None = None) -> None:
+    """One command-line option per :class:`SamplingConfig` field into `group` (a parser or an
+    argument group), with `defaults` (default: the paper's) and the field's hint as help."""
+    defaults = defaults or SamplingConfig()
+    for option in sampling_options():
+        value = getattr(defaults, option.name)
+        group.add_argument(option.flag, type=option.kind, default=value, dest=option.name,
+                           help=f"{option.hint} (default {value:g})")
+
+
+def sampling_from_args(args: argparse.Namespace, **changes: Any) -> SamplingConfig:
+    """The settings :func:`add_sampling_arguments` parsed into `args`, then `changes`."""
+    return SamplingConfig(**{**{o.name: getattr(args, o.name) for o in sampling_options()}, **changes})
 
 
 # ---------------------------------------------------------------------- pieces
@@ -288,7 +312,7 @@ def coarse_to_fine(
 ) -> torch.Tensor:
     """Fine levels for coarse tokens ``[B, >=given_levels, T]`` with a coarse-to-fine model:
     returns ``[B, model.levels, T]`` (e.g. DAC: 4 coarse given, 8 fine decoded).
-    Default config: :class:`SamplingConfig` with 36 steps (paper appendix D.1)."""
+    Default config: :class:`SamplingConfig` with :data:`C2F_STEPS` steps (paper appendix D.1)."""
     g = int(model.given_levels)
     if g < 1:
         raise VabError("coarse_to_fine: the model predicts every level (given_levels is 0); use a coarse-to-fine model")
@@ -303,7 +327,7 @@ def coarse_to_fine(
     given_mask[:, :g] = True
     return sample_tokens(
         model, features, given=given, given_mask=given_mask,
-        cfg=cfg if cfg is not None else SamplingConfig(steps=36), seeds=seeds, progress=progress,
+        cfg=cfg if cfg is not None else SamplingConfig(steps=C2F_STEPS), seeds=seeds, progress=progress,
     )
 
 

@@ -14,13 +14,3 @@ from vab.model.coarse2fine import Coarse2Fine
 from vab.model.multiway import MultiwayLayer
 from vab.model.vab import VAB
 
-__all__ = [
-    "VAB",
-    "Coarse2Fine",
-    "MultiwayLayer",
-    "PARTS",
-    "TokenModel",
-    "alibi_bias",
-    "alibi_positions",
-    "alibi_slopes",
-]

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from vab.config import ModelConfig
 from vab.errors import ConfigError
 
 #: layers whose parameters (scales, shifts) are never weight-decayed
@@ -87,10 +89,43 @@ def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
     return (-slopes.double()[:, None, None] * distance[None]).float()
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a model reads beside its own config section: the codec's frozen `codebooks`
+    ``[K, codebook_size, d]``, the frame feature size `visual_dim` (D), `frame_rate` (audio
+    tokens per second), `fps` (frames per second) and `duration` (seconds of one window)."""
+
+    codebooks: torch.Tensor
+    visual_dim: int
+    frame_rate: float
+    fps: float
+    duration: float
+
+    def problems(self, m: ModelConfig) -> list[str]:
+        """Problems (one phrase each) with the settings every token model reads."""
+        problems = []
+        if m.heads < 1 or m.width % m.heads:
+            problems.append(f"model.width ({m.width}) must be divisible by model.heads ({m.heads})")
+        if m.alibi not in ALIBI_MODES:
+            problems.append(f"model.alibi: {m.alibi!r} is not one of {', '.join(ALIBI_MODES)}")
+        if self.codebooks.dim() != 3 or self.codebooks.shape[0] != m.levels:
+            problems.append(
+                f"model.levels is {m.levels} but {self.codebooks.shape[0] if self.codebooks.dim() == 3 else 'malformed'} "
+                "codebooks were given (the codec has fewer levels?)"
+            )
+        if self.visual_dim <= 0 or self.frame_rate <= 0 or self.fps <= 0 or self.duration <= 0:
+            problems.append("visual_dim, frame_rate, data.fps and data.duration must be positive")
+        return problems
+
+
 class TokenModel(nn.Module):
     """Base of the models over codec tokens and frame features.
 
-    Attributes: ``config`` (a private copy of the full config), ``levels`` (codec levels
+    A model is built from its own section of the config (``model.*``) and its :class:`Inputs`;
+    :meth:`from_config` does so from a whole config, which the model then carries as
+    ``config`` (a private copy: what a model directory saves).
+
+    Attributes: ``config``, ``levels`` (codec levels
     read), ``given_levels`` (leading levels only given, never predicted), ``expert_layers``,
     ``codebook_size``, ``mask_id`` (= ``codebook_size``), ``frame_rate`` (audio tokens per
     second), ``fps`` (visual frames per second), ``duration`` (seconds of one window),
@@ -111,24 +146,22 @@ class TokenModel(nn.Module):
     #: the training objective class (built from the config) instead of the masked-token one
     objective: ClassVar[type | None] = None
 
-    def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
+    def __init__(self, m: ModelConfig, inputs: Inputs):
         super().__init__()
-        m = cfg.model
-        # a private copy: later edits of the caller's config must not change what is saved
-        self.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+        self.config: DictConfig | None = None  # the whole config, set by from_config (what a model directory saves)
         self.levels = int(m.levels)
         self.given_levels = 0
         self.expert_layers = 0
-        self.codebook_size = int(codebooks.shape[1])
+        self.codebook_size = int(inputs.codebooks.shape[1])
         self.mask_id = self.codebook_size
-        self.frame_rate = float(frame_rate)
-        self.fps = float(cfg.data.fps)
-        self.duration = float(cfg.data.duration)
+        self.frame_rate = float(inputs.frame_rate)
+        self.fps = float(inputs.fps)
+        self.duration = float(inputs.duration)
         self.num_frames = int(round(self.duration * self.fps))
         self.num_audio_frames = int(round(self.duration * self.frame_rate))
-        self.visual_dim = int(visual_dim)
+        self.visual_dim = int(inputs.visual_dim)
         self.alibi = str(m.alibi)
-        self.register_buffer("codebooks", codebooks.detach().clone().float(), persistent=True)
+        self.register_buffer("codebooks", inputs.codebooks.detach().clone().float(), persistent=True)
         self.register_buffer("slopes", alibi_slopes(int(m.heads)), persistent=False)
 
     # ------------------------------------------------------------------ construction
@@ -148,7 +181,11 @@ class TokenModel(nn.Module):
             if len(codebooks) == 0:
                 raise ConfigError("model: no codebooks given")
             codebooks = torch.stack([c.detach().float() for c in codebooks])
-        return found(cfg, codebooks, visual_dim, frame_rate)
+        model = found(cfg.model, Inputs(codebooks, int(visual_dim), float(frame_rate), float(cfg.data.fps),
+                                        float(cfg.data.duration)))
+        # a private copy: later edits of the caller's config must not change what is saved
+        model.config = copy.deepcopy(cfg) if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+        return model
 
     # ------------------------------------------------------------------ optimisation
     def no_weight_decay(self) -> set[str]:
@@ -202,20 +239,3 @@ def _subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *_subclasses(sub)]
     return found
-
-
-def check_token_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> list[str]:
-    """Problems (one phrase each) with the settings every token model reads."""
-    problems = []
-    if m.heads < 1 or m.width % m.heads:
-        problems.append(f"model.width ({m.width}) must be divisible by model.heads ({m.heads})")
-    if m.alibi not in ALIBI_MODES:
-        problems.append(f"model.alibi: {m.alibi!r} is not one of {', '.join(ALIBI_MODES)}")
-    if codebooks.dim() != 3 or codebooks.shape[0] != m.levels:
-        problems.append(
-            f"model.levels is {m.levels} but {codebooks.shape[0] if codebooks.dim() == 3 else 'malformed'} "
-            "codebooks were given (the codec has fewer levels?)"
-        )
-    if visual_dim <= 0 or frame_rate <= 0 or data.fps <= 0 or data.duration <= 0:
-        problems.append("visual_dim, frame_rate, data.fps and data.duration must be positive")
-    return problems

@@ -8,11 +8,9 @@ only for the fine levels.  Visual features still condition every step.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
+from vab.config import VABModelConfig
 from vab.errors import ConfigError
+from vab.model.base import Inputs
 from vab.model.vab import VAB
 
 
@@ -21,9 +19,9 @@ class Coarse2Fine(VAB):
 
     model_type = "coarse2fine"
 
-    def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
-        if cfg.model.given_levels < 1:
+    def __init__(self, m: VABModelConfig, inputs: Inputs):
+        if m.given_levels < 1:
             raise ConfigError(
                 "model.given_levels must be >= 1 for a coarse2fine model (the coarse levels it is conditioned on)"
             )
-        super().__init__(cfg, codebooks, visual_dim, frame_rate)
+        super().__init__(m, inputs)

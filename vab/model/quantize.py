@@ -27,12 +27,12 @@ from __future__ import annotations
 import copy
 import warnings
 
-import torch
 from torch import nn
+
+from vab.precision import DTYPES
 
 #: formats :func:`prepare_for_inference` builds (fp32 is the model as loaded)
 FORMATS = ("fp32", "bf16", "fp16", "int8")
-_HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def quantized_linears(model: nn.Module) -> list[str]:
@@ -77,7 +77,7 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
     else:
         for module in target.layers.modules():
             if isinstance(module, nn.Linear):
-                module.to(_HALF[precision])
+                module.to(DTYPES[precision])
     target._inference_format = precision
     return target
 

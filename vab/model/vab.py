@@ -12,14 +12,13 @@ Transformer; one linear head per predicted level reads the audio positions.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vab.errors import ConfigError, VabError
-from vab.model.base import TokenModel, alibi_bias, alibi_positions, check_token_config
+from vab.config import VABModelConfig
+from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions
 from vab.model.multiway import MultiwayLayer, token_logits
 
 #: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
@@ -40,14 +39,13 @@ class VAB(TokenModel):
     EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
     NO_DECAY_VECTORS = ("mask_embed", "null_visual", "modality")
 
-    def __init__(self, cfg: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float):
-        m = cfg.model
-        _check_model_config(m, codebooks, visual_dim, frame_rate, cfg.data)
-        super().__init__(cfg, codebooks, visual_dim, frame_rate)
+    def __init__(self, m: VABModelConfig, inputs: Inputs):
+        _check_model_config(m, inputs)
+        super().__init__(m, inputs)
         self.given_levels = int(m.given_levels)
         self.expert_layers = int(m.expert_layers)
         width = int(m.width)
-        self.audio_proj = nn.ModuleList(nn.Linear(codebooks.shape[2], width) for _ in range(self.levels))
+        self.audio_proj = nn.ModuleList(nn.Linear(inputs.codebooks.shape[2], width) for _ in range(self.levels))
         self.mask_embed = nn.Parameter(torch.empty(self.levels, width))
         if m.visual_proj == "mlp":
             self.visual_proj = nn.Sequential(nn.Linear(self.visual_dim, width), nn.GELU(), nn.Linear(width, width))
@@ -180,8 +178,8 @@ class VAB(TokenModel):
         return self._run(torch.cat([visual, self.embed_audio(tokens)], dim=1), visual.shape[1], self.expert_layers)
 
 
-def _check_model_config(m: Any, codebooks: torch.Tensor, visual_dim: int, frame_rate: float, data: Any) -> None:
-    problems = check_token_config(m, codebooks, visual_dim, frame_rate, data)
+def _check_model_config(m: VABModelConfig, inputs: Inputs) -> None:
+    problems = inputs.problems(m)
     if not 0 <= m.expert_layers <= m.layers:
         problems.append(f"model.expert_layers ({m.expert_layers}) must be between 0 and model.layers ({m.layers})")
     if not 0 <= m.given_levels < m.levels:

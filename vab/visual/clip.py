@@ -22,11 +22,11 @@ import torch
 
 from vab.config import VisualConfig
 from vab.errors import ConfigError, VabError
+from vab.precision import DTYPES
 from vab.utils import pick_device
 from vab.visual.base import VisualEncoder
 from vab.visual.pixels import as_frames
 
-_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # keys of open_clip's PreprocessCfg that a pretrained tag may set
 _TAG_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
 
@@ -183,9 +183,9 @@ class ClipEncoder(VisualEncoder):
         self.device = torch.device(device)
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
-        if precision not in _PRECISIONS:
-            raise ConfigError(f"visual.precision={precision}: expected auto, {', '.join(_PRECISIONS)}")
-        self.dtype = _PRECISIONS[precision]
+        if precision not in DTYPES:
+            raise ConfigError(f"visual.precision={precision}: expected auto, {', '.join(DTYPES)}")
+        self.dtype = DTYPES[precision]
         self.visual = visual.to(device=self.device, dtype=self.dtype)
         self.preprocess_cfg = preprocess_cfg
         self._dim = int(dim)
