@@ -2,7 +2,7 @@
 
 Each variant pretrains the `tiny` preset with the demo's overrides (vab.demo.pipeline.TINY_OVERRIDES)
 plus its own, on an extracted synthetic world, then generates a soundtrack for every test clip and
-scores it with the demo's judge (vab.demo.generation.generate_and_score).  Variants that only change
+scores it with the demo's judge (vab.demo.soundtracks.generate_and_score).  Variants that only change
 sampling reuse the trained model of the variant they name.  Every row carries the two ceilings: the
 judge on the codec round trip of the real test audio (what the tokens can carry) and a linear probe
 on the stored frame features (what the picture, as encoded, can tell).
@@ -70,7 +70,7 @@ def last_validation(model_dir: Path) -> dict[str, float]:
 
 def run_variant(name: str, args: argparse.Namespace, probe: dict) -> dict:
     from vab.config import load_config
-    from vab.demo.generation import generate_and_score
+    from vab.demo.soundtracks import generate_and_score
     from vab.demo.pipeline import TINY_OVERRIDES
     from vab.data.store import DataInfo
     from vab.generation.sampling import SamplingConfig

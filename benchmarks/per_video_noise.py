@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vab.demo.generation import generate_and_score
+    from vab.demo.soundtracks import generate_and_score
     from vab.generation.sampling import SamplingConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,7 +18,7 @@ kernel the issue asked to compare; never used by vab itself).
 2. Sampled tokens at temperature 0 (argmax, guidance 5, the same seeds and Gumbel noise
    on the confidences): the share of tokens equal to fp32's, 16 steps for the demo model
    (all held-out clips) and `--paper-steps` steps for vab-encodec (one clip).
-3. The demo world, what users hear: `vab.demo.generation.generate_and_score` on the held-out
+3. The demo world, what users hear: `vab.demo.soundtracks.generate_and_score` on the held-out
    clips with each format at 16 steps (class agreement, timing agreement), FAD of log-mel
    statistics between the real test audio and the generated soundtracks, and the stage's
    wall time.  A format may become a default only if class and timing agreement stay within
@@ -148,7 +148,7 @@ def demo_world(demo: Path, out: Path, formats) -> dict[str, dict]:
     """generate_and_score per format, plus FAD (log-mel) against the real held-out audio."""
     from vab import media
     from vab.data.synthetic import iter_split, read_truth
-    from vab.demo.generation import generate_and_score
+    from vab.demo.soundtracks import generate_and_score
     from vab.evaluation.metrics import frechet_audio_distance
     from vab.evaluation.scorers.logmel import LogMelEmbedder
 

@@ -113,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vab.evaluation import generation as ge
+    from vab.evaluation import soundtracks as ge
     from vab.evaluation.scorers import build_classifier, build_scorer
     from vab.evaluation.scorers.weights import weights_file
     from vab.config import load_config

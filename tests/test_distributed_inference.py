@@ -272,7 +272,7 @@ def test_killed_two_process_evaluation_resumes_to_the_same_scores(tmp_path, data
 
 
 def test_an_evaluation_process_scores_only_its_block(tmp_path, dataset_and_model):
-    from vab.evaluation import generation as ge
+    from vab.evaluation import soundtracks as ge
     from vab.evaluation.scorers import build_classifier, build_scorer
     from vab.generation.sampling import SamplingConfig
 

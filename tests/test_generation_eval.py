@@ -223,7 +223,7 @@ def test_weight_loaders_explain_missing_and_wrong_files(tmp_path):
 
 # ---------------------------------------------------------------------- clips
 def test_dataset_clips_reads_a_split_and_keeps_ids_distinct_across_data_sets(tmp_path):
-    from vab.evaluation.generation import dataset_clips
+    from vab.evaluation.soundtracks import dataset_clips
 
     small = {"per_class": {"train": 1, "test": 1}, "duration": 2.0, "frames": 4}
     a = make_synthetic_dataset(tmp_path / "a", **small)
@@ -382,7 +382,7 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
     not 0-2; a data set made before starts were stored is refused in one line only where the start
     cannot be known (a file longer than its clip), and read from 0 where it can."""
     from vab.cli import main as vab_main
-    from vab.evaluation.generation import RealAudio, Scoring, clip_header, dataset_clips, score_real
+    from vab.evaluation.soundtracks import RealAudio, Scoring, clip_header, dataset_clips, score_real
     from vab.evaluation.records import RecordStore
     from vab import media
 
@@ -432,7 +432,7 @@ def test_real_audio_is_read_from_the_start_extraction_cut_the_clip_at(tmp_path):
 
 # ---------------------------------------------------------------------- the field's table and sync
 def test_field_table_has_the_fields_columns_in_order_and_recomputes_from_records(trained, tmp_path):
-    from vab.evaluation import generation as ge
+    from vab.evaluation import soundtracks as ge
     from vab.evaluation.metrics import frechet_audio_distance, logit_kl
     from vab.evaluation.scorers.passt import PaSSTEmbedder, PaSSTNet
     from vab.generation.sampling import SamplingConfig
@@ -524,7 +524,7 @@ def test_field_table_desync_and_ib_score_on_videos(trained, tmp_path):
     """DeSync and the IB-score through the evaluation: each 5-s clip's first and last 4.8 s, and its
     frames at 0 and 2 s, scored as the scorers give them alone."""
     from vab import media
-    from vab.evaluation import generation as ge
+    from vab.evaluation import soundtracks as ge
     from vab.evaluation.scorers.imagebind import ImageBindNet, ImageBindScorer, half_fps_frames
     from vab.evaluation.scorers.synchformer import SynchformerNet, SynchformerScorer
     from vab.generation.sampling import SamplingConfig

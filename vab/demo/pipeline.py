@@ -266,7 +266,7 @@ class Demo:
         return {"model": str(out), "steps": s.pretrain_steps, "precision": self.train_precision}
 
     def stage_generate(self) -> dict[str, Any]:
-        from vab.demo.generation import generate_and_score
+        from vab.demo.soundtracks import generate_and_score
         from vab.demo.probe import visual_probe
 
         from vab.generation.sampling import SamplingConfig

@@ -12,7 +12,8 @@ directory.  One idea per module:
 - `schedule`: half-cycle cosine learning-rate schedule with linear warm-up
 - `optim`: AdamW with weight decay on matrices only
 - `ema`: exponential moving average of the weights
-- `sampler`: per-epoch seeded shuffling that can start mid-epoch
+- `epoch_order`: per-epoch seeded shuffling that can start mid-epoch (the data order, not the
+  token sampler of `vab.generation.sampling`)
 - `checkpoints`: naming, listing, atomic commit and pruning of checkpoint folders
 - `rng`: seed derivation, engine-owned generators, RNG isolation for validation
 - `console`: rich progress bar and log lines

@@ -109,7 +109,7 @@ from vab.training.console import TrainConsole, format_line
 from vab.training.ema import EMA
 from vab.training.optim import apply_hyperparameters, build_adamw
 from vab.training.rng import derive_seed, isolated_rng, load_generator, make_generator, save_generator
-from vab.training.sampler import EpochSampler
+from vab.training.epoch_order import EpochSampler
 from vab.training.schedule import cosine_schedule, restart_from
 
 Objective = Callable[..., "tuple[Tensor, dict[str, float]]"]

@@ -1,4 +1,5 @@
-"""Training sampler: a fresh permutation per epoch, seeded by (seed, epoch), that can start mid-epoch."""
+"""The order of training examples: a fresh permutation per epoch, seeded by (seed, epoch), that can
+start mid-epoch.  (Not to be confused with the token sampler, `vab.generation.sampling`.)"""
 
 from __future__ import annotations
 
