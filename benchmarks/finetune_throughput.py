@@ -54,7 +54,8 @@ CLASSES = 8
 def build_objectives(preset: str) -> dict[str, tuple[torch.nn.Module, Callable, Callable[[str], bool]]]:
     """name -> (model, objective, trainable(name)) for every objective of the module docstring;
     each gets its own randomly initialised backbone so optimizer states do not mix."""
-    from vab.finetuning.classification import Classifier, ClassificationObjective
+    from vab.finetuning.classification_objective import ClassificationObjective
+    from vab.finetuning.classifier import Classifier
     from vab.finetuning.contrastive import ContrastiveObjective, ContrastiveVAB
     from vab.training.objective import PretrainObjective
 

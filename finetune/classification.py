@@ -18,7 +18,8 @@ import sys
 
 from vab.cli import run_script
 from vab.errors import VabError
-from vab.finetuning.classification import LOSSES, finetune_classifier
+from vab.finetuning.classification import finetune_classifier
+from vab.finetuning.classification_objective import LOSSES
 from vab.finetuning.pooling import MODES
 from vab.training.run import recipe_parser, resume_arg
 

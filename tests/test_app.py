@@ -42,7 +42,7 @@ def demo_dir(tmp_path_factory) -> Path:
 
     from tests.test_generate import make_model_dir
     from vab.data.synthetic import iter_split, read_truth, synthesize
-    from vab.finetuning.classification import Classifier, save_classifier
+    from vab.finetuning.classifier import Classifier, save_classifier
     from vab.checkpoint import load_codec
     from vab.model import VAB
 
@@ -243,7 +243,8 @@ def test_search_in_the_page_ranks_as_vab_search(server, browser, demo_dir, clips
 def test_classify_in_the_page_shows_the_classifiers_top_five(server, browser, demo_dir, clips, artifacts):
     import torch
 
-    from vab.finetuning.classification import load_classifier, scores_from_logits
+    from vab.finetuning.classification_objective import scores_from_logits
+    from vab.finetuning.classifier import load_classifier
     from vab.search import Embedder
 
     page = open_page(browser, server.url, "Classify")

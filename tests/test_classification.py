@@ -14,17 +14,10 @@ from tests.synthdata import make_synthetic_dataset, tiny_overrides
 from vab.checkpoint import load_model
 from vab.config import load_config
 from vab.errors import VabError
-from vab.finetuning.classification import (
-    BalancedDataset,
-    balanced_weights,
-    classification_loss,
-    dataset_labels,
-    evaluate_classifier,
-    finetune_classifier,
-    load_classifier,
-    resolve_loss,
-    write_per_class_csv,
-)
+from vab.finetuning.balanced import BalancedDataset, balanced_weights, dataset_labels
+from vab.finetuning.classification import evaluate_classifier, finetune_classifier, write_per_class_csv
+from vab.finetuning.classification_objective import classification_loss, resolve_loss
+from vab.finetuning.classifier import load_classifier
 from vab.model import VAB
 
 # a small backbone so the whole file stays fast on 2 busy cores

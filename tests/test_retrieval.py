@@ -230,7 +230,7 @@ def test_eval_classification_script_reports_map_accuracy_and_csv(data, finetuned
 
     import numpy as np
 
-    from vab.finetuning.classification import Classifier, save_classifier
+    from vab.finetuning.classifier import Classifier, save_classifier
     from vab.model import VAB
     from vab.training.run import load_codec_for
 

@@ -144,7 +144,7 @@ class Backend:
         """Load every model once: the generator (as `vab generate` does), the index and the
         model that embeds queries for it (as `vab search` does), and each classifier."""
         from vab.demo.pipeline import held_out_clips
-        from vab.finetuning.classification import load_classifier
+        from vab.finetuning.classifier import load_classifier
         from vab.generation.generator import Generator
         from vab.search import Embedder, Index
         from vab.utils import pick_device
@@ -295,7 +295,7 @@ class Backend:
     def classify(self, path: str | os.PathLike | None, name: str | None = None, top: int = 5) -> dict[str, float]:
         """{label: probability} of the `top` classes the classifier `name` gives the file's
         first model window."""
-        from vab.finetuning.classification import scores_from_logits
+        from vab.finetuning.classification_objective import scores_from_logits
 
         if not self.classifiers:
             raise VabError("no classifier: start vab app with --classifier DIR (from finetune/classification.py)")

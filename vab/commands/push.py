@@ -79,13 +79,10 @@ def prepare(directory: Path, repo_id: str, *, revision: str | None = None, priva
 def check_loads(directory: Path) -> Any:
     """Load everything the directory holds, as its users will; returns the model.  VabError
     names the file that does not load."""
-    from safetensors import SafetensorError
-
-    from vab.errors import VabError
-    from vab.finetuning.classification import load_classifier
+    from vab.finetuning.classifier import load_classifier
     from vab.finetuning.contrastive import load_temperature
     from vab.checkpoint import load_codec, load_model
-    from vab.filenames import CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS, TEMPERATURE_FILE
+    from vab.filenames import CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS
 
     if (directory / HEAD_CONFIG).exists() or (directory / HEAD_WEIGHTS).exists():
         model = load_classifier(directory)[0].backbone  # loads the backbone too
@@ -93,11 +90,7 @@ def check_loads(directory: Path) -> Any:
         model = load_model(directory)
     if (directory / CODEC_FILE).exists():
         load_codec(model, directory)
-    if (directory / TEMPERATURE_FILE).exists():
-        try:
-            load_temperature(directory)
-        except (SafetensorError, KeyError, OSError, RuntimeError) as exc:
-            raise VabError(f"{directory / TEMPERATURE_FILE}: unreadable ({type(exc).__name__})") from None
+    load_temperature(directory)  # None when absent; VabError naming the file when it does not load
     return model
 
 

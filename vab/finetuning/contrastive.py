@@ -29,12 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vab.data.augment import augment
+from vab.errors import VabError
 from vab.finetuning.pooling import embeddings
 from vab.checkpoint import load_model, save_model_dir
 from vab.checkpoint.card import TrainingRecord
 from vab.checkpoint.hub import resolve_model_dir
 from vab.filenames import TEMPERATURE_FILE
 from vab.model import VAB
+from vab.weights import read_safetensors
 from vab.training.objective import prepare_batch, unwrap
 
 TEMPERATURE_INIT = 0.07
@@ -224,12 +226,13 @@ def retrieval_validation(gather: Callable[[torch.Tensor], torch.Tensor] | None =
 
 def load_temperature(directory: str | Path) -> float | None:
     """The fine-tuned temperature saved next to a model, or None when absent."""
-    from safetensors.torch import load_file
-
     path = Path(directory) / TEMPERATURE_FILE
     if not path.is_file():
         return None
-    return float(load_file(str(path))["log_temperature"].exp().item())
+    tensors = read_safetensors(path)[1]
+    if tensors.get("log_temperature") is None or tensors["log_temperature"].numel() != 1:
+        raise VabError(f"{path}: not a retrieval temperature (no one-value log_temperature tensor)")
+    return float(tensors["log_temperature"].exp().item())
 
 
 def finetune_retrieval(
@@ -238,7 +241,6 @@ def finetune_retrieval(
     """Contrastive fine-tuning of the model directory or Hub id `init` on ``cfg.data.path`` with
     ``cfg.train`` settings; writes RUN and a model directory (default RUN/model).  Returns it."""
     from vab.data.dataset import collate
-    from vab.errors import VabError
     from vab.files import refuse_input_folder
     from vab.utils import check_writable_dir
 

@@ -121,3 +121,10 @@ def per_class_subset(labels: Sequence[int] | Array, k: int, seed: int = 0) -> np
         idx = np.flatnonzero(lab == c)
         chosen.append(rng.permutation(idx)[:k] if len(idx) > k else idx)
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def classification_metrics(labels: torch.Tensor, scores: torch.Tensor) -> dict[str, float]:
+    """accuracy (top-1 is a positive) and mAP (macro, scikit-learn) from ``[N, C]`` arrays."""
+    m_ap, _ = mean_average_precision(labels, scores)
+    return {"accuracy": accuracy(labels, scores), "mAP": m_ap}
+

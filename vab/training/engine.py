@@ -154,6 +154,31 @@ def resolve_precision(precision: str, parameters: int | None = None) -> str:
     return resolve_training_precision(precision, PRECISIONS, parameters)
 
 
+def _check_inputs(cfg: Any, run_dir: Path, train_set: Dataset) -> None:
+    """Refuse bad settings, an unwritable run folder and a data set the loop cannot index,
+    before any step (not at the first checkpoint)."""
+    _check_config(cfg)
+    check_writable_dir(run_dir, "the run")
+    if isinstance(train_set, IterableDataset) or not hasattr(train_set, "__len__"):
+        raise TypeError("Trainer needs a map-style training set (with __len__ and __getitem__)")
+
+
+def _batches_per_epoch(items: int, batch_size: int, processes: int) -> int:
+    batches = items // (batch_size * processes)
+    if batches < 1:
+        raise VabError(f"training set has {items} items, fewer than one batch "
+                       f"(train.batch_size={batch_size} x {processes} processes)")
+    return batches
+
+
+def _freeze(model: nn.Module, trainable: Callable[[str, nn.Parameter], bool] | None) -> None:
+    """Freeze every parameter `trainable` rejects (parameters already frozen stay frozen)."""
+    if trainable is not None:
+        for name, param in model.named_parameters():
+            if not trainable(name, param):
+                param.requires_grad_(False)
+
+
 class Trainer:
     """Accelerate training loop shared by every recipe (see the module docstring).
 
@@ -187,10 +212,7 @@ class Trainer:
         self.validate_fn = validate
         self.run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        _check_config(cfg)
-        check_writable_dir(self.run_dir, "the run")  # before any step, not at the first checkpoint
-        if isinstance(train_set, IterableDataset) or not hasattr(train_set, "__len__"):
-            raise TypeError("Trainer needs a map-style training set (with __len__ and __getitem__)")
+        _check_inputs(cfg, self.run_dir, train_set)
 
         parameters = sum(p.numel() for p in model.parameters())
         self.accelerator = _make_accelerator(cfg, self.run_dir, accelerator_kwargs or {}, parameters)
@@ -199,60 +221,20 @@ class Trainer:
         self.rank = acc.process_index
         self.world_size = acc.num_processes
         set_seed(int(cfg.seed), device_specific=True)
+        self.batches_per_epoch = _batches_per_epoch(len(train_set), cfg.batch_size, self.world_size)
 
-        batches = len(train_set) // (cfg.batch_size * self.world_size)
-        if batches < 1:
-            raise VabError(
-                f"training set has {len(train_set)} items, fewer than one batch "
-                f"(train.batch_size={cfg.batch_size} x {self.world_size} processes)"
-            )
-        self.batches_per_epoch = batches
-
-        if trainable is not None:
-            for name, param in model.named_parameters():
-                if not trainable(name, param):
-                    param.requires_grad_(False)
+        _freeze(model, trainable)
         self.model = model
         self.ema = EMA(model, float(cfg.ema), device=self.device) if cfg.ema > 0 else None
-
         optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas)
         scheduler = cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps)
         self._raw_optimizer, self._raw_scheduler = optimizer, scheduler
 
-        self.sampler = EpochSampler(len(train_set), int(cfg.seed))
-        self._train_set = train_set
-        # Data sets with set_epoch() draw their random choices from (seed, epoch, item);
-        # persistent workers would keep a stale copy of the epoch, so they are not used then.
-        self._epoch_aware = callable(getattr(train_set, "set_epoch", None))
-        # A loader-owned generator keeps DataLoader.__iter__ from drawing on torch's global RNG.
-        self._loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "workers", self.rank))
-        train_loader = DataLoader(
-            train_set,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            drop_last=True,
-            collate_fn=collate_fn,
-            num_workers=num_workers,
-            persistent_workers=num_workers > 0 and not self._epoch_aware,
-            pin_memory=self.device.type == "cuda",
-            generator=self._loader_generator,
-        )
+        train_loader, valid_loader = self._loaders(train_set, valid_set, collate_fn, num_workers)
         self._model, self.optimizer, self.train_loader, self.scheduler = acc.prepare(
             model, optimizer, train_loader, scheduler
         )
-        self.valid_loader = None
-        if valid_set is not None:
-            self.valid_loader = acc.prepare(
-                DataLoader(
-                    valid_set,
-                    batch_size=cfg.batch_size,
-                    shuffle=False,
-                    drop_last=False,
-                    collate_fn=collate_fn,
-                    num_workers=num_workers,
-                    pin_memory=self.device.type == "cuda",
-                )
-            )
+        self.valid_loader = acc.prepare(valid_loader) if valid_loader is not None else None
 
         self.generator = make_generator(self.device, derive_seed(cfg.seed, "objective", self.rank))
         self.state = TrainState(
@@ -270,6 +252,30 @@ class Trainer:
         if acc.is_main_process:
             _save_run_config(self.run_dir / "config.yaml", config, cfg)
         acc.wait_for_everyone()
+
+    def _loaders(
+        self, train_set: Dataset, valid_set: Dataset | None, collate_fn: Callable | None, num_workers: int
+    ) -> tuple[DataLoader, DataLoader | None]:
+        """The training loader (epoch order of :class:`EpochSampler`, a loader-owned generator)
+        and the validation loader (in order), before Accelerate prepares them."""
+        cfg = self.cfg
+        self.sampler = EpochSampler(len(train_set), int(cfg.seed))
+        self._train_set = train_set
+        # Data sets with set_epoch() draw their random choices from (seed, epoch, item);
+        # persistent workers would keep a stale copy of the epoch, so they are not used then.
+        self._epoch_aware = callable(getattr(train_set, "set_epoch", None))
+        # A loader-owned generator keeps DataLoader.__iter__ from drawing on torch's global RNG.
+        self._loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "workers", self.rank))
+        pin = self.device.type == "cuda"
+        train_loader = DataLoader(
+            train_set, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True, collate_fn=collate_fn,
+            num_workers=num_workers, persistent_workers=num_workers > 0 and not self._epoch_aware, pin_memory=pin,
+            generator=self._loader_generator,
+        )
+        if valid_set is None:
+            return train_loader, None
+        return train_loader, DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False, drop_last=False,
+                                        collate_fn=collate_fn, num_workers=num_workers, pin_memory=pin)
 
     # ------------------------------------------------------------------ public API
     @property

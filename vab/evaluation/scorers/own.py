@@ -25,7 +25,7 @@ class OwnClassifier(AudioEmbedder):
     name = "own"
 
     def __init__(self, directory: str | os.PathLike, device: str | torch.device = "cpu"):
-        from vab.finetuning.classification import load_classifier
+        from vab.finetuning.classifier import load_classifier
         from vab.checkpoint import load_codec
         from vab.checkpoint.hub import resolve_model_dir
 
