@@ -134,3 +134,45 @@ def test_no_module_beside_a_package_of_the_same_name():
 def test_every_stage_package_says_what_it_takes_and_gives(package):
     doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text()))
     assert doc and len(doc.split()) >= 20, f"vab/{package}/__init__.py needs a docstring: what the stage takes in and gives out"
+
+
+def test_no_command_imports_another():
+    """Shared logic lives in the stage it belongs to, not in another command's module."""
+    bad = [f"{m} imports {t}" for m, targets in _graph().items() if m.startswith("vab.commands.")
+           for t in targets if t.startswith("vab.commands.") and t != m]
+    assert not bad, bad
+
+
+#: function-level imports of vab modules; each says why on its line or the one above. This
+#: number may only go down: import at the top of the module
+MAX_LAZY_VAB_IMPORTS = 4
+
+
+def _lazy_imports() -> list[tuple[Path, ast.stmt, bool]]:
+    """(file, import statement, imports a vab module) for every import inside a function."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                        found.append((path, node, any(n == "vab" or n.startswith("vab.") for n in names)))
+    return found
+
+
+def test_imports_sit_at_the_top_and_each_lazy_one_says_why():
+    lazy = _lazy_imports()
+    ours = [f"{p.relative_to(ROOT.parent)}:{n.lineno}" for p, n, is_vab in lazy if is_vab]
+    assert len(ours) <= MAX_LAZY_VAB_IMPORTS, f"{len(ours)} function-level vab imports (at most " \
+        f"{MAX_LAZY_VAB_IMPORTS}): {ours}"
+    silent = []
+    for path, node, _ in lazy:
+        lines = path.read_text().splitlines()
+        row = node.lineno - 1  # the comment may stand above a run of imports
+        while row > 0 and lines[row - 1].strip().startswith(("import ", "from ")) and "#" not in lines[row]:
+            row -= 1
+        here, above = lines[row], lines[row - 1] if row > 0 else ""
+        if "#" not in here and not above.strip().startswith("#"):
+            silent.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not silent, "imports inside functions without a comment saying why:\n" + "\n".join(silent)

@@ -401,7 +401,7 @@ def test_sampling_options_are_declared_once_for_every_command():
     spec = importlib.util.spec_from_file_location("eval_generation", Path(__file__).parents[1] / "eval" / "generation.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    generate = build_parser("generate")._subparsers._group_actions[0].choices["generate"]
     for parser in (generate, module.parser()):
         flags = {option for action in parser._actions for option in action.option_strings}
         assert {o.flag for o in sampling_options()} <= flags

@@ -11,6 +11,7 @@ The small public API (imported lazily, so ``import vab`` stays cheap for the CLI
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,6 @@ def load_pretrained(directory: str | Path, device: str = "cpu", *, local_files_o
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'vab' has no attribute {name!r}")

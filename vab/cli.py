@@ -14,14 +14,31 @@ import sys
 import warnings
 from typing import Callable
 
+from vab.errors import VabError
+
 # write failures reported as one line (disk full, quota exceeded, read-only file system)
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
-# sub-command modules, in the order `vab --help` lists them
-COMMANDS = ["demo", "synth", "extract", "generate", "info", "embed", "search", "curate", "app", "push"]
+#: sub-commands, in the order `vab --help` lists them, with the line it shows; each lives in
+#: vab/commands/<name>.py, whose ``register(subparsers, help)`` adds its parser
+COMMANDS = {
+    "demo": "start here: synthetic data -> pretrain -> generate -> retrieval -> classification, on a CPU",
+    "synth": "write a synthetic audio-visual data set (mp4 files + manifest with splits)",
+    "extract": "videos -> audio tokens + frame features (a training-ready data set)",
+    "generate": "soundtracks for videos (wav + muxed mp4), also editing and continuation",
+    "info": "print a configuration and its parameter counts",
+    "embed": "audio and video embeddings of clips, for `vab search` and `vab curate`",
+    "search": "clips that sound like a video looks, or videos that fit a sound",
+    "curate": "filter a data set by how well each clip's sound fits its picture",
+    "app": "a web page to generate, edit, continue, search and classify (needs vab[app])",
+    "push": "publish a model directory on the Hugging Face Hub",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `vab` parser.  Only the module of `command` (the sub-command about to run) is
+    imported, so a command loads only its own stack; the others are listed by their line of
+    :data:`COMMANDS` (None: all of them, for ``vab --help``)."""
     parser = argparse.ArgumentParser(
         prog="vab",
         description="Vision to Audio and Beyond: extract audio tokens and frame features, "
@@ -29,9 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="show library warnings and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"vab.commands.{name}").register(sub)
+    for name, line in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"vab.commands.{name}").register(sub, line)
+        else:
+            sub.add_parser(name, help=line, add_help=False)
     return parser
+
+
+def command_in(argv: list[str]) -> str | None:
+    """The sub-command `argv` names (its first word that is one), or None."""
+    return next((word for word in argv if word in COMMANDS), None)
 
 
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,8 +77,6 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
 def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
     """Run `call`; a user error (VabError) becomes one line on stderr and exit code 2,
     Ctrl-C becomes "interrupted" and 130.  With `verbose` user errors raise (full traceback)."""
-    from vab.errors import VabError
-
     try:
         return int(call() or 0)
     except VabError as exc:
@@ -82,7 +105,8 @@ def run_script(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_in(argv))
     args = parse_with_overrides(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()

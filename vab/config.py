@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vab.errors import ConfigError
 from vab.filenames import CONFIG_FILE, WEIGHTS_FILE
+from vab.utils import atomic_path
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -280,8 +281,6 @@ def _short(exc: BaseException) -> str:
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:
-    from vab.utils import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(OmegaConf.to_yaml(cfg))
 

@@ -7,6 +7,7 @@ Every failure a user can cause surfaces as :class:`MediaError` naming the file.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from dataclasses import dataclass
@@ -296,8 +297,6 @@ def _skipping(container, stream, path, frames, keys: list[float], next_sample, l
     or before the next needed sample time lies well after the frame just handed out.  A
     seek that lands past that sample time (an odd index) is undone: decoding restarts
     from the keyframe before the last frame handed out, without further skips."""
-    import bisect
-
     origin = _origin(container)
     # half a tick past the keyframe: seconds -> ticks must not round to the tick before it
     nudge = 0.5 * float(stream.time_base)

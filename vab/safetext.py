@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
+
 #: first characters a spreadsheet reads as the start of a formula (OWASP's list, with tab and CR)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def plain(value: Any) -> Any:
     """`value` as a rich ``Text`` that prints literally (``[red]`` stays ``[red]``)."""
-    from rich.text import Text
-
     return Text(str(value))
 
 

@@ -21,8 +21,26 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from rich import progress as rich_progress
+from rich.console import Console
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
+from vab import media
+from vab.checkpoint import load_codec, load_model, load_visual
+from vab.checkpoint.hub import hub_id, resolve_model_dir
+from vab.config import ExtractConfig
+from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
+from vab.data.extract import decode_clip
+from vab.data.manifest import MEDIA_SUFFIXES, ManifestRow, read_manifest
+from vab.data.store import META_FILE
 from vab.errors import MediaError, VabError
+from vab.finetuning.pooling import embeddings, pooled
+from vab.generation.inputs import expand_inputs, unique_names
+from vab.model import VAB
+from vab.sharding import Shard
+from vab.utils import atomic_path
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 INDEX_FILE = "index.json"
@@ -76,10 +94,6 @@ class Index:
     def save(self, directory: str | Path) -> Path:
         """Write both files atomically (the JSON last: an index without it is incomplete).
         Refuses (VabError naming the clip) embeddings that are not finite."""
-        from safetensors.torch import save_file
-
-        from vab.utils import atomic_path
-
         self.check_finite(str(directory))
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -96,9 +110,6 @@ class Index:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Index":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         meta, weights = directory / INDEX_FILE, directory / EMBEDDINGS_FILE
         if not meta.is_file() or not weights.is_file():
@@ -155,13 +166,9 @@ class Embedder:
 
     The codec and frame encoder are built only when media files are embedded."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, model: Any = None):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, model: VAB | None = None):
         """`model_dir`: a model directory or Hub id; `model`: the VAB already loaded from it (a
         classifier's backbone, say), so it is not loaded twice."""
-        from vab.checkpoint import load_model
-        from vab.checkpoint.hub import hub_id, resolve_model_dir
-        from vab.model import VAB
-
         self.model_dir = resolve_model_dir(model_dir)
         # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
         self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
@@ -174,18 +181,12 @@ class Embedder:
     # ------------------------------------------------------------------ tensors
     def embed_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio ``[B, W]``, video ``[B, W]``) for ``tokens`` ``[B, K, T]`` and ``features`` ``[B, F, D]``."""
-        from vab.finetuning.pooling import embeddings
-
         with torch.inference_mode():
             a, v = embeddings(self.model, batch)
         return a.float().cpu(), v.float().cpu()
 
     def embed_one(self, modality: str, value: torch.Tensor) -> torch.Tensor:
         """``[W]`` embedding of tokens ``[K, T]`` (audio) or features ``[F, D]`` (video)."""
-        import torch.nn.functional as F
-
-        from vab.finetuning.pooling import pooled
-
         if modality == "audio":
             mode, batch = "audio", {"tokens": value[None]}
         else:
@@ -199,8 +200,6 @@ class Embedder:
                       progress: Progress | None = None, block: tuple[int, int] | None = None) -> Index:
         """Every clip (of `split`) of a `vab extract` output, as the model reads it; with
         `block` = [start, stop) only those positions of the split (one process's share)."""
-        from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
-
         info = load_infos([data_dir])
         check_matches_config(info, self.cfg, source=str(data_dir))
         if not info.has_visual:
@@ -233,22 +232,16 @@ class Embedder:
     @property
     def codec(self):
         if self._codec is None:
-            from vab.checkpoint import load_codec
-
             self._codec = load_codec(self.model, self.model_dir)
         return self._codec
 
     @property
     def visual(self):
         if self._visual is None:
-            from vab.checkpoint import load_visual
-
             self._visual = load_visual(self.model, self.model_dir)
         return self._visual
 
     def _window(self):
-        from vab.config import ExtractConfig
-
         return ExtractConfig(duration=float(self.cfg.data.duration), fps=float(self.cfg.data.fps),
                              max_short_side=int(self.cfg.extract.max_short_side))
 
@@ -275,8 +268,6 @@ class Embedder:
         """The first model window of a media file as a batch of one: ``tokens`` ``[1, levels, T]``
         (with "audio" in `modalities`) and ``features`` ``[1, F, D]`` (with "video"); a short
         file's audio is zero-padded and its last frame repeated, as extraction does."""
-        from vab import media
-
         path = str(path)
         modalities = set(modalities)
         if not modalities or not modalities <= set(MODALITIES):
@@ -306,8 +297,6 @@ class Embedder:
     def embed_files(self, rows: Iterable[Any], progress: Progress | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
         """Manifest rows (``id``, ``path``, ``labels``, ``split``, ``start``) -> (index of the clips that
         worked or None, [(path, one-line reason)] for the others)."""
-        from vab.data.extract import decode_clip
-
         window = self._window()
         _ = (self.codec, self.visual)  # a broken codec or encoder is one error, not one per file
         audio, video, ids, paths, labels, splits = [], [], [], [], [], []
@@ -341,9 +330,68 @@ class Embedder:
         return index, problems
 
 
-def is_dataset_dir(path: str | Path) -> bool:
-    from vab.data.store import META_FILE
+def build_index(source: str, checkpoint: str, *, split: str | None = None, device: str = "cpu",
+                batch_size: int = 16, console: Console | None = None,
+                shard: Shard | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
+    """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts; with a
+    `vab.sharding.Shard`, of that process's block of the clips only."""
+    shard = shard or Shard()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise VabError(f"{source}: no such file or folder")
+    embedder = Embedder(checkpoint, device=device, batch_size=batch_size)
+    if is_dataset_dir(path):
+        total = len(VABDataset([path], split, train=False))
+        if shard.world_size > 1 and console is not None:
+            console.print(shard.describe(total, "clips", batch_size), highlight=False)
+        start, stop = shard.bounds(total, batch_size)  # whole batches: the batches one process forms
+        if start == stop:
+            return None, []
+        with ClipBar(console, stop - start) as advance:
+            return embedder.embed_dataset(path, split, progress=advance, block=(start, stop)), []
+    rows, problems = media_rows(path, split)
+    if shard.world_size > 1 and console is not None:
+        console.print(shard.describe(len(rows), "clips"), highlight=False)
+    rows = shard.take(rows)
+    problems = problems if shard.is_main else []  # input problems are reported once
+    with ClipBar(console, len(rows)) as advance:
+        index, failed = embedder.embed_files(rows, progress=advance)
+    return index, problems + failed
 
+
+def media_rows(path: Path, split: str | None) -> tuple[list[ManifestRow], list[tuple[str, str]]]:
+    """Manifest rows for a video file, a folder of videos or a manifest file."""
+    if path.is_dir() or path.suffix.lower() in MEDIA_SUFFIXES:
+        videos, problems = expand_inputs([str(path)])
+        names = unique_names(videos)
+        rows = [ManifestRow(index=i, id=names[v], path=str(v)) for i, v in enumerate(videos)]
+        return rows, problems
+    manifest = read_manifest(path)
+    if split is not None:
+        manifest = manifest.select(split)
+    if not manifest.rows:
+        raise VabError(f"{path}: no clips" + (f" in split {split!r}" if split else ""))
+    return list(manifest.rows), []
+
+
+class ClipBar:
+    """A rich progress bar over clips; yields ``advance(n)``."""
+
+    def __init__(self, console: Console | None, total: int):
+        columns = (rich_progress.TextColumn("[bold]clips"), rich_progress.BarColumn(),
+                   rich_progress.MofNCompleteColumn(), rich_progress.TimeElapsedColumn())
+        self.progress = rich_progress.Progress(*columns, console=console, disable=console is None)
+        self.task = self.progress.add_task("clips", total=total)
+
+    def __enter__(self):
+        self.progress.start()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def is_dataset_dir(path: str | Path) -> bool:
     return (Path(path) / META_FILE).is_file()
 
 

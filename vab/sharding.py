@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Sequence, TypeVar
 
+import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+from vab.utils import launched_processes, launched_without_gpu
+
 T = TypeVar("T")
 
 # Fast processes wait at the merge for the slowest one; a barrier must not give up first.
@@ -34,11 +40,8 @@ class Shard:
     def current(cls) -> "Shard":
         """The shard of this process: from Accelerate's state under `accelerate launch`
         (gloo on machines without a GPU), else the single whole shard."""
-        from vab.utils import launched_processes, launched_without_gpu
-
         if launched_processes() <= 1:
             return cls()
-        from accelerate import PartialState
 
         state = PartialState(cpu=launched_without_gpu(), timeout=BARRIER_TIMEOUT)
         return cls(int(state.process_index), int(state.num_processes), state)
@@ -82,7 +85,6 @@ class Shard:
         exception") while the main one is still merging.  Nothing to do with one process."""
         if self.state is None:
             return
-        import torch.distributed as dist
 
         self.state.wait_for_everyone()
         if dist.is_initialized():
@@ -92,7 +94,6 @@ class Shard:
         """Every process's `value`, in rank order, on every process (a barrier too)."""
         if self.state is None:
             return [value]
-        from accelerate.utils import gather_object
 
         return list(gather_object([value]))
 

@@ -11,6 +11,9 @@ from typing import Iterator
 
 import torch
 
+from vab.errors import VabError
+from vab.files import WriteError, apply_umask, write_problem
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; anything else is passed to torch."""
@@ -21,6 +24,20 @@ def pick_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
+
+
+def check_device(device: str) -> None:
+    """Raise VabError unless `device` (``--device``: auto, cpu, cuda, cuda:N, mps) names a device
+    this machine has; commands call it before they create any output."""
+    if device == "auto":
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise VabError(f"--device {device!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    mps = getattr(torch.backends, "mps", None)
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not (mps and mps.is_available())):
+        raise VabError(f"--device {device}: not available on this machine (try --device auto)")
 
 
 @contextlib.contextmanager
@@ -34,9 +51,6 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
     permission error, raised by any library inside the block, becomes one
     :class:`vab.files.WriteError` naming `final`.
     """
-    from vab.errors import VabError
-    from vab.files import WriteError, apply_umask, write_problem
-
     final = Path(final)
     tmp: Path | None = None
     try:
@@ -68,8 +82,6 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output") -> None:
     """Raise VabError unless folder `path` exists and is writable, or could be created there
     (its nearest existing ancestor is a writable folder).  Creates nothing: call it before
     long work whose result goes to `path`."""
-    from vab.errors import VabError
-
     target = Path(path).expanduser().absolute()
     probe = target
     while not probe.exists() and probe != probe.parent:

@@ -19,18 +19,29 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 
 from vab import media
 from vab.app.uploads import check_upload
 from vab.app.workspace import Workspace
+from vab.demo.pipeline import held_out_clips
 from vab.errors import VabError
+from vab.finetuning.classification_objective import scores_from_logits
+from vab.finetuning.classifier import Classifier, load_classifier
+from vab.generation.conditions import parse_spans
+from vab.generation.generator import GenerationResult, Generator, Request
+from vab.generation.outputs import plan_outputs, write_outputs
+from vab.generation.plot import log_spectrogram
 from vab.generation.sampling import SamplingConfig
+from vab.search import Embedder, Index, search
+from vab.utils import pick_device
 
 #: modalities of the inputs a classifier of each mode reads
 CLASSIFIER_INPUTS = {"audio": ("audio",), "visual": ("video",), "audio-visual": ("audio", "video")}
@@ -107,9 +118,9 @@ class LoadedClassifier:
     """A classifier directory loaded once, with the reader that turns files into its inputs."""
 
     name: str
-    classifier: Any
+    classifier: Classifier
     loss: str
-    reader: Any  # vab.search.Embedder over the classifier's backbone
+    reader: Embedder  # over the classifier's backbone
 
     @property
     def mode(self) -> str:
@@ -120,11 +131,11 @@ class LoadedClassifier:
 class Backend:
     """The models of one server and the work each tab asks of them."""
 
-    generator: Any  # vab.generation.generator.Generator
+    generator: Generator
     workspace: Workspace
     limits: Limits = field(default_factory=Limits)
-    index: Any = None  # vab.search.Index
-    query_embedder: Any = None  # vab.search.Embedder with the model that built the index
+    index: Index | None = None
+    query_embedder: Embedder | None = None  # with the model that built the index
     classifiers: dict[str, LoadedClassifier] = field(default_factory=dict)
     examples: list[Path] = field(default_factory=list)
 
@@ -143,12 +154,6 @@ class Backend:
     ) -> "Backend":
         """Load every model once: the generator (as `vab generate` does), the index and the
         model that embeds queries for it (as `vab search` does), and each classifier."""
-        from vab.demo.pipeline import held_out_clips
-        from vab.finetuning.classifier import load_classifier
-        from vab.generation.generator import Generator
-        from vab.search import Embedder, Index
-        from vab.utils import pick_device
-
         torch_device = str(pick_device(device))
         generator = Generator.from_pretrained(checkpoint, c2f_checkpoint, device=device, precision=precision)
         backend = cls(generator, workspace, limits.validate(), examples=held_out_clips(checkpoint))
@@ -195,11 +200,6 @@ class Backend:
         """A new soundtrack for `video` (or its `edit` spans regenerated, or `prompt` audio
         continued), written to a fresh job folder.  `progress` hears every finished window;
         when `should_stop()` turns true the job ends at the next window with :class:`Stopped`."""
-        import time
-
-        from vab.generation.conditions import parse_spans
-        from vab.generation.generator import Request
-
         started = time.perf_counter()
         if audio_format not in AUDIO_FORMATS:
             raise VabError(f"audio format {audio_format!r}: expected wav or flac")
@@ -254,8 +254,6 @@ class Backend:
     def search(self, query: str | os.PathLike | None, by: str = "auto", top: int = 5) -> list[Match]:
         """The `top` clips of the index whose other modality is closest to the query file's
         `by` modality (auto: video when the file has a video stream, else audio)."""
-        from vab.search import search
-
         if self.index is None:
             raise VabError("no index: start vab app with --index DIR (made by vab embed)")
         info = check_upload(query, "media", self.limits.max_seconds, "a video or audio file")
@@ -295,8 +293,6 @@ class Backend:
     def classify(self, path: str | os.PathLike | None, name: str | None = None, top: int = 5) -> dict[str, float]:
         """{label: probability} of the `top` classes the classifier `name` gives the file's
         first model window."""
-        from vab.finetuning.classification_objective import scores_from_logits
-
         if not self.classifiers:
             raise VabError("no classifier: start vab app with --classifier DIR (from finetune/classification.py)")
         loaded = self.classifiers[name] if name in self.classifiers else next(iter(self.classifiers.values()))
@@ -309,10 +305,8 @@ class Backend:
         return {names[int(i)]: float(scores[i]) for i in order}
 
 
-def _write(result: Any, video: Path, job: Path, audio_format: str, duration: float | None):
+def _write(result: GenerationResult, video: Path, job: Path, audio_format: str, duration: float | None):
     """The files `vab generate --plot` writes for one video, into the job folder."""
-    from vab.generation.outputs import plan_outputs, write_outputs
-
     outputs = plan_outputs(job, video.stem, audio_format, mux=True, plot=True)
     write_outputs(result, video, outputs, duration)
     return outputs
@@ -321,10 +315,6 @@ def _write(result: Any, video: Path, job: Path, audio_format: str, duration: flo
 def spectrogram_image(waveform: np.ndarray, sample_rate: int, height: int = 160) -> np.ndarray:
     """uint8 ``[height, columns, 3]``: the dB spectrogram of `waveform` (float32 ``[N]``), low
     frequencies at the bottom, -80..0 dB on the magma colour map; one column per STFT hop."""
-    from matplotlib import colormaps
-
-    from vab.generation.plot import log_spectrogram
-
     db, _ = log_spectrogram(waveform, sample_rate)
     rows = np.linspace(0, db.shape[0] - 1, height).round().astype(int)
     level = np.clip((db[rows[::-1]] + 80.0) / 80.0, 0.0, 1.0)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 from vab.app.backend import Backend
@@ -48,6 +50,7 @@ def serve(backend: Backend, host: str = "127.0.0.1", port: int = 7860,
     answers.  The workspace is removed on the way out."""
     offline_environment(backend)
     require_gradio()
+    # the page imports Gradio, which reads its settings (offline_environment) when it is imported
     from vab.app.page import build_page
 
     page = build_page(backend)
@@ -74,14 +77,11 @@ def serve(backend: Backend, host: str = "127.0.0.1", port: int = 7860,
 def _exit_on_sigterm() -> None:
     """`kill` (SIGTERM) ends the server like Ctrl-C does: through the `finally` that removes
     the workspace, not around it."""
-    import signal
-    import threading
-
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 def _css() -> str:
-    from vab.app.page import CSS
+    from vab.app.page import CSS  # imported by serve already (Gradio, after its settings)
 
     return CSS

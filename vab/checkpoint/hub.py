@@ -87,7 +87,7 @@ def resolve_model_dir(source: str | os.PathLike, *, local_files_only: bool = Fal
 def _snapshot(model: HubId, local_files_only: bool) -> Path:
     # huggingface_hub only when an id is asked for: it costs ~0.3 s and reads the HF_* variables on import
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
+    from huggingface_hub.errors import (  # lazy, as above
         HfHubHTTPError,
         HFValidationError,
         LocalEntryNotFoundError,
@@ -126,7 +126,7 @@ def _snapshot(model: HubId, local_files_only: bool) -> Path:
 def _not_cached(model: HubId, offline: bool) -> str:
     """Why an id is not in the cache: the model is absent, or only the asked revision is."""
     from huggingface_hub import constants  # lazy, as in _snapshot
-    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.file_download import repo_folder_name  # lazy, as in _snapshot
 
     cache = Path(constants.HF_HUB_CACHE)
     why = ("offline: HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "offline: local_files_only") if offline \
@@ -207,7 +207,7 @@ def upload(plan: UploadPlan, *, message: str | None = None, api: Any = None) -> 
     """Create the repository (and the branch `plan.revision`) if needed and upload the plan's
     files in one commit with ``HfApi.upload_folder``.  Returns the commit's URL."""
     from huggingface_hub import HfApi  # lazy, as in _snapshot
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError  # lazy, as in _snapshot
 
     api = api if api is not None else HfApi(library_name="vab")
     with _staged(plan) as folder:

@@ -1,7 +1,7 @@
 """Audio tokenizers: waveform <-> residual codebook tokens (DESIGN section 3).
 
-`build_codec` is the one entry point; library codecs (`encodec`, `dac`) are
-imported only when asked for, so ``import vab`` stays fast.
+`build_codec` is the one entry point; the libraries behind `encodec` and `dac` are
+imported only when such a codec is built.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from vab.codecs.base import AudioCodec
+from vab.codecs.dac import load_dac
+from vab.codecs.encodec import load_encodec
+from vab.codecs.spectral import load_spectral
 from vab.errors import ConfigError
 
 CODECS = ("encodec", "dac", "spectral")
@@ -23,16 +26,10 @@ def build_codec(cfg: Any, directory: str | Path | None = None) -> AudioCodec:
     """
     name = cfg.name
     if name == "encodec":
-        from vab.codecs.encodec import load_encodec
-
         return load_encodec(cfg)
     if name == "dac":
-        from vab.codecs.dac import load_dac
-
         return load_dac(cfg)
     if name == "spectral":
-        from vab.codecs.spectral import load_spectral
-
         return load_spectral(cfg, directory)
     raise ConfigError(f"codec.name={name!r}: unknown codec (choose one of {', '.join(CODECS)})")
 

@@ -7,9 +7,11 @@ import itertools
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from vab.errors import VabError
 from vab.filenames import CODEC_FILE
+from vab.utils import atomic_path
 
 
 class AudioCodec(abc.ABC, torch.nn.Module):
@@ -108,9 +110,6 @@ class AudioCodec(abc.ABC, torch.nn.Module):
         tensors = self.state_files()
         if not tensors:
             return
-        from safetensors.torch import save_file
-
-        from vab.utils import atomic_path
 
         with atomic_path(Path(directory) / CODEC_FILE) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))

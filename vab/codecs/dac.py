@@ -94,7 +94,7 @@ def load_dac(cfg: Any) -> DacCodec:
     if cfg.path:
         return DacCodec(_from_file(existing(cfg.path)))
     if cfg.pretrained:
-        import dac
+        import dac  # heavy optional library: imported only when a DAC codec is built
 
         try:
             file = Path(dac.utils.download(model_type="16khz"))
@@ -109,14 +109,14 @@ def load_dac(cfg: Any) -> DacCodec:
 
 def random_dac(seed: int = 0, **overrides: Any) -> Any:
     """The 16 kHz architecture with seeded random weights."""
-    import dac
+    import dac  # heavy optional library: imported only when a DAC codec is built
 
     with seeded(seed):
         return dac.DAC(**{**DAC_16KHZ, **overrides}).eval()
 
 
 def _from_file(file: Path) -> Any:
-    import dac
+    import dac  # heavy optional library: imported only when a DAC codec is built
 
     where = f"{KEY}={file}: not a valid DAC checkpoint"
     blob = read_weights(file, f"{KEY}={file}")

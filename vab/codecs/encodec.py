@@ -89,7 +89,7 @@ def load_encodec(cfg: Any) -> EncodecCodec:
         raise ConfigError(
             f"codec.bandwidth={cfg.bandwidth}: the 24 kHz EnCodec supports {', '.join(map(str, BANDWIDTHS))} kbps"
         )
-    from encodec import EncodecModel
+    from encodec import EncodecModel  # heavy optional library: imported only when an EnCodec codec is built
 
     if cfg.path:
         model = _from_path(cfg.path)
@@ -115,7 +115,7 @@ def random_encodec(seed: int = 0) -> Any:
     codebooks are placed where the encoder's outputs are: level 1 around their
     mean, all levels with the spread of the input-dependent part.
     """
-    from encodec import EncodecModel
+    from encodec import EncodecModel  # heavy optional library: imported only when an EnCodec codec is built
 
     with seeded(seed):
         model = EncodecModel.encodec_model_24khz(pretrained=False)
@@ -131,7 +131,7 @@ def random_encodec(seed: int = 0) -> Any:
 
 
 def _from_path(path: str) -> Any:
-    from encodec import EncodecModel
+    from encodec import EncodecModel  # heavy optional library: imported only when an EnCodec codec is built
 
     file = existing(path)
     if file.is_dir():

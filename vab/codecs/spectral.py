@@ -23,11 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
 
 from vab.codecs.base import AudioCodec
 from vab.codecs.weights import scalar
-from vab.filenames import CODEC_FILE
 from vab.errors import ConfigError, VabError
+from vab.filenames import CODEC_FILE
 from vab.weights import read_safetensors
 
 FLOOR_DB = -80.0  # dB re. a full-scale sine
@@ -189,8 +190,6 @@ class SpectralCodec(AudioCodec):
     ) -> "SpectralCodec":
         """Fit the residual k-means codebooks on ``[B, 1, N]`` or a list of 1-D waveforms
         at :attr:`sample_rate`; at most `max_frames` frames (a seeded random subset) are used."""
-        from sklearn.cluster import KMeans
-
         frames = self._training_frames(wavs)
         if frames.shape[0] < self.codebook_size:
             raise VabError(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vab.precision import add_precision_option
+from rich.console import Console
+
+from vab.app.backend import Backend, Limits
+from vab.app.server import require_gradio, serve
+from vab.app.workspace import Workspace
+from vab.errors import VabError
+from vab.precision import add_precision_option, check_generation_precision
+from vab.utils import check_device
 
 EPILOG = """\
 examples:
@@ -32,9 +39,9 @@ says otherwise.
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
-        "app", help="a web page to generate, edit, continue, search and classify (needs vab[app])",
+        "app", help=help,
         description="Serve a local web page (Gradio) over a generation model, an embedding index and classifiers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -60,21 +67,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.app.backend import Backend, Limits
-    from vab.app.server import require_gradio, serve
-    from vab.app.workspace import Workspace
-    from vab.commands.generate import _check_device
-    from vab.errors import VabError
-    from vab.precision import check_generation_precision
-
     console = Console(stderr=True)
     if not 0 < args.port < 65536:
         raise VabError(f"--port must be in 1..65535, got {args.port}")
     limits = Limits(concurrency=args.concurrency, queue_size=args.queue_size, max_upload_mb=args.max_upload_mb,
                     max_seconds=args.max_seconds, keep_seconds=args.keep_minutes * 60).validate()
-    _check_device(args.device)
+    check_device(args.device)
     check_generation_precision(args.precision)
     require_gradio()  # before minutes of model loading, not after
     workspace = Workspace(keep=limits.keep_seconds)

@@ -8,6 +8,15 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+from rich.console import Console
+
+from vab.errors import VabError
+from vab.files import InputGuard, refuse_folder
+from vab.search import Index, build_index, is_dataset_dir, is_index_dir, pair_scores
+from vab.utils import atomic_path, check_writable_dir
+
 EPILOG = """\
 examples:
   vab curate data/mine --checkpoint models/vab-retrieval --threshold 0.3 --out kept.jsonl --plot scores.png
@@ -20,9 +29,9 @@ scored by the cosine between its own audio and video embeddings; clips scoring a
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
-        "curate", help="filter a data set by how well each clip's sound fits its picture",
+        "curate", help=help,
         description="Score clips by audio-video agreement and write the kept ones as a manifest.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -39,16 +48,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.errors import VabError
-    from vab.search import Index, is_index_dir, pair_scores
-
     console = Console(stderr=True)
     if args.keep_fraction is not None and not 0 < args.keep_fraction <= 1:
         raise VabError(f"--keep-fraction must be in (0, 1], got {args.keep_fraction}")
-    from vab.files import InputGuard, refuse_folder
-    from vab.utils import check_writable_dir
 
     source = Path(args.input).expanduser()
     outputs = {"--out": args.out, **({"--plot": args.plot} if args.plot else {})}
@@ -60,9 +62,6 @@ def run(args: argparse.Namespace) -> int:
     if is_index_dir(source):
         index = Index.load(source)
     else:
-        from vab.commands.embed import build_index
-        from vab.search import is_dataset_dir
-
         if not is_dataset_dir(source):
             raise VabError(f"{source}: neither an extracted data set (meta.yaml) nor an index (index.json)")
         if not args.checkpoint:
@@ -94,8 +93,6 @@ def select(index, scores: list[float], threshold: float, fraction: float | None)
 
 
 def write_manifest(out: Path, index, scores: list[float], kept: list[int]) -> None:
-    from vab.utils import atomic_path
-
     with atomic_path(out) as tmp:
         with open(tmp, "w") as f:
             for i in kept:
@@ -107,12 +104,7 @@ def write_manifest(out: Path, index, scores: list[float], kept: list[int]) -> No
 
 
 def plot_histogram(out: Path, scores: list[float], threshold: float) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vab.utils import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(scores, bins=min(50, max(10, len(scores) // 4)), color="tab:blue", alpha=0.8)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
+
+from vab.demo.pipeline import Demo, demo_settings
+from vab.demo.report import print_summary, write_model_cards, write_report
+
 EPILOG = """\
 what it does (every stage is the library's own code):
   1. writes a synthetic audio-visual world (DIR/world: mp4 files + manifest)
@@ -33,10 +38,10 @@ made with other settings (--quick vs full) is refused.  Afterwards:
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
         "demo",
-        help="start here: synthetic data -> pretrain -> generate -> retrieval -> classification, on a CPU",
+        help=help,
         description="Run the whole system on a synthetic audio-visual world, offline on a CPU, and report "
         "every number against chance.",
         epilog=EPILOG,
@@ -54,11 +59,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.demo.pipeline import Demo, demo_settings
-    from vab.demo.report import print_summary, write_model_cards, write_report
-
     console = Console()
     demo = Demo(args.out, demo_settings(args.world, args.quick),
                 log=lambda text: console.print(text, style="bold cyan", markup=False), precision=args.precision)

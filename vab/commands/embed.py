@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
+
+from rich.console import Console
+
+from vab.files import InputGuard
+from vab.search import EMBEDDINGS_FILE, INDEX_FILE, Index, build_index, is_index_dir
+from vab.sharding import Shard
+from vab.utils import atomic_path, check_writable_dir
 
 EPILOG = """\
 examples:
@@ -28,9 +37,9 @@ the parts.
 PARTS_DIR = ".parts"
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
-        "embed", help="audio and video embeddings of clips, for `vab search` and `vab curate`",
+        "embed", help=help,
         description="Embed clips (audio and video separately) with a VAB model.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,14 +54,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.sharding import Shard
-    from vab.utils import check_writable_dir
-
-    from vab.files import InputGuard
-    from vab.search import EMBEDDINGS_FILE, INDEX_FILE
-
     console = Console(stderr=True)
     check_writable_dir(Path(args.out), "the index")  # before any work, not after it
     InputGuard([args.input]).refuse([Path(args.out) / EMBEDDINGS_FILE, Path(args.out) / INDEX_FILE])
@@ -72,50 +73,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if problems or index is None else 0
 
 
-def build_index(source: str, checkpoint: str, *, split: str | None = None, device: str = "cpu",
-                batch_size: int = 16, console=None, shard=None):
-    """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts; with a
-    `vab.sharding.Shard`, of that process's block of the clips only."""
-    from vab.errors import VabError
-    from vab.search import Embedder, is_dataset_dir
-    from vab.sharding import Shard
-
-    shard = shard or Shard()
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise VabError(f"{source}: no such file or folder")
-    embedder = Embedder(checkpoint, device=device, batch_size=batch_size)
-    if is_dataset_dir(path):
-        from vab.data.dataset import VABDataset
-
-        total = len(VABDataset([path], split, train=False))
-        if shard.world_size > 1 and console is not None:
-            console.print(shard.describe(total, "clips", batch_size), highlight=False)
-        start, stop = shard.bounds(total, batch_size)  # whole batches: the batches one process forms
-        if start == stop:
-            return None, []
-        with ClipBar(console, stop - start) as advance:
-            return embedder.embed_dataset(path, split, progress=advance, block=(start, stop)), []
-    rows, problems = media_rows(path, split)
-    if shard.world_size > 1 and console is not None:
-        console.print(shard.describe(len(rows), "clips"), highlight=False)
-    rows = shard.take(rows)
-    problems = problems if shard.is_main else []  # input problems are reported once
-    with ClipBar(console, len(rows)) as advance:
-        index, failed = embedder.embed_files(rows, progress=advance)
-    return index, problems + failed
-
-
 def join_parts(out: Path, shard, index, problems: list[tuple[str, str]]):
     """Every process writes its block to OUT/.parts/<rank-of-world>/ (atomically; the problem
     list last); after a barrier the main process returns the blocks joined in rank order,
     which is input order, and removes the parts.  Others return their own block."""
-    import json
-    import shutil
-
-    from vab.search import Index, is_index_dir
-    from vab.utils import atomic_path
-
     part = out / PARTS_DIR / shard.name
     with atomic_path(part, is_dir=True) as tmp:
         tmp.mkdir(parents=True)
@@ -133,43 +94,6 @@ def join_parts(out: Path, shard, index, problems: list[tuple[str, str]]):
         problems += [tuple(p) for p in json.loads((folder / "problems.json").read_text())]
     shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     return (Index.concat(blocks) if blocks else None), problems
-
-
-def media_rows(path: Path, split: str | None):
-    """Manifest rows for a video file, a folder of videos or a manifest file."""
-    from vab.data.manifest import MEDIA_SUFFIXES, ManifestRow, read_manifest
-    from vab.errors import VabError
-    from vab.generation.inputs import expand_inputs, unique_names
-
-    if path.is_dir() or path.suffix.lower() in MEDIA_SUFFIXES:
-        videos, problems = expand_inputs([str(path)])
-        names = unique_names(videos)
-        rows = [ManifestRow(index=i, id=names[v], path=str(v)) for i, v in enumerate(videos)]
-        return rows, problems
-    manifest = read_manifest(path)
-    if split is not None:
-        manifest = manifest.select(split)
-    if not manifest.rows:
-        raise VabError(f"{path}: no clips" + (f" in split {split!r}" if split else ""))
-    return list(manifest.rows), []
-
-
-class ClipBar:
-    """A rich progress bar over clips; yields ``advance(n)``."""
-
-    def __init__(self, console, total: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=console, disable=console is None)
-        self.task = self.progress.add_task("clips", total=total)
-
-    def __enter__(self):
-        self.progress.start()
-        return lambda n: self.progress.advance(self.task, n)
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
 
 
 def report_problems(console, problems: list[tuple[str, str]]) -> None:

@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from vab.config import load_config
+from vab.data.extract import extract
+from vab.data.manifest import read_manifest
+from vab.data.store import FAILURES_FILE, META_FILE
+from vab.filenames import CODEC_FILE
+from vab.files import InputGuard
+from vab.safetext import plain
+
 EPILOG = """\
 examples:
   vab extract clips.csv --out data/mine                  # offline default: spectral codec + hog-colour encoder
@@ -49,8 +60,6 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from vab.config import load_config
-
     overrides = list(args.overrides)
     for flag, key in [
         ("codec", "codec.name"),
@@ -72,15 +81,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier=lambda: None) -> int:
-    from rich.console import Console
-
-    from vab.data.extract import extract
-    from vab.data.manifest import read_manifest
-
-    from vab.data.store import FAILURES_FILE, META_FILE
-    from vab.filenames import CODEC_FILE
-    from vab.files import InputGuard
-
     console = Console(stderr=True)
     cfg = config_from_args(args)
     written = [Path(args.out) / name for name in (META_FILE, FAILURES_FILE, CODEC_FILE)]
@@ -107,10 +107,6 @@ def run(args: argparse.Namespace, *, rank: int = 0, world_size: int = 1, barrier
 
 
 def print_summary(console, summary, out: str) -> None:
-    from rich.table import Table
-
-    from vab.safetext import plain
-
     table = Table(title=plain(f"extraction -> {out}"), show_header=False)
     table.add_row("clips in manifest", str(summary.total))
     table.add_row("already done", str(summary.skipped))
@@ -128,10 +124,10 @@ def print_summary(console, summary, out: str) -> None:
                       style="yellow", soft_wrap=True)
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
         "extract",
-        help="videos -> audio tokens + frame features (a training-ready data set)",
+        help=help,
         description="Decode each clip of a manifest, tokenize its audio with the codec and encode its frames, "
         "and store everything as a Hugging Face data set in --out.",
         epilog=EPILOG + "\nconfig overrides: any key=value word, e.g. codec.bandwidth=6 extract.max_short_side=224\n",

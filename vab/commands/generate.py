@@ -6,8 +6,21 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vab.errors import MediaError, VabError, describe
+from vab.files import InputGuard, WriteError
+from vab.generation.conditions import parse_spans
+from vab.generation.generator import Generator, Request
+from vab.generation.inputs import expand_inputs, unique_names
+from vab.generation.outputs import choose_outputs, remove_stale_temporaries, write_recorded
 from vab.generation.sampling import add_sampling_arguments, sampling_from_args
-from vab.precision import add_precision_option
+from vab.precision import add_precision_option, check_generation_precision
+from vab.safetext import plain
+from vab.sharding import Shard
+from vab.utils import check_device, check_writable_dir
 
 EPILOG = """\
 examples:
@@ -58,10 +71,10 @@ at the codec frame rate r; every other token of the video's own soundtrack is ke
 FORMATS = ("wav", "flac")
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
         "generate",
-        help="soundtracks for videos (wav + muxed mp4), also editing and continuation",
+        help=help,
         description="Generate audio for videos with a VAB model: files, folders (searched recursively) or glob "
         "patterns; any length.",
         epilog=EPILOG,
@@ -95,17 +108,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.errors import VabError
-    from vab.files import WriteError
-    from vab.generation.conditions import parse_spans
-    from vab.generation.generator import Generator, Request
-    from vab.generation.inputs import expand_inputs
-    from vab.generation.outputs import remove_stale_temporaries, write_recorded
-    from vab.sharding import Shard
-    from vab.precision import check_generation_precision
-
     console = Console(stderr=True)
     check_generation_precision(args.precision)
     out = Path(args.out).expanduser()
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise VabError(f"--duration must be > 0 seconds, got {args.duration}")
     spans = parse_spans(args.edit) if args.edit else None
-    _check_device(args.device)
+    check_device(args.device)
     settings = {"checkpoint": str(args.checkpoint), "c2f_checkpoint": args.c2f_checkpoint, "duration": args.duration,
                 "edit": args.edit, "prompt": args.prompt, **vars(sampling)}
     shard = Shard.current()  # under `accelerate launch`: this process's block of the videos
@@ -179,9 +181,6 @@ def run(args: argparse.Namespace) -> int:
 def ensure_writable(out: Path) -> None:
     """Prove a file can be written in `out` (or that it can be created), before any work is
     done; creates nothing, so a refused run leaves no empty folder."""
-    from vab.errors import VabError
-    from vab.utils import check_writable_dir
-
     if not out.exists():
         check_writable_dir(out, "to the output folder")
         return
@@ -195,10 +194,6 @@ def ensure_writable(out: Path) -> None:
 def plan_batch(out: Path, videos: list[Path], args: argparse.Namespace) -> list[tuple[Path, object, bool]]:
     """(video, its outputs, whether they exist and were made from it) for each video.
     Output names are never one of the inputs (videos, --prompt): see `choose_outputs`."""
-    from vab.files import InputGuard
-    from vab.generation.inputs import unique_names
-    from vab.generation.outputs import choose_outputs
-
     guard = InputGuard([*videos, *([args.prompt] if args.prompt else [])])
     names = unique_names(videos)
     taken = set(names.values())
@@ -213,8 +208,6 @@ def plan_batch(out: Path, videos: list[Path], args: argparse.Namespace) -> list[
 
 def reason(exc: Exception, video: Path) -> str:
     """The problem without the file name the list already shows (one line)."""
-    from vab.errors import MediaError, VabError, describe
-
     if isinstance(exc, MediaError):
         return exc.problem
     if not isinstance(exc, VabError):
@@ -224,29 +217,11 @@ def reason(exc: Exception, video: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    from vab.errors import VabError
-
-    if device == "auto":
-        return
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise VabError(f"--device {device!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
-    mps = getattr(torch.backends, "mps", None)
-    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not (mps and mps.is_available())):
-        raise VabError(f"--device {device}: not available on this machine (try --device auto)")
-
-
 # ---------------------------------------------------------------------- progress and summary
 class _Bar:
     """A rich progress bar: one line for the videos, one per video being generated (its windows)."""
 
     def __init__(self, console, total: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
@@ -275,10 +250,6 @@ class _Bar:
 
 
 def print_summary(console, rows: list[tuple], problems: list[tuple[str, str]], out: Path) -> None:
-    from rich.table import Table
-
-    from vab.safetext import plain
-
     if rows:
         table = Table(title=plain(f"vab generate -> {out}"))
         for name, justify in [("file", "left"), ("seconds", "right"), ("windows", "right"),

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
 
 from vab.checkpoint import build_model
 from vab.checkpoint.directory import metadata_number
+from vab.config import load_config
 from vab.errors import ConfigError, VabError
 from vab.filenames import WEIGHTS_FILE
+from vab.model import PARTS
+from vab.safetext import plain
 from vab.visual import visual_dim
 from vab.weights import read_header
 
@@ -64,21 +71,12 @@ def build_meta_model(source: str, cfg: Any) -> torch.nn.Module:
 
 
 def run(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.table import Table
-
-    from vab.config import load_config
-    from vab.model import PARTS
-
     cfg = load_config(args.source, args.overrides)
     model = build_meta_model(args.source, cfg)
     console = Console()
     if not args.params_only:
         console.print(Syntax(OmegaConf.to_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
     counts = model.parameter_counts()
-    from vab.safetext import plain
 
     table = Table(title=plain(f"{cfg.model.type} model: {args.source}"))
     table.add_column("part")
@@ -105,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, help: str) -> None:
     p = subparsers.add_parser(
         "info",
-        help="print a configuration and its parameter counts",
+        help=help,
         description="Print the configuration of a preset, YAML file or model directory, and the "
         "model's parameter counts (total, expert layers, per part). Downloads nothing.",
     )

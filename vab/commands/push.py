@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+
+from rich.console import Console
+
+from vab.checkpoint import load_codec, load_model
+from vab.checkpoint.card import render_card
+from vab.checkpoint.hub import UploadPlan, plan_upload, upload
+from vab.filenames import CARD_FILE, CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS
+from vab.finetuning.classifier import load_classifier
+from vab.finetuning.contrastive import load_temperature
+from vab.model import TokenModel
 
 EPILOG = """\
 examples:
@@ -28,9 +37,9 @@ visibility); --revision names a branch, created when missing.  Log in first with
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
-        "push", help="publish a model directory on the Hugging Face Hub",
+        "push", help=help,
         description="Check that a model directory loads, then upload it to a Hugging Face Hub model repository.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,10 +53,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from vab.checkpoint.hub import upload
-
     console = Console(stderr=True)
     plan = prepare(Path(args.directory).expanduser(), args.repo_id, revision=args.revision, private=args.private)
     for line in describe(plan):
@@ -65,10 +70,6 @@ def run(args: argparse.Namespace) -> int:
 def prepare(directory: Path, repo_id: str, *, revision: str | None = None, private: bool = False):
     """The :class:`vab.checkpoint.hub.UploadPlan` for `directory`, after checking that it loads;
     a card is made from the model when the directory has none.  Contacts nothing."""
-    from vab.checkpoint.card import render_card
-    from vab.checkpoint.hub import plan_upload
-    from vab.filenames import CARD_FILE
-
     plan = plan_upload(directory, repo_id, revision=revision, private=private)  # names and files first: cheap refusals
     model = check_loads(directory)
     if plan.card is None and CARD_FILE not in plan.files:
@@ -76,14 +77,9 @@ def prepare(directory: Path, repo_id: str, *, revision: str | None = None, priva
     return plan
 
 
-def check_loads(directory: Path) -> Any:
+def check_loads(directory: Path) -> TokenModel:
     """Load everything the directory holds, as its users will; returns the model.  VabError
     names the file that does not load."""
-    from vab.finetuning.classifier import load_classifier
-    from vab.finetuning.contrastive import load_temperature
-    from vab.checkpoint import load_codec, load_model
-    from vab.filenames import CODEC_FILE, HEAD_CONFIG, HEAD_WEIGHTS
-
     if (directory / HEAD_CONFIG).exists() or (directory / HEAD_WEIGHTS).exists():
         model = load_classifier(directory)[0].backbone  # loads the backbone too
     else:
@@ -94,10 +90,8 @@ def check_loads(directory: Path) -> Any:
     return model
 
 
-def describe(plan: Any) -> list[str]:
+def describe(plan: UploadPlan) -> list[str]:
     """One line per file of the plan (uploaded with its size, or skipped)."""
-    from vab.filenames import CARD_FILE
-
     where = f"branch {plan.revision}" if plan.revision else "main"
     lines = [f"push {plan.directory} -> {plan.repo_id} ({where}, {'private' if plan.private else 'public'} "
              "when created)"]

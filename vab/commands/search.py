@@ -6,6 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from vab.errors import VabError
+from vab.safetext import plain
+from vab.search import Embedder, Index, search
+
 EPILOG = """\
 examples:
   vab search index/videos --query dog.mp4 --by video --in audio     # which clips sound like this video looks
@@ -18,9 +25,9 @@ embedded on the fly (first model window) with the model that built the index
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
-        "search", help="clips that sound like a video looks, or videos that fit a sound",
+        "search", help=help,
         description="Query an embedding index (`vab embed`) across modalities.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,8 +45,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vab.search import Index, search
-
     index = Index.load(args.index)
     within = args.within or ("audio" if args.by == "video" else "video")
     vector = query_vector(index, args.query, args.by, args.checkpoint, args.device)
@@ -59,9 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
 def query_vector(index, query: str, by: str, checkpoint: str | None, device: str):
     """``[W]``: the stored embedding of clip `query`, or the embedding of the file `query`."""
-    from vab.errors import VabError
-    from vab.search import Embedder
-
     row = index.position(query)
     if row is not None:
         return index.embeddings(by)[row]
@@ -77,11 +79,6 @@ def query_vector(index, query: str, by: str, checkpoint: str | None, device: str
 
 
 def show(results: list[dict], query: str, by: str, within: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from vab.safetext import plain
-
     table = Table(title=plain(f"{query} ({by}) -> nearest {within}"))
     for name, justify in [("rank", "right"), ("id", "left"), ("path", "left"), ("labels", "left"), ("cosine", "right")]:
         table.add_column(name, justify=justify, overflow="fold")

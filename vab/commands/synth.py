@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vab.data.synthetic import synthesize
+
 EPILOG = """\
 examples:
   vab synth world/                                   # 8 classes, 512 / 32 / 64 train / valid / test clips
@@ -24,10 +29,10 @@ whistle and knocks).
 """
 
 
-def register(sub) -> None:
+def register(sub, help: str) -> None:
     p = sub.add_parser(
         "synth",
-        help="write a synthetic audio-visual data set (mp4 files + manifest with splits)",
+        help=help,
         description="Write a synthetic audio-visual world: objects whose sounds play exactly while they are visible.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,17 +52,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from vab.data.synthetic import synthesize
-
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:

@@ -23,8 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vab.config import to_dict
 from vab.data.store import DATA_DIR, DataInfo, column_to_numpy, describe_difference, load_dataset_dir
 from vab.errors import VabError
+from vab.visual import OFFLINE_ENCODERS, visual_dim
 
 
 def load_infos(paths: Sequence[str | Path]) -> DataInfo:
@@ -51,8 +53,6 @@ def load_infos(paths: Sequence[str | Path]) -> DataInfo:
 
 def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None:
     """Refuse data whose codec, visual encoder, fps or duration does not fit the model config."""
-    from vab.config import to_dict
-
     problems = []
     codec_keys = ["name", "bandwidth"] + (
         ["sample_rate", "frame_rate", "n_fft", "levels", "codebook_size"] if cfg.codec.name == "spectral" else []
@@ -64,8 +64,6 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
     if cfg.model.levels > info.num_codebooks:
         problems.append(f"model.levels {cfg.model.levels} > {info.num_codebooks} codebooks stored")
     if info.has_visual:
-        from vab.visual import OFFLINE_ENCODERS, visual_dim
-
         want_visual = to_dict(cfg.visual)
         for key in ("name", "model", "pretrained", "grid") if cfg.visual.name == "clip" else ("name", "grid"):
             if info.visual.get(key) != want_visual.get(key):

@@ -14,24 +14,31 @@ re-run redoes exactly those.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import datasets
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vab.config import CodecConfig, ExtractConfig, VisualConfig
-from vab.filenames import CODEC_FILE
+from vab import media
+from vab.codecs import build_codec
+from vab.config import CodecConfig, ExtractConfig, VisualConfig, to_dict
 from vab.data.manifest import AUDIO_SUFFIXES, Manifest, ManifestRow
 from vab.data.store import (
     DATA_DIR,
     FAILURES_FILE,
+    META_FILE,
     PARTS_DIR,
     DataInfo,
     describe_difference,
@@ -41,7 +48,10 @@ from vab.data.store import (
     write_part,
 )
 from vab.errors import MediaError, VabError, describe
+from vab.filenames import CODEC_FILE
 from vab.files import same_file
+from vab.utils import atomic_path, check_writable_dir, pick_device
+from vab.visual import build_visual_encoder
 
 
 @dataclass
@@ -84,8 +94,6 @@ class _ClipDecoder(torch.utils.data.Dataset):
             not_utf8 = [name for name, text in (("file name", row.path), ("id", row.id)) if not _is_utf8(text)]
             if not_utf8:  # the data set stores text as UTF-8: this clip fails, not the whole part
                 raise MediaError(row.path, f"the {not_utf8[0]} is not valid UTF-8 (rename the file)")
-            from vab import media
-
             info = media.probe(row.path)
             out["source_duration"] = info.duration
             out["wav"], out["frames"] = decode_clip(row.path, self.cfg, self.sample_rate, row.start, self.audio_only,
@@ -113,8 +121,6 @@ def decode_clip(
     """The clip's waveform ``[N]`` float32 at `sample_rate` (zero-padded to the duration) and
     its frames ``[F, H, W, 3]`` uint8 at ``cfg.fps`` (the last frame repeated when short).
     `info`: the file's :func:`vab.media.probe`, when the caller has it already."""
-    from vab import media
-
     info = info if info is not None else media.probe(path)
     if not info.has_audio:
         raise MediaError(path, "no audio stream")
@@ -147,10 +153,6 @@ def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _die_with_parent(_worker_id: int) -> None:
     """A decoding worker whose parent was killed would block forever on a full result
     pipe (holding its memory); on Linux, ask the kernel to kill it with the parent."""
-    import ctypes
-    import signal
-    import sys
-
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -207,9 +209,6 @@ def _start_over_if_empty(out: Path, manifest: Manifest, codec_cfg: CodecConfig, 
     """A folder where no clip was ever stored (say every clip failed) is not bound to its
     first settings: a run with other settings removes its meta.yaml, fitted codec, empty
     data/ and failures.jsonl and starts afresh."""
-    from vab.config import to_dict
-    from vab.data.store import META_FILE
-
     if not (out / META_FILE).exists() or _holds_clips(out):
         return
     old = DataInfo.load(out)
@@ -254,8 +253,6 @@ def _append_failures(out: Path, failures: list[dict[str, Any]]) -> None:
 def build_info(
     codec, visual, codec_cfg: CodecConfig, visual_cfg: VisualConfig, cfg: ExtractConfig, manifest: Manifest, audio_only: bool
 ) -> DataInfo:
-    from vab.config import to_dict
-
     codec_fields = to_dict(codec_cfg)
     if codec_cfg.name == "spectral":
         codec_fields["path"] = None  # the data set holds its own copy (keep_codec_file): where it came from is no setting
@@ -294,8 +291,6 @@ def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
     """A spectral codec fitted elsewhere (``codec.path``, e.g. another data set's) is copied into
     `out` byte for byte: the data set then decodes on its own, and can be trained together with
     the one it came from (they must hold the same codec file)."""
-    from vab.utils import atomic_path
-
     if codec_cfg.name != "spectral" or not codec_cfg.path or (out / CODEC_FILE).exists():
         return
     with atomic_path(out / CODEC_FILE) as tmp:
@@ -305,8 +300,6 @@ def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
 def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig, max_clips: int = 64) -> int:
     """Fit the offline spectral codec on the audio of up to `max_clips` training clips.
     Returns the number of clips used."""
-    from vab import media
-
     rows = [r for r in manifest.rows if r.split in (None, "", "train")] or manifest.rows
     wavs = []
     for row in rows:
@@ -343,12 +336,6 @@ def extract(
     the merge.  Raises VabError for problems with the whole run (settings mismatch,
     unwritable directory); per-clip problems go to ``failures.jsonl``.
     """
-    from vab.codecs import build_codec
-    from vab.utils import pick_device
-    from vab.visual import build_visual_encoder
-
-    from vab.utils import check_writable_dir
-
     start_time = time.perf_counter()
     out = Path(out_dir)
     is_main = rank == 0
@@ -523,8 +510,6 @@ def _encode_batch(codec, visual, items, device, summary: ExtractSummary) -> tupl
 def merge_parts(out: str | Path) -> int:
     """Merge ``data/`` and every part into a new ``data/`` sorted by manifest row, then
     drop the parts and de-duplicate ``failures.jsonl``.  Returns the number of clips."""
-    import datasets
-
     out = Path(out)
     _recover_data_dir(out)
     dirs = _stored_dirs(out)
@@ -546,16 +531,12 @@ def merge_parts(out: str | Path) -> int:
     stored = set(load_dataset_dir(out / DATA_DIR)["id"]) if (out / DATA_DIR).exists() else set()
     failures = {f["id"]: f for f in read_failures(out) if f["id"] not in stored}
     if (out / FAILURES_FILE).exists():
-        from vab.utils import atomic_path
-
         with atomic_path(out / FAILURES_FILE) as tmp_file:
             tmp_file.write_text("".join(json.dumps(f) + "\n" for f in sorted(failures.values(), key=lambda f: f["index"])))
     return len(stored)
 
 
 def _progress(enabled: bool, console=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -19,13 +19,19 @@ read; :func:`clip_starts` says what is known of its starts.  Arrays are read bac
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import pyarrow as pa
+import yaml
+from omegaconf import OmegaConf
 
 from vab.errors import VabError
+from vab.utils import atomic_path
 
 META_FILE = "meta.yaml"
 DATA_DIR = "data"
@@ -68,17 +74,11 @@ class DataInfo:
         return keep
 
     def save(self, directory: str | Path) -> None:
-        from omegaconf import OmegaConf
-
-        from vab.utils import atomic_path
-
         with atomic_path(Path(directory) / META_FILE) as tmp:
             tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(asdict(self))))
 
     @classmethod
     def load(cls, directory: str | Path) -> "DataInfo":
-        import yaml
-
         path = Path(directory) / META_FILE
         if not path.exists():
             raise VabError(f"{directory}: not an extracted data set (no {META_FILE}); run `vab extract` first")
@@ -103,8 +103,6 @@ def describe_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") 
 
 def features_schema(info: DataInfo):
     """The `datasets.Features` of one stored clip."""
-    import datasets
-
     cols = {
         "index": datasets.Value("int64"),
         "id": datasets.Value("string"),
@@ -122,17 +120,12 @@ def features_schema(info: DataInfo):
 
 def quiet_datasets() -> None:
     """`datasets` prints a progress bar for every save; vab shows its own progress."""
-    import datasets
-
     datasets.disable_progress_bars()
 
 
 def write_part(directory: str | Path, info: DataInfo, rows: dict[str, list | np.ndarray]) -> None:
     """Write one part atomically (a killed write leaves no part that looks complete)."""
-    import datasets
-
     quiet_datasets()
-    from vab.utils import atomic_path
 
     ds = datasets.Dataset.from_dict(rows, features=features_schema(info))
     with atomic_path(directory, is_dir=True) as tmp:
@@ -140,8 +133,6 @@ def write_part(directory: str | Path, info: DataInfo, rows: dict[str, list | np.
 
 
 def load_dataset_dir(directory: str | Path):
-    import datasets
-
     return datasets.load_from_disk(str(directory))
 
 
@@ -149,8 +140,6 @@ def clip_spans(table) -> tuple[list[float | None], list[float | None]]:
     """(start seconds, source file seconds) of every row of a stored table; None where the data
     set does not say (format 1 stored neither; `source_duration` is also None when the container
     gave no duration)."""
-    import math
-
     n = table.num_rows
     if "start" not in table.column_names:
         return [None] * n, [None] * n
@@ -160,8 +149,6 @@ def clip_spans(table) -> tuple[list[float | None], list[float | None]]:
 
 def column_to_numpy(column, dtype: str | np.dtype) -> np.ndarray:
     """An Arrow Array2D / list column -> numpy ``[N, *shape]`` in the stored dtype (no upcast)."""
-    import pyarrow as pa
-
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     storage = column.storage if isinstance(column, pa.ExtensionArray) else column

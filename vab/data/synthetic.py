@@ -25,15 +25,21 @@ from __future__ import annotations
 import csv
 import json
 import math
+import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
+import av
 import numpy as np
 
+from vab import media
+from vab.data import shapes
 from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
+from vab.data.shapes import clip_variation, shape_classes
 from vab.errors import VabError
+from vab.utils import atomic_path
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.csv"
@@ -67,8 +73,6 @@ def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
     if world not in WORLDS:
         raise VabError(f"--world {world}: unknown world (choose from {', '.join(WORLDS)})")
     if world == "shapes":
-        from vab.data.shapes import shape_classes
-
         return shape_classes(classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
@@ -171,8 +175,6 @@ def render_frames(spec: ClipSpec, cls: ObjectClass, seconds: float, fps: float, 
 
 def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
     """A silent h264 mp4 of ``[F, H, W, 3]`` uint8 frames at `fps`."""
-    import av
-
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1], frames.shape[2]
@@ -191,14 +193,8 @@ def write_clip(
     world: str = "demo",
 ) -> Path:
     """Render and write one clip (h264 + aac) of `world`, atomically."""
-    import tempfile
-
-    from vab import media
-
     frames = render_frames(spec, cls, seconds, fps, width, height)  # colours from spec.extra when set
     if world == "shapes":
-        from vab.data import shapes
-
         wav = shapes.render_audio(spec, cls, seconds)
     else:
         wav = render_audio(spec, cls, seconds)
@@ -258,7 +254,6 @@ def plan_clips(
                 seed=int(rng.integers(0, 2**31 - 1)),
             ))
     if world == "shapes":  # drawn after the demo world's plan: the same timing for the same seed
-        from vab.data.shapes import clip_variation
 
         vary = np.random.default_rng([seed, 1])
         for spec in specs:
@@ -343,8 +338,6 @@ def synthesize(
 
 def _claim(out: Path, params: dict, world: list[ObjectClass]) -> None:
     """Write world.json, or check that the folder was made with the same parameters."""
-    from vab.utils import atomic_path
-
     record = {"params": params, "classes": [asdict(c) for c in world]}
     path = out / WORLD
     if path.exists():
@@ -366,8 +359,6 @@ def _claim(out: Path, params: dict, world: list[ObjectClass]) -> None:
 
 def write_manifest(path: Path, specs: list[ClipSpec], world: list[ObjectClass]) -> Path:
     """``path,id,label,split,visible`` (paths relative to the manifest's folder)."""
-    from vab.utils import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "id", "label", "split", "visible"])

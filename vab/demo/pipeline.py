@@ -28,8 +28,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.progress import Progress
 
+from vab.config import load_config
+from vab.data.extract import extract
+from vab.data.manifest import read_manifest
+from vab.data.synthetic import MANIFEST, iter_split, read_truth, synthesize
+from vab.demo.probe import visual_probe
+from vab.demo.soundtracks import generate_and_score
 from vab.errors import VabError
+from vab.finetuning.classification import evaluate_classifier, finetune_classifier
+from vab.finetuning.contrastive import evaluate_retrieval, finetune_retrieval
+from vab.generation.sampling import SamplingConfig
+from vab.search import Embedder
+from vab.training.run import pretrain
+from vab.utils import atomic_path
 
 MODES = ("audio", "visual", "audio-visual")
 #: the demo's --precision choices
@@ -161,15 +174,11 @@ class Demo:
 
     # ------------------------------------------------------------------ bookkeeping
     def config(self, extra: list[str] | None = None):
-        from vab.config import load_config
-
         overrides = self.settings.config_overrides(self.data) + [f"train.precision={self.train_precision}"]
         return load_config("tiny", overrides + list(extra or []))
 
     def claim(self) -> None:
         """Create the folder or check it holds a demo with the same settings."""
-        from vab.utils import atomic_path
-
         path = self.out / "demo.json"
         wanted = asdict(self.settings)
         if path.exists():
@@ -207,8 +216,6 @@ class Demo:
         return StageRecord(stage, record["seconds"], record["results"], skipped=True)
 
     def _finish(self, stage: str, seconds: float, results: dict[str, Any]) -> StageRecord:
-        from vab.utils import atomic_path
-
         with atomic_path(self.stage_dir / f"{stage}.json") as tmp:
             tmp.write_text(json.dumps({"seconds": seconds, "results": results}, indent=1, default=_jsonable))
         return StageRecord(stage, seconds, results)
@@ -232,8 +239,6 @@ class Demo:
 
     # ------------------------------------------------------------------ stages
     def stage_synth(self) -> dict[str, Any]:
-        from vab.data.synthetic import synthesize
-
         s = self.settings
         summary = synthesize(
             self.world, classes=s.classes, train=s.train, valid=s.valid, test=s.test, seconds=s.seconds,
@@ -242,10 +247,6 @@ class Demo:
         return {"clips": summary.clips, "classes": summary.classes, "manifest": str(summary.manifest)}
 
     def stage_extract(self) -> dict[str, Any]:
-        from vab.data.extract import extract
-        from vab.data.manifest import read_manifest
-        from vab.data.synthetic import MANIFEST
-
         cfg = self.config()
         manifest = read_manifest(self.world / MANIFEST)
         summary = extract(manifest, self.data, cfg.codec, cfg.visual, cfg.extract)
@@ -255,8 +256,6 @@ class Demo:
         return {"clips": summary.total, "seconds": summary.seconds}
 
     def stage_pretrain(self) -> dict[str, Any]:
-        from vab.training.run import pretrain
-
         s = self.settings
         cfg = self.config([
             f"train.output_dir={self.runs / 'pretrain'}", f"train.max_steps={s.pretrain_steps}",
@@ -266,11 +265,6 @@ class Demo:
         return {"model": str(out), "steps": s.pretrain_steps, "precision": self.train_precision}
 
     def stage_generate(self) -> dict[str, Any]:
-        from vab.demo.soundtracks import generate_and_score
-        from vab.demo.probe import visual_probe
-
-        from vab.generation.sampling import SamplingConfig
-
         results = generate_and_score(self.model, self.world, self.generated, plots=self.settings.plots,
                                      sampling=SamplingConfig(temperature=self.settings.temperature,
                                                              guidance=self.settings.guidance),
@@ -280,8 +274,6 @@ class Demo:
         return results
 
     def stage_retrieval(self) -> dict[str, Any]:
-        from vab.finetuning.contrastive import evaluate_retrieval, finetune_retrieval
-
         s = self.settings
         cfg = self.config([
             f"train.output_dir={self.runs / 'retrieval'}", f"train.max_steps={s.retrieval_steps}",
@@ -294,18 +286,11 @@ class Demo:
 
     def stage_index(self) -> dict[str, Any]:
         """Embed the held-out clips with the retrieval model: the index `vab search` and `vab app` query."""
-        from vab.search import Embedder
-
         index = Embedder(self.retrieval_model, device="cpu").embed_dataset(self.data, "test")
         index.save(self.index)
         return {"index": str(self.index), "clips": len(index)}
 
     def stage_classify(self) -> dict[str, Any]:
-        from vab.finetuning.classification import (
-            evaluate_classifier,
-            finetune_classifier,
-        )
-
         s = self.settings
         results: dict[str, Any] = {}
         for mode in MODES:
@@ -351,8 +336,6 @@ def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
     """The first `count` held-out (test split) videos of the demo whose model is `model_dir`
     (``DIR/model`` of a `vab demo` folder), one per class while classes last; [] for any
     other model directory."""
-    from vab.data.synthetic import iter_split, read_truth
-
     folder = Path(model_dir).parent
     if Path(model_dir).name != "model" or not (folder / "demo.json").is_file():
         return []
@@ -370,8 +353,6 @@ def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
 
 def _bar(title: str) -> Callable[[int, int], None]:
     """progress(done, total) drawing a rich bar that closes itself at the end."""
-    from rich.progress import Progress
-
     state: dict[str, Any] = {}
 
     def progress(done: int, total: int) -> None:

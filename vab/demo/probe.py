@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+from vab.data.store import DATA_DIR, DataInfo, column_to_numpy, load_dataset_dir
+from vab.data.synthetic import read_truth, visibility
 from vab.errors import VabError
 
 PROBE_C = 0.1  # inverse L2 strength of the probe (features are standardised)
@@ -22,8 +27,6 @@ PROBE_C = 0.1  # inverse L2 strength of the probe (features are standardised)
 def stored_features(data_dir: str | Path) -> dict[str, Any]:
     """An extracted data set's ``ids`` (list), ``split`` (list), ``labels`` (int ``[N]``, first
     label), ``features`` (float32 ``[N, F, D]``) and its ``fps``."""
-    from vab.data.store import DATA_DIR, DataInfo, column_to_numpy, load_dataset_dir
-
     data_dir = Path(data_dir)
     info = DataInfo.load(data_dir)
     if not info.has_visual:
@@ -53,12 +56,6 @@ def visual_probe(
     `world`: the synthetic world's folder (``manifest.csv`` with the visible spans), so
     that only frames showing the object are pooled.  Returns accuracy, chance (1 / classes
     seen in training), and the clip counts."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from vab.data.synthetic import read_truth, visibility
-
     data = stored_features(data_dir)
     truth = read_truth(world) if world is not None else {}
     frames = data["features"].shape[1]

@@ -22,6 +22,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torchaudio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from vab.evaluation.sync import sync_score
 
@@ -46,8 +50,6 @@ def frame_energy_db(wav: np.ndarray, sample_rate: int, frame_rate: float = FRAME
 
 def log_mel(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     """dB log-mel spectrogram ``[T, N_MELS]`` at 50 frames / s."""
-    import torchaudio
-
     mel = torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate, n_fft=1024, hop_length=int(sample_rate / FRAME_RATE), n_mels=N_MELS, power=2.0
     )
@@ -70,10 +72,6 @@ class SoundClassifier:
     """Logistic regression on :func:`sound_features`; fitted on real audio only."""
 
     def __init__(self, sample_rate: int):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         self.sample_rate = int(sample_rate)
         self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
 

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
+from vab.checkpoint.card import set_card_section
 from vab.demo.pipeline import MODES, DemoResult, app_command
+from vab.utils import atomic_path
 
 #: acceptance targets of the full demo (issue 7); the quick demo is only checked loosely
 TARGETS = {
@@ -94,9 +99,6 @@ def _fmt(x: float | None) -> str:
 
 
 def print_summary(result: DemoResult, console: Any = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table(title=f"vab demo ({result.settings.name}) -> {result.out}")
     for name, justify in [("measure", "left"), ("value", "right"), ("chance", "right"), ("target", "right"),
@@ -129,8 +131,6 @@ MODEL_DIRS = ("model", "retrieval", *(f"classify-{m}" for m in MODES))
 def write_model_cards(result: DemoResult) -> list[Path]:
     """Add the demo's results table to the card of every model directory the demo wrote
     (replacing the section a previous run added)."""
-    from vab.checkpoint.card import set_card_section
-
     s = result.settings
     body = "\n".join([
         f"Made by `vab demo` ({s.name}): trained on a synthetic world of {s.classes} classes "
@@ -144,8 +144,6 @@ def write_model_cards(result: DemoResult) -> list[Path]:
 
 def write_report(result: DemoResult) -> Path:
     """DIR/report.md: the settings, the numbers against chance, stage times and file paths."""
-    from vab.utils import atomic_path
-
     s = result.settings
     out = result.out
     lines = [

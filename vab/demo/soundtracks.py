@@ -9,14 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from rich.progress import Progress
+
+from vab import media
+from vab.data.synthetic import iter_split, read_truth, visibility
+from vab.demo import quality
+from vab.errors import VabError
+from vab.generation.generator import Generator, Request
+from vab.generation.outputs import Outputs, write_outputs
+from vab.generation.sampling import SamplingConfig
 
 GENERATE_BATCH = 16  # held-out clips sampled together
 JUDGE_CLIPS = 160  # real training clips the judge and the energy threshold are fitted on
 
 
 def _real_audio(rows, sample_rate: int, seconds: float) -> list[np.ndarray]:
-    from vab import media
-
     return [media.read_audio(r.path, sample_rate, 0.0, seconds) for r in rows]
 
 
@@ -30,16 +38,6 @@ def generate_and_score(
     `noise_key`: None, each video draws its own noise (as `vab generate`); a string, every video
     draws the same (the shared noise of before issue 14, for benchmarks/per_video_noise.py).
     `precision`: the generation number format (`vab generate --precision`)."""
-    import torch
-
-    from vab import media
-    from vab.data.synthetic import iter_split, read_truth, visibility
-    from vab.demo import quality
-    from vab.errors import VabError
-    from vab.generation.generator import Generator, Request
-    from vab.generation.outputs import Outputs, write_outputs
-    from vab.generation.sampling import SamplingConfig
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     truth = read_truth(world)
@@ -57,7 +55,6 @@ def generate_and_score(
         requests.append(Request(source=str(row.path), key=(row, outputs), noise_key=noise_key))
     generated: dict[str, np.ndarray] = {}
     failures = []
-    from rich.progress import Progress
 
     with Progress(transient=False) as bar:
         task = bar.add_task("generating held-out soundtracks", total=len(requests))

@@ -3,8 +3,13 @@ distributions, on arrays (numpy / torch), in float64."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+from scipy import linalg
+
+from vab.errors import VabError
 
 Array = np.ndarray | torch.Tensor
 
@@ -35,8 +40,6 @@ def frechet_distance(
     both diagonals.  If the retry still has a large imaginary part the covariances are not
     usable (not positive semi-definite): VabError rather than a meaningless number.
     """
-    from vab.errors import VabError
-
     m1, m2 = _numpy(mu1).astype(np.float64).ravel(), _numpy(mu2).astype(np.float64).ravel()
     s1, s2 = np.atleast_2d(_numpy(sigma1).astype(np.float64)), np.atleast_2d(_numpy(sigma2).astype(np.float64))
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.size, m1.size):
@@ -60,10 +63,6 @@ def frechet_distance(
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
-    import warnings
-
-    from scipy import linalg
-
     with warnings.catch_warnings():  # singular products are expected; the caller checks the result
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         return linalg.sqrtm(matrix)

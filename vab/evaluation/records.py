@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from vab.utils import atomic_path
+
 RECORDS_DIR = "records"
 
 
@@ -61,8 +63,6 @@ class RecordStore:
     def write(self, clip: dict[str, Any], embeddings: np.ndarray, distribution: np.ndarray | None,
               **numbers: Any) -> None:
         """Record one clip atomically (`clip`: its id, file, start and duration)."""
-        from vab.utils import atomic_path
-
         header = json.dumps({"clip": clip, **numbers})
         arrays = {"embeddings": np.asarray(embeddings, dtype=np.float32), "header": np.array(header)}
         if distribution is not None:

@@ -28,8 +28,11 @@ same real audio (embedded once) and end up in one table.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,15 +41,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from vab.evaluation.records import RecordStore
+from vab import media
+from vab.checkpoint.hub import resolve_model_dir
+from vab.codecs import build_codec
+from vab.config import CodecConfig
+from vab.data.dataset import VABDataset, check_matches_config, load_infos
+from vab.data.manifest import read_manifest
+from vab.data.store import DATA_DIR, DataInfo, clip_spans, column_to_numpy, load_dataset_dir
+from vab.errors import VabError
+from vab.evaluation.metrics import frechet_audio_distance, inception_score, kl_divergence, logit_kl
+from vab.evaluation.records import RecordStore, files_stamp, safe_name
 from vab.evaluation.scorers import AudioEmbedder, clip_distribution
 from vab.evaluation.scorers.imagebind import ImageBindScorer, half_fps_frames
 from vab.evaluation.scorers.synchformer import FPS as DESYNC_FPS
 from vab.evaluation.scorers.synchformer import SynchformerScorer
 from vab.evaluation.sync import VERSION as SYNC_VERSION
 from vab.evaluation.sync import sync_score
-from vab.errors import VabError
+from vab.generation.codec_chunks import decode_chunked
+from vab.generation.generator import Generator, Request
+from vab.sharding import Shard
+from vab.training.run import check_same_codec_state
+from vab.utils import pick_device
 
 REAL_MODES = ("auto", "media", "tokens")
 TABLES = ("paper", "field")
@@ -93,10 +110,6 @@ class ClipSet:
 
 def dataset_clips(paths: Sequence[str | os.PathLike], split: str | None, limit: int | None = None) -> ClipSet:
     """The clips of `split` in extracted data sets (first `limit` of them)."""
-    from vab.data.dataset import load_infos
-    from vab.data.store import DATA_DIR, clip_spans, column_to_numpy, load_dataset_dir
-    from vab.training.run import check_same_codec_state
-
     paths = [str(p) for p in paths]
     info = load_infos(paths)
     check_same_codec_state(paths)  # stored real tokens are decoded with one codec
@@ -145,8 +158,6 @@ def _unique_ids(clips: list[Clip], paths: list[str]) -> None:
 
 
 def _row_starts(paths: list[str]) -> list[int]:
-    from vab.data.store import DATA_DIR, load_dataset_dir
-
     starts, total = [], 0
     for path in paths:
         starts.append(total)
@@ -155,8 +166,6 @@ def _row_starts(paths: list[str]) -> list[int]:
 
 
 def _label_names(path: str) -> list[str]:
-    from vab.data.store import DataInfo
-
     return list(DataInfo.load(path).label_names)
 
 
@@ -165,9 +174,6 @@ def manifest_clips(
 ) -> ClipSet:
     """Clips from a manifest or folder of videos: `duration` seconds from each row's start
     (less when the video is shorter)."""
-    from vab import media
-    from vab.data.manifest import read_manifest
-
     m = read_manifest(manifest, root=root)
     rows = m.select(split).rows if split and any(r.split for r in m.rows) else m.rows
     if limit:
@@ -219,7 +225,6 @@ class RealAudio:
         otherwise, which is refused (one line) rather than scoring the wrong seconds."""
         if clip.start is not None:
             return clip.start
-        from vab import media
 
         length = media.probe(clip.video).duration
         if length is not None and length <= clip.duration + START_SLACK:
@@ -234,12 +239,9 @@ class RealAudio:
         """(mono float32 ``[S]``, sample rate Hz, `media` | `tokens`)."""
         kind = self.source(clip)
         if kind == "media":
-            from vab import media
-
             start = self.start(clip)
             wav = media.read_audio(clip.video, self.sample_rate, start, start + clip.duration)
             return wav, self.sample_rate, kind
-        from vab.generation.codec_chunks import decode_chunked
 
         codec = self.codec()
         wav = decode_chunked(codec, torch.from_numpy(clip.tokens.astype(np.int64)))
@@ -248,12 +250,6 @@ class RealAudio:
     def codec(self):
         """The codec the stored tokens were made with (the data set's, fitted one included)."""
         if self._codec is None:
-            from omegaconf import OmegaConf
-
-            from vab.codecs import build_codec
-            from vab.config import CodecConfig
-            from vab.data.store import DataInfo
-
             directory = self.clips.data_paths[0]
             fields = {k: v for k, v in DataInfo.load(directory).codec.items() if k in CodecConfig.__dataclass_fields__}
             fields.update(self.codec_settings)
@@ -283,8 +279,6 @@ def clip_frames(clip: Clip, fps: float | None = None,
     """The frames ``[F, H, W, 3]`` of `clip`'s span at `fps` (None: the video's own rate), short
     side at most `short_side`, and that rate; or None when there is no readable video for it (no
     file, no picture, an unknown start)."""
-    from vab import media
-
     if clip.video is None or not Path(clip.video).is_file():
         return None
     try:
@@ -436,8 +430,6 @@ class ModelResult:
 
 def fad_and_kl(real: Scores, generated: Scores) -> tuple[float | None, float | None, str]:
     """(FAD, KL, note) over the clips both sides hold."""
-    from vab.evaluation.metrics import frechet_audio_distance, kl_divergence
-
     real = real.of(generated.ids)
     notes = []
     fad = None
@@ -479,8 +471,6 @@ def field_columns(real: dict[str, Scores], generated: dict[str, Scores],
     from the extra scorers' recorded scores (`real` / `generated` by scorer name) and the main
     records' per-clip numbers (``ib``, ``desync``).  KL is av-benchmark's softmax KL(real ||
     generated) from log-probabilities, IS av-benchmark's (:func:`vab.evaluation.metrics.inception_score`)."""
-    from vab.evaluation.metrics import frechet_audio_distance, inception_score, logit_kl
-
     out: dict[str, float | None] = {key: None for key, _, _ in FIELD_COLUMNS}
     notes = []
     for name in FIELD_SCORERS:
@@ -526,8 +516,6 @@ def load_generator(checkpoint: str | os.PathLike, *, device: str = "cpu", precis
     """The generator of a model directory or Hugging Face Hub id.  `vab.generation.generator.Generator.from_pretrained`
     is the one entry point `vab generate` uses too, so any model type it generates with (VAB, and the
     autoregressive baseline, ``model.type=foleygen``) is scored the same way."""
-    from vab.generation.generator import Generator
-
     return Generator.from_pretrained(checkpoint, device=device, precision=precision, batch_size=batch_size)
 
 
@@ -535,8 +523,6 @@ def stored_features(generator: Any, clips: ClipSet) -> Callable[[int], torch.Ten
     """A reader of features ``[F, D]`` at the model's fps by data-set row, checked against
     the model's config (codec, encoder, fps).  Rows are read when asked for, so memory
     does not grow with the number of clips."""
-    from vab.data.dataset import VABDataset, check_matches_config, load_infos
-
     cfg = generator.model.config
     check_matches_config(load_infos(clips.data_paths), cfg, source=clips.source)
     data = VABDataset(clips.data_paths, None, fps=float(cfg.data.fps), train=False)
@@ -567,8 +553,6 @@ def generate_and_score(
     `auto` (features for data sets, video files for manifests).  With `warmup` the first
     clip is generated once, untimed, before the timed run.  Returns the failures
     [(clip id, problem)]."""
-    from vab.generation.generator import Request
-
     use_features = clips.data_paths and source in ("auto", "features")
     if source == "features" and not clips.data_paths:
         raise VabError("--source features needs an extracted data set (data.path=...)")
@@ -615,8 +599,6 @@ def generate_and_score(
         else:
             r = outcome.result
             if save_audio is not None:
-                from vab import media
-
                 media.write_audio(wav_path(clip), r.waveform, r.sample_rate)
             scores, numbers = scoring.score(r.waveform, r.sample_rate, clip)
             write_scores(stores, clip, scores, wall=wall, audio_seconds=float(r.seconds), **numbers)
@@ -628,8 +610,6 @@ def generate_and_score(
 
 
 def _safe_name(clip_id: str) -> str:
-    from vab.evaluation.records import safe_name
-
     return safe_name(clip_id)
 
 
@@ -715,9 +695,6 @@ class Report:
 
     def csv(self) -> str:
         """The table as CSV (the same header and cells as the Markdown table)."""
-        import csv
-        import io
-
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         header, rows = self.rows()
@@ -849,10 +826,6 @@ def evaluate(
     without a record.  With a `vab.sharding.Shard` of several processes, each scores its
     block of the clips and the main process merges every clip's records: it returns the
     report (the same as one process's), the others None."""
-    import tempfile
-
-    from vab.sharding import Shard
-
     shard = shard or Shard()
     if records is None:
         with tempfile.TemporaryDirectory(prefix="vab-eval-") as tmp:
@@ -862,9 +835,6 @@ def evaluate(
                             batch_size=batch_size, save_audio=save_audio, progress=progress,
                             ar_sampling=ar_sampling, records=tmp, shard=shard, table=table, extra=extra,
                             extra_names=extra_names, desync=desync, imagebind=imagebind)
-    from vab.evaluation.records import files_stamp
-    from vab.checkpoint.hub import resolve_model_dir
-    from vab.utils import pick_device
 
     if table not in TABLES:
         raise VabError(f"--table {table!r}: expected one of {', '.join(TABLES)}")

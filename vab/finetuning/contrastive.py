@@ -20,24 +20,34 @@ every other: N processes with batch b train exactly like one with batch N x b.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
-from vab.data.augment import augment
-from vab.errors import VabError
-from vab.finetuning.pooling import embeddings
 from vab.checkpoint import load_model, save_model_dir
 from vab.checkpoint.card import TrainingRecord
 from vab.checkpoint.hub import resolve_model_dir
+from vab.codecs import AudioCodec
+from vab.data.augment import augment
+from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
+from vab.errors import VabError
 from vab.filenames import TEMPERATURE_FILE
+from vab.files import refuse_input_folder
+from vab.finetuning.metrics import both_directions, per_class_subset
+from vab.finetuning.pooling import embeddings
 from vab.model import VAB
-from vab.weights import read_safetensors
+from vab.training.engine import Trainer
 from vab.training.objective import prepare_batch, unwrap
+from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
+from vab.utils import atomic_path, check_writable_dir
+from vab.weights import read_safetensors
 
 TEMPERATURE_INIT = 0.07
 TEMPERATURE_MIN = 0.01
@@ -61,7 +71,6 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        import torch.distributed as dist
 
         world, rank = dist.get_world_size(), dist.get_rank()
         sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
@@ -76,7 +85,6 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        import torch.distributed as dist
 
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)  # every process's loss reads every row
@@ -87,8 +95,6 @@ class _GatherWithGrad(torch.autograd.Function):
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """``[b, W]`` on each process -> ``[sum of b, W]`` (rank order), differentiable; `x` itself
     when not running on several processes."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return x
     return _GatherWithGrad.apply(x)
@@ -132,13 +138,9 @@ class ContrastiveVAB(nn.Module):
             return int(name.split(".")[1]) < self.vab.expert_layers
         return self.vab.part_of(name) == "embeddings"
 
-    def save(self, codec: Any, out: str | Path, training: TrainingRecord | None = None) -> Path:
+    def save(self, codec: AudioCodec, out: str | Path, training: TrainingRecord | None = None) -> Path:
         """Write the VAB model directory (generates as before; its card saying what the run
         knows, `training`) plus the temperature file."""
-        from safetensors.torch import save_file
-
-        from vab.utils import atomic_path
-
         out = save_model_dir(self.vab, codec, out, training)
         with atomic_path(out / TEMPERATURE_FILE) as tmp:
             save_file({"log_temperature": self.log_temperature.detach().cpu().reshape(1)}, str(tmp))
@@ -207,8 +209,6 @@ def split_embeddings(
 
 def retrieval_validation(gather: Callable[[torch.Tensor], torch.Tensor] | None = None):
     """validate(model, loader) -> {"v2a/R@1", ..., "a2v/MedR", "temperature"} over the whole split."""
-    from vab.finetuning.metrics import both_directions
-
     def validate(model: nn.Module, loader: Any) -> dict[str, float]:
         audio, video = split_embeddings(model, loader, gather)
         metrics = both_directions(audio, video)
@@ -240,14 +240,8 @@ def finetune_retrieval(
 ) -> Path:
     """Contrastive fine-tuning of the model directory or Hub id `init` on ``cfg.data.path`` with
     ``cfg.train`` settings; writes RUN and a model directory (default RUN/model).  Returns it."""
-    from vab.data.dataset import collate
-    from vab.files import refuse_input_folder
-    from vab.utils import check_writable_dir
-
     if model_out is not None:  # written after training: refuse a bad place before it
         check_writable_dir(model_out, "the model directory")
-    from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
-    from vab.training.engine import Trainer
 
     source, init = init, resolve_model_dir(init)
     refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
@@ -302,12 +296,6 @@ def evaluate_retrieval(
     per_class: keep k clips per class (first label of each clip; `vab.finetuning.metrics.per_class_subset`
     with `seed`).  Returns {"video->audio": {...}, "audio->video": {...}, "clips": N, "chance": 1/N}.
     """
-    import numpy as np
-
-    from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
-    from vab.errors import VabError
-    from vab.finetuning.metrics import both_directions, per_class_subset
-
     model = load_model(model_dir, device, kind=VAB).eval()
     cfg = model.config
     info = load_infos(paths)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vab.errors import VabError
+from vab.training.objective import prepare_batch, unwrap
 
 MODES = ("audio", "visual", "audio-visual")
 
@@ -22,8 +23,6 @@ def pooled(model: torch.nn.Module, batch: dict[str, Any], mode: str) -> torch.Te
 
     `batch` holds ``tokens`` ``[B, K, T]`` and/or ``features`` ``[B, F, D]`` as the data set
     yields them (any dtype; moved to the model's device here); a mode needs only its own inputs."""
-    from vab.training.objective import prepare_batch, unwrap
-
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     core = unwrap(model)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+import av
 import numpy as np
 import torch
 
@@ -28,8 +29,6 @@ def video_seconds(path: str | os.PathLike) -> float:
     """Length of the video stream in seconds (first packet to the end of the last), the
     same span `media.mux` keeps; reads packets without decoding them.  A truncated file
     gives the length of what it holds."""
-    import av
-
     info = media.probe(path)  # missing, unreadable, not media: one clear MediaError
     if not info.has_video:
         raise MediaError(path, "no video stream (an audio-only file?)")

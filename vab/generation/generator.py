@@ -46,14 +46,18 @@ import torch
 
 from vab.checkpoint import load, load_model
 from vab.checkpoint.loading import check_c2f, check_codec, load_codec, load_visual
+from vab.codecs import AudioCodec
 from vab.errors import VabError, describe
 from vab.generation.codec_chunks import decode_chunked
 from vab.generation.conditions import Spans, kept_mask, parse_spans, prompt_tokens, soundtrack_tokens
 from vab.generation.features import ArrayFeatures, FeatureSource, VideoFeatures, video_seconds
-from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
 from vab.generation.sampling import C2F_STEPS, SamplingConfig, model_device, sample_tokens
+from vab.generation.windows import frame_alignment, plan_windows, seconds_to_tokens
+from vab.model import TokenModel
 from vab.model.quantize import prepare_for_inference
 from vab.precision import GENERATION_PRECISIONS, autocast_dtype, resolve_generation_precision
+from vab.utils import pick_device
+from vab.visual import VisualEncoder
 
 #: default overlap between windows, as a fraction of the window (2.5 s of a 10-s window)
 OVERLAP_FRACTION = 0.25
@@ -125,7 +129,7 @@ class _Phase:
     """One sampling pass over a video: the coarse model, or the coarse-to-fine model."""
 
     name: str
-    model: Any
+    model: TokenModel
     steps: int | None  # None: the user's steps
 
 
@@ -164,11 +168,11 @@ class Generator:
 
     def __init__(
         self,
-        model: Any,
+        model: TokenModel,
         *,
-        codec: Any = None,
-        visual: Any = None,
-        c2f: Any = None,
+        codec: AudioCodec | None = None,
+        visual: VisualEncoder | None = None,
+        c2f: TokenModel | None = None,
         directory: str | Path | None = None,
         c2f_directory: str | Path | None = None,
         precision: str = "auto",
@@ -224,8 +228,6 @@ class Generator:
     ) -> "Generator":
         """Load model directories (config.yaml + model.safetensors, YAML and safetensors only),
         each given as a folder or a Hugging Face Hub id ``org/name[@revision]``."""
-        from vab.utils import pick_device
-
         device = pick_device(device)
         precision = resolve_generation_precision(kwargs.get("precision", "auto"), device)  # before loading
         loaded = load(checkpoint, device)  # the codec is read from the same folder
@@ -354,14 +356,14 @@ class Generator:
         noise_key = request.noise_key if request.noise_key is not None else content_key(source)
         return _Job(request, total, tokens, given, passes, started, noise_key)
 
-    def _plan(self, total: int, model: Any, overlap: int, is_path: bool) -> list:
+    def _plan(self, total: int, model: TokenModel, overlap: int, is_path: bool) -> list:
         """The windows of one pass.  Frames of a video file are read at each window's own
         times; stored features exist only on whole frames, so their windows start on frame
         boundaries (else the frames would be off the time-ALiBi positions by up to half a frame)."""
         align = 1 if is_path else frame_alignment(self.frame_rate, model.fps)
         return plan_windows(total, model.num_audio_frames, overlap, align)
 
-    def _features(self, source: Source, model: Any, seconds: float | None) -> FeatureSource:
+    def _features(self, source: Source, model: TokenModel, seconds: float | None) -> FeatureSource:
         if isinstance(source, (str, os.PathLike)):
             max_side = model.config.extract.max_short_side
             return VideoFeatures(source, self.visual, model.fps, model.num_frames, max_side, seconds=seconds)
@@ -472,7 +474,7 @@ def _user_error(request: Request, exc: Exception) -> VabError:
     return error
 
 
-def _sampler(model: Any) -> Callable[..., torch.Tensor]:
+def _sampler(model: TokenModel) -> Callable[..., torch.Tensor]:
     """MaskGIT decoding, unless the model type brings its own (the autoregressive baseline
     decodes step by step)."""
     return getattr(model, "sampler", None) or sample_tokens
@@ -509,7 +511,7 @@ _PARTS: "weakref.WeakKeyDictionary[Any, tuple[Any, Any]]" = weakref.WeakKeyDicti
 
 
 def generate(
-    model: Any,
+    model: TokenModel,
     source: Source,
     *,
     duration: float | None = None,
@@ -518,8 +520,8 @@ def generate(
     source_audio: str | os.PathLike | np.ndarray | None = None,
     prompt: str | os.PathLike | np.ndarray | None = None,
     prompt_seconds: float | None = None,
-    c2f: Any = None,
-    codec: Any = None,
+    c2f: TokenModel | None = None,
+    codec: AudioCodec | None = None,
     directory: str | Path | None = None,
     precision: str = "auto",
     overlap: float | None = None,

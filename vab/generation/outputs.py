@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vab import media
+from vab.errors import VabError
 from vab.files import InputGuard
+from vab.generation.plot import read_frame_strip, save_plot
+from vab.utils import atomic_path
 
 #: names tried (<name>, then <name>-vab, <name>-vab2 ...) while the files are an input or another file's outputs
 MAX_NAME_TRIES = 100
@@ -63,8 +67,6 @@ def read_record(outputs: Outputs) -> dict[str, Any] | None:
 
 def write_record(outputs: Outputs, video: Path, settings: dict[str, Any] | None = None) -> None:
     """Record (atomically) that `outputs` are made from `video`, with the run's `settings`."""
-    from vab.utils import atomic_path
-
     with atomic_path(outputs.record) as tmp:
         tmp.write_text(json.dumps({**source_record(video), "settings": settings or {}}, indent=1), encoding="utf-8")
 
@@ -96,8 +98,6 @@ def choose_outputs(
     of ``clip.mp4`` ``clip-vab.*``, and two videos that share a stem, generated into one
     folder in two runs, both keep their soundtrack.  Files without a record are never
     overwritten.  Raises VabError when no name is free."""
-    from vab.errors import VabError
-
     source = source_record(video)
     for i in range(1, MAX_NAME_TRIES + 1):
         candidate = name if i == 1 else f"{name}-vab" if i == 2 else f"{name}-vab{i - 1}"
@@ -129,9 +129,6 @@ def remove_stale_temporaries(outputs: Outputs) -> None:
 def write_outputs(result, video: Path, outputs: Outputs, duration: float | None = None) -> None:
     """Write every output of one video, each atomically; if one fails, none of them stays.
     With `duration` (seconds) the mp4 keeps only that much of the video."""
-    from vab import media
-    from vab.generation.plot import read_frame_strip, save_plot
-
     written: list[Path] = []
     try:
         # the mux first: it is what an odd input is most likely to refuse

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from vab import media
 from vab.utils import atomic_path
 
 #: spectrogram columns at most (long videos get a coarser hop, not a wider image)
@@ -18,8 +21,6 @@ MAX_COLUMNS = 2000
 def read_frame_strip(path: str | os.PathLike, seconds: float, count: int = 6, max_short_side: int = 128) -> list[tuple[float, np.ndarray]]:
     """`count` frames ``(t, uint8 [H, W, 3])`` at the centres of equal parts of ``[0, seconds)``;
     each is one short seek-and-decode, so a long video costs no more than a short one."""
-    from vab import media
-
     strip = []
     for k in range(count):
         t = (k + 0.5) * seconds / count
@@ -49,9 +50,6 @@ def save_plot(
     title: str | None = None,
 ) -> Path:
     """Write the PNG atomically: frames (if any) above the spectrogram of `waveform` (float32 [N])."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     frames = frames or []
     seconds = len(waveform) / sample_rate
     fig = Figure(figsize=(10, 5 if frames else 3.5), dpi=100, layout="constrained")

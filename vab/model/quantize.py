@@ -28,6 +28,7 @@ import copy
 import warnings
 
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from vab.precision import DTYPES
 
@@ -37,8 +38,6 @@ FORMATS = ("fp32", "bf16", "fp16", "int8")
 
 def quantized_linears(model: nn.Module) -> list[str]:
     """Names of the dynamically quantized linear layers in `model`."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
     return [name for name, module in model.named_modules() if isinstance(module, DynamicLinear)]
 
 
@@ -70,6 +69,7 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
     if precision == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the torch.ao deprecation notice
+            # imported here, under the filter: torch.ao warns on import that it is deprecated
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             # per-channel weight scales: same speed as one scale per tensor, a little less error

@@ -90,6 +90,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import (
     DistributedDataParallelKwargs,
     GradientAccumulationPlugin,
@@ -101,16 +102,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vab.utils import check_writable_dir, launched_processes, launched_without_gpu
+from vab.config import save_config
 from vab.errors import ConfigError, VabError
 from vab.precision import resolve_training_precision
 from vab.training import checkpoints as ckpt
 from vab.training.console import TrainConsole, format_line
 from vab.training.ema import EMA
+from vab.training.epoch_order import EpochSampler
 from vab.training.optim import apply_hyperparameters, build_adamw
 from vab.training.rng import derive_seed, isolated_rng, load_generator, make_generator, save_generator
-from vab.training.epoch_order import EpochSampler
 from vab.training.schedule import cosine_schedule, restart_from
+from vab.utils import check_writable_dir, launched_processes, launched_without_gpu
 
 Objective = Callable[..., "tuple[Tensor, dict[str, float]]"]
 Validate = Callable[[nn.Module, "DataLoader | None"], "dict[str, float]"]
@@ -721,8 +723,6 @@ def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | No
             raise
         # A previous Trainer in this process used another precision: the process-wide
         # AcceleratorState must be rebuilt (the distributed PartialState is kept).
-        from accelerate.state import AcceleratorState
-
         AcceleratorState._reset_state()
         acc = Accelerator(**kwargs)
     if launched > 1 and acc.num_processes != launched:
@@ -740,8 +740,6 @@ def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | No
 
 
 def _save_run_config(path: Path, config: Any, train_cfg: Any) -> None:
-    from vab.config import save_config
-
     if config is None:
         config = OmegaConf.create({"train": _to_container(train_cfg)})
     elif not isinstance(config, DictConfig):

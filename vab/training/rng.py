@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vab.errors import VabError
+
 
 def derive_seed(seed: int, purpose: str, *keys: int) -> int:
     """A 63-bit seed from (seed, purpose, keys...), well mixed by numpy's SeedSequence."""
@@ -42,8 +44,6 @@ def save_generator(gen: torch.Generator, path: str | Path) -> None:
 def load_generator(gen: torch.Generator, path: str | Path) -> None:
     """Restore `gen` from a file written by :func:`save_generator`; VabError naming the file
     when it is damaged or holds no generator state."""
-    from vab.errors import VabError
-
     try:
         gen.set_state(load_file(str(path))["state"])
     except Exception as exc:  # truncated or foreign file: safetensors / torch raise assorted types

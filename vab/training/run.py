@@ -13,11 +13,17 @@ from typing import Any
 
 import torch
 
-from vab.checkpoint import build_model as build_token_model, save_model_dir
+from vab.checkpoint import build_model as build_token_model
+from vab.checkpoint import save_model_dir
 from vab.checkpoint.card import TrainingRecord
+from vab.codecs import AudioCodec, build_codec
+from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
 from vab.errors import VabError
 from vab.filenames import CODEC_FILE
-from vab.training.objective import unwrap
+from vab.model import TokenModel
+from vab.training.engine import Trainer
+from vab.training.objective import PretrainObjective, masked_correct, unwrap
+from vab.utils import check_writable_dir
 
 VALID_RATIOS = (0.3, 0.55, 0.9)
 
@@ -51,10 +57,8 @@ def data_paths(cfg: Any) -> list[str]:
     return paths
 
 
-def load_codec_for(cfg: Any, data_dir: str | Path | None):
+def load_codec_for(cfg: Any, data_dir: str | Path | None) -> AudioCodec:
     """The codec the data was tokenized with (the fitted spectral codec lives in the data / model dir)."""
-    from vab.codecs import build_codec
-
     return build_codec(cfg.codec, directory=data_dir)
 
 
@@ -71,8 +75,6 @@ def check_same_codec_state(paths: list[str]) -> None:
 
 def build_datasets(cfg: Any, paths: list[str]):
     """(train set, validation set or None) at the model's fps, duration and levels."""
-    from vab.data.dataset import VABDataset, check_matches_config, load_infos
-
     info = load_infos(paths)
     check_matches_config(info, cfg, source=", ".join(paths))
     common = dict(fps=cfg.data.fps, duration=cfg.data.duration, levels=cfg.model.levels)
@@ -84,7 +86,7 @@ def build_datasets(cfg: Any, paths: list[str]):
     return train_set, valid_set, info
 
 
-def build_model(cfg: Any, codec, visual_dim: int):
+def build_model(cfg: Any, codec: AudioCodec, visual_dim: int) -> TokenModel:
     """The model ``cfg.model.type`` names, over `codec`'s codebooks, initialised from ``train.seed``."""
     levels = cfg.model.levels
     if levels > codec.num_codebooks:
@@ -97,8 +99,6 @@ def build_model(cfg: Any, codec, visual_dim: int):
 
 def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
     """validate(model, loader) -> {"acc@<ratio>/level<k>", "acc@<ratio>"} at fixed mask ratios."""
-    from vab.training.objective import masked_correct, unwrap
-
     def validate(model: torch.nn.Module, loader) -> dict[str, float]:
         core = unwrap(model)
         device = core.codebooks.device
@@ -124,11 +124,6 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     """Masked-token pretraining (VAB or coarse-to-fine, by ``cfg.model.type``; next-token training for
     the autoregressive ``foleygen`` baseline) on the data sets
     in ``cfg.data.path``; writes RUN (checkpoints, logs) and a model directory.  Returns the latter."""
-    from vab.data.dataset import collate
-    from vab.training.objective import PretrainObjective
-    from vab.training.engine import Trainer
-    from vab.utils import check_writable_dir
-
     if model_out is not None:  # written after training: refuse a bad place before it
         check_writable_dir(model_out, "the model directory")
     paths = data_paths(cfg)

@@ -10,23 +10,19 @@ from __future__ import annotations
 from vab.config import VisualConfig
 from vab.errors import ConfigError
 from vab.visual.base import VisualEncoder
+from vab.visual.hog import HogColourEncoder, HogEncoder
+from vab.visual.pixels import PixelEncoder
 
-ENCODERS = ("clip", "pixels", "hog", "hog-colour")
-#: the weights-free ones (features fixed by name and grid)
-OFFLINE_ENCODERS = ("pixels", "hog", "hog-colour")
+#: the weights-free ones (features fixed by name and grid), by name
+_OFFLINE = {"pixels": PixelEncoder, "hog": HogEncoder, "hog-colour": HogColourEncoder}
+OFFLINE_ENCODERS = tuple(_OFFLINE)
+ENCODERS = ("clip", *OFFLINE_ENCODERS)
 
 
 def _offline_encoder(cfg: VisualConfig) -> VisualEncoder | None:
     """The weights-free encoder named by ``cfg.name`` (cheap to build: no weights), or None."""
-    if cfg.name == "pixels":
-        from vab.visual.pixels import PixelEncoder as encoder
-    elif cfg.name == "hog":
-        from vab.visual.hog import HogEncoder as encoder
-    elif cfg.name == "hog-colour":
-        from vab.visual.hog import HogColourEncoder as encoder
-    else:
-        return None
-    return encoder(grid=cfg.grid, batch_size=cfg.batch_size)
+    encoder = _OFFLINE.get(cfg.name)
+    return encoder(grid=cfg.grid, batch_size=cfg.batch_size) if encoder is not None else None
 
 
 def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
@@ -35,7 +31,8 @@ def build_visual_encoder(cfg: VisualConfig) -> VisualEncoder:
     if offline is not None:
         return offline
     if cfg.name == "clip":
-        from vab.visual.clip import ClipEncoder  # imports open_clip only when asked for
+        # torchvision and open_clip come with it (seconds to import): only when it is asked for
+        from vab.visual.clip import ClipEncoder
 
         return ClipEncoder.from_config(cfg)
     raise ConfigError(f"visual.name={cfg.name}: unknown visual encoder (choose from {', '.join(ENCODERS)})")
@@ -47,7 +44,7 @@ def visual_dim(visual: VisualConfig) -> int:
     if offline is not None:
         return offline.dim
     if visual.name == "clip":
-        import open_clip
+        import open_clip  # heavy (~2 s with timm), and only the clip encoder needs it
 
         model_cfg = open_clip.get_model_config(visual.model)
         if model_cfg is None:

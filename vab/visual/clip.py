@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
 
 from vab.config import VisualConfig
 from vab.errors import ConfigError, VabError
@@ -33,7 +36,7 @@ _TAG_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_col
 
 def _open_clip() -> Any:
     try:
-        import open_clip
+        import open_clip  # heavy (~2 s with timm): imported only when a clip encoder is built
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise VabError(f"visual.name=clip needs open_clip_torch ({exc}); pip install open_clip_torch") from None
     return open_clip
@@ -59,9 +62,6 @@ def preprocess_frames(frames: torch.Tensor, pcfg: dict) -> torch.Tensor:
     size, mean, std, interpolation (bicubic | bilinear), resize_mode
     (shortest | longest | squash), fill_color.
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
     th, tw = _pair(pcfg.get("size", 224))
     mode = InterpolationMode.BILINEAR if pcfg.get("interpolation") == "bilinear" else InterpolationMode.BICUBIC
     resize_mode = pcfg.get("resize_mode", "shortest")
@@ -87,8 +87,6 @@ def preprocess_frames(frames: torch.Tensor, pcfg: dict) -> torch.Tensor:
 
 def _center_crop_or_pad(x: torch.Tensor, th: int, tw: int, fill: float) -> torch.Tensor:
     """``[F, 3, h, w]`` -> ``[F, 3, th, tw]``: pad with `fill` (0..255) where too small, then centre crop."""
-    import torch.nn.functional as F
-
     h, w = x.shape[-2:]
     ph, pw = max(th - h, 0), max(tw - w, 0)
     if ph or pw:

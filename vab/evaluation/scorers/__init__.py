@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import torch
 
-from vab.evaluation.scorers.base import AudioEmbedder, clip_distribution
-from vab.evaluation.scorers.weights import weights_file
 from vab.errors import VabError
+from vab.evaluation.scorers.base import AudioEmbedder, clip_distribution
+from vab.evaluation.scorers.logmel import LogMelEmbedder
+from vab.evaluation.scorers.own import OwnClassifier
+from vab.evaluation.scorers.panns import PANNsEmbedder
+from vab.evaluation.scorers.passt import PaSSTEmbedder
+from vab.evaluation.scorers.vggish import VGGishEmbedder
+from vab.evaluation.scorers.weights import weights_file
 
 KINDS = ("logmel", "vggish", "panns", "passt", "own")
 
@@ -35,7 +40,6 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
     if kind == "logmel":
         if path:
             raise VabError(f"audio scorer {spec!r}: logmel takes no path")
-        from vab.evaluation.scorers.logmel import LogMelEmbedder
 
         return LogMelEmbedder()
     if not path:
@@ -44,18 +48,11 @@ def build_scorer(spec: str, device: str | torch.device = "cpu") -> AudioEmbedder
     if kind != "own":
         path = str(weights_file(path, kind))
     if kind == "vggish":
-        from vab.evaluation.scorers.vggish import VGGishEmbedder
-
         return VGGishEmbedder.from_file(path, device)
     if kind == "panns":
-        from vab.evaluation.scorers.panns import PANNsEmbedder
-
         return PANNsEmbedder.from_file(path, device)
     if kind == "passt":
-        from vab.evaluation.scorers.passt import PaSSTEmbedder
-
         return PaSSTEmbedder.from_file(path, device)
-    from vab.evaluation.scorers.own import OwnClassifier
 
     return OwnClassifier(path, device)
 

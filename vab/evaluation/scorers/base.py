@@ -12,6 +12,7 @@ import abc
 
 import numpy as np
 import torch
+import torchaudio.functional as AF
 
 
 class AudioEmbedder(abc.ABC):
@@ -47,8 +48,6 @@ class AudioEmbedder(abc.ABC):
         if x.dim() != 1:
             x = x.reshape(-1, x.shape[-1]).mean(dim=0)
         if int(sample_rate) != int(self.sample_rate):
-            import torchaudio.functional as AF
-
             x = AF.resample(x, int(sample_rate), int(self.sample_rate))
         return x.contiguous()
 

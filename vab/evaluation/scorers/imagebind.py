@@ -191,6 +191,7 @@ def half_fps_frames(frames: np.ndarray, fps: float, seconds: float) -> np.ndarra
 
 def video_clips(frames: np.ndarray, size: int = SIZE) -> torch.Tensor:
     """uint8 frames ``[T, H, W, 3]`` at 0.5 fps -> 2-frame clips ``[3 crops x (T - 1), 3, 2, size, size]``."""
+    # torchvision takes seconds to import: only when frames are scored
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 

@@ -13,6 +13,7 @@ comparable with each other -- but not with published FAD / KL numbers (VGGish / 
 from __future__ import annotations
 
 import torch
+import torchaudio
 
 from vab.evaluation.scorers.base import AudioEmbedder, pad_to
 
@@ -30,8 +31,6 @@ class LogMelEmbedder(AudioEmbedder):
     sample_rate = SAMPLE_RATE
 
     def __init__(self, n_mels: int = N_MELS, segment_seconds: float = SEGMENT_SECONDS, hop_seconds: float = HOP_SECONDS):
-        import torchaudio
-
         self.n_mels = int(n_mels)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=512, win_length=400, hop_length=160, f_min=50.0, f_max=8000.0,

@@ -14,8 +14,13 @@ import os
 import numpy as np
 import torch
 
-from vab.evaluation.scorers.base import AudioEmbedder
+from vab.checkpoint import load_codec
+from vab.checkpoint.hub import resolve_model_dir
 from vab.errors import VabError
+from vab.evaluation.scorers.base import AudioEmbedder
+from vab.finetuning.classifier import load_classifier
+from vab.finetuning.pooling import pooled
+from vab.generation.codec_chunks import encode_chunked
 
 
 class OwnClassifier(AudioEmbedder):
@@ -25,10 +30,6 @@ class OwnClassifier(AudioEmbedder):
     name = "own"
 
     def __init__(self, directory: str | os.PathLike, device: str | torch.device = "cpu"):
-        from vab.finetuning.classifier import load_classifier
-        from vab.checkpoint import load_codec
-        from vab.checkpoint.hub import resolve_model_dir
-
         self.directory = resolve_model_dir(directory)  # a folder or a Hugging Face Hub id
         self.classifier, _ = load_classifier(self.directory, device=device)
         if self.classifier.mode != "audio":
@@ -44,8 +45,6 @@ class OwnClassifier(AudioEmbedder):
 
     def tokens(self, wav: torch.Tensor) -> list[torch.Tensor]:
         """``[S]`` at the codec's rate -> token windows, each ``[1, levels, <= T]``."""
-        from vab.generation.codec_chunks import encode_chunked
-
         hop = int(self.codec.hop_length)
         x = wav.float().cpu().numpy()
         x = np.pad(x, (0, (-len(x)) % hop)) if len(x) >= hop else np.pad(x, (0, hop - len(x)))
@@ -55,8 +54,6 @@ class OwnClassifier(AudioEmbedder):
 
     @torch.no_grad()
     def embed(self, wav: torch.Tensor) -> torch.Tensor:
-        from vab.finetuning.pooling import pooled
-
         return torch.cat([pooled(self.backbone, {"tokens": t}, "audio") for t in self.tokens(wav)]).float().cpu()
 
     @torch.no_grad()

@@ -20,6 +20,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 from torch import nn
 
 from vab.evaluation.scorers.base import AudioEmbedder, pad_to
@@ -67,7 +68,6 @@ class _Spectrogram(nn.Module):
 class _LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, fmax: float):
         super().__init__()
-        import torchaudio.functional as AF
 
         with torch.device("cpu"):  # real numbers even when the module is built on the meta device
             fb = AF.melscale_fbanks(n_fft // 2 + 1, 50.0, fmax, N_MELS, sample_rate, norm="slaney", mel_scale="slaney")

@@ -340,6 +340,7 @@ class SynchformerNet(nn.Module):
 def video_segments(frames: np.ndarray, size: int = SIZE) -> torch.Tensor:
     """uint8 frames ``[T, H, W, 3]`` at 25 fps -> segments ``[S, 16, 3, size, size]`` in [-1, 1]
     (short side resized to `size` with bicubic antialiasing, centre crop; 16 frames every 8)."""
+    # torchvision takes seconds to import: only when frames are scored
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torchaudio
 from torch import nn
 
 from vab.evaluation.scorers.base import AudioEmbedder, pad_to
@@ -62,8 +63,6 @@ class VGGishEmbedder(AudioEmbedder):
     sample_rate = SAMPLE_RATE
 
     def __init__(self, net: VGGishNet, device: str | torch.device = "cpu"):
-        import torchaudio
-
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.mel = torchaudio.transforms.MelSpectrogram(

@@ -18,7 +18,6 @@ from torch import nn
 
 from vab.errors import VabError
 from vab.weights import load_state, read_weights, state_dict_in
-from vab.weights import load_state, read_weights, state_dict_in
 
 
 #: where each published weights file comes from (the URL its own project downloads it from),
