@@ -1,4 +1,4 @@
-"""The package layout (DESIGN section 2): one package per pipeline stage, imports point down
+"""The package layout (docs/ARCHITECTURE.md, "Stages"): one package per pipeline stage, imports point down
 the stages, and no module imports itself back through a circle.
 
 Every ``import`` in ``vab/`` counts, at module level or inside a function: a lazy import

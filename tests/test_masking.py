@@ -1,4 +1,4 @@
-"""Mask ratios, exact mask counts, and the temporal augmentations (DESIGN section 5)."""
+"""Mask ratios, exact mask counts, and the temporal augmentations (docs/ARCHITECTURE.md, "Algorithms")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cross-modal search over clip embeddings (DESIGN section 5, issue 5).
+"""Cross-modal search over clip embeddings (docs/ARCHITECTURE.md, "Algorithms", issue 5).
 
 An index is a folder::
 

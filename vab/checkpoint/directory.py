@@ -1,4 +1,4 @@
-"""The model directory format: ``config.yaml`` + ``model.safetensors`` (docs/ARCHITECTURE.md, "Model directories").
+"""The model directory format: ``config.yaml`` + ``model.safetensors`` (docs/ARCHITECTURE.md, "Data contracts").
 
 Beside those two a model directory may hold only the files of :data:`MODEL_FILES`: the
 fitted spectral codec, the model card, and what fine-tuning adds (a retrieval temperature,

@@ -1,4 +1,4 @@
-"""Audio tokenizers: waveform <-> residual codebook tokens (DESIGN section 3).
+"""Audio tokenizers: waveform <-> residual codebook tokens (docs/ARCHITECTURE.md, "Data contracts").
 
 `build_codec` is the one entry point; the libraries behind `encodec` and `dac` are
 imported only when such a codec is built.

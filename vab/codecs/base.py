@@ -1,4 +1,4 @@
-"""The interface every audio tokenizer implements (DESIGN section 3)."""
+"""The interface every audio tokenizer implements (docs/ARCHITECTURE.md, "Data contracts")."""
 
 from __future__ import annotations
 

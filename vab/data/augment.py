@@ -1,4 +1,4 @@
-"""Batch augmentations on extracted tokens and features (paper appendix B.3, DESIGN section 5).
+"""Batch augmentations on extracted tokens and features (paper appendix B.3, docs/ARCHITECTURE.md, "Algorithms").
 
 Both modalities are always cut or shifted at the same instant.  Times follow the
 model's ALiBi convention: audio frame t covers the instant ``(t + 0.5) / frame_rate``

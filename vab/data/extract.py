@@ -1,4 +1,4 @@
-"""Videos -> audio tokens + frame features, stored once (DESIGN section 3).
+"""Videos -> audio tokens + frame features, stored once (docs/ARCHITECTURE.md, "Data contracts").
 
 One function, :func:`extract`, serves `vab extract` (one process) and
 `accelerate launch recipes/extract.py` (many): each process takes a disjoint

@@ -1,4 +1,4 @@
-"""Video(s) -> soundtrack(s): windows, stitching and the Python API (DESIGN section 5).
+"""Video(s) -> soundtrack(s): windows, stitching and the Python API (docs/ARCHITECTURE.md, "Algorithms").
 
 A video of L seconds needs ``T = round(L * frame_rate)`` audio tokens.  The model was
 trained on windows of ``model.duration`` seconds, so tokens are sampled window by

@@ -1,4 +1,4 @@
-"""Iterative parallel decoding of audio tokens (MaskGIT; paper section 3.3, DESIGN section 5).
+"""Iterative parallel decoding of audio tokens (MaskGIT; paper section 3.3, docs/ARCHITECTURE.md, "Algorithms").
 
 Every position that is not given starts as [MASK].  Steps are counted
 ``i = 0 .. N-1`` (``N = steps``); at step i, for each example b separately:
@@ -16,7 +16,7 @@ Every position that is not given starts as [MASK].  Steps are counted
    ``floor(N0_b * cos(pi/2 * (i + 1) / N))``, ``N0_b`` = the positions example b had to
    generate, at least one committed per step while any remain, ``n_{N-1} = 0``.
 
-DESIGN counts steps from 1 (``cos(pi/2 * i/N)``, ``1 - i/N``): the same numbers.
+docs/ARCHITECTURE.md counts steps from 1 (``cos(pi/2 * i/N)``, ``1 - i/N``): the same numbers.
 Given positions (prompt audio, edit spans kept, coarse levels, the overlap of a
 previous window) are never masked and never resampled.
 

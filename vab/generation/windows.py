@@ -1,4 +1,4 @@
-"""Window plans for inputs longer than the model's trained length (DESIGN section 5),
+"""Window plans for inputs longer than the model's trained length (docs/ARCHITECTURE.md, "Algorithms"),
 and chunk plans for running the codec over long token sequences.
 
 Everything here counts audio tokens (codec frames), not seconds.

@@ -1,5 +1,5 @@
 """Mask-ratio distribution and mask construction for masked audio-token prediction
-(paper section 3.2, DESIGN section 5).
+(paper section 3.2, docs/ARCHITECTURE.md, "Algorithms").
 
 Per example a ratio r is drawn from a normal(mean, std) truncated to (0, 1] (with
 probability ``full_prob`` it is 1 instead: everything masked), and

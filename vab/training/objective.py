@@ -1,4 +1,4 @@
-"""The masked audio-token prediction objective (paper eq. 1 and 3, DESIGN section 5).
+"""The masked audio-token prediction objective (paper eq. 1 and 3, docs/ARCHITECTURE.md, "Algorithms").
 
 One training step: augment (temporal mixup, rolling) -> mask a truncated-normal
 ratio of the predicted levels -> drop the visual features of some examples (null

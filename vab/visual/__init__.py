@@ -1,4 +1,4 @@
-"""Frame encoders: uint8 RGB frames ``[F, H, W, 3]`` -> features ``[F, D]`` (DESIGN section 3).
+"""Frame encoders: uint8 RGB frames ``[F, H, W, 3]`` -> features ``[F, D]`` (docs/ARCHITECTURE.md, "Data contracts").
 
 ``clip`` wraps an open_clip image tower (the paper's EVA02-CLIP-L by default);
 ``pixels`` (a colour grid), ``hog`` (gradient-orientation histograms: shape) and

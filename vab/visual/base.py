@@ -1,4 +1,4 @@
-"""The interface every frame encoder implements (DESIGN section 3)."""
+"""The interface every frame encoder implements (docs/ARCHITECTURE.md, "Data contracts")."""
 
 from __future__ import annotations
 
