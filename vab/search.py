@@ -28,8 +28,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vab import media
-from vab.checkpoint import load_codec, load_model, load_visual
+from vab.checkpoint import Checkpoint, load
 from vab.checkpoint.hub import hub_id, resolve_model_dir
+from vab.codecs import AudioCodec
 from vab.config import ExtractConfig
 from vab.data.dataset import VABDataset, check_matches_config, collate, load_infos
 from vab.data.extract import decode_clip
@@ -41,6 +42,7 @@ from vab.generation.inputs import expand_inputs, unique_names
 from vab.model import VAB
 from vab.sharding import Shard
 from vab.utils import atomic_path
+from vab.visual import VisualEncoder
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 INDEX_FILE = "index.json"
@@ -169,14 +171,16 @@ class Embedder:
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, model: VAB | None = None):
         """`model_dir`: a model directory or Hub id; `model`: the VAB already loaded from it (a
         classifier's backbone, say), so it is not loaded twice."""
-        self.model_dir = resolve_model_dir(model_dir)
+        if model is None:
+            self.checkpoint = load(model_dir, device, kind=VAB)
+        else:
+            self.checkpoint = Checkpoint(model, resolve_model_dir(model_dir), str(model_dir))
+        self.model_dir = self.checkpoint.directory
         # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
         self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
-        self.model = (model if model is not None else load_model(self.model_dir, device, kind=VAB)).eval()
+        self.model = self.checkpoint.model.eval()
         self.cfg = self.model.config
         self.batch_size = int(batch_size)
-        self._codec = None
-        self._visual = None
 
     # ------------------------------------------------------------------ tensors
     def embed_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,16 +234,12 @@ class Embedder:
 
     # ------------------------------------------------------------------ media files
     @property
-    def codec(self):
-        if self._codec is None:
-            self._codec = load_codec(self.model, self.model_dir)
-        return self._codec
+    def codec(self) -> AudioCodec:
+        return self.checkpoint.codec
 
     @property
-    def visual(self):
-        if self._visual is None:
-            self._visual = load_visual(self.model, self.model_dir)
-        return self._visual
+    def visual(self) -> VisualEncoder:
+        return self.checkpoint.visual
 
     def _window(self):
         return ExtractConfig(duration=float(self.cfg.data.duration), fps=float(self.cfg.data.fps),

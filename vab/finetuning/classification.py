@@ -88,9 +88,8 @@ def evaluate_classifier(
 
     Returns (metrics {accuracy, mAP, clips}, per-class rows {class, ap, positives,
     top1_recall}); data labels are matched to the classifier's classes by name."""
-    model_dir = resolve_model_dir(model_dir)
     clf, meta = load_classifier(model_dir, device=device)
-    cfg = load_config(model_dir)
+    cfg = clf.backbone.config
     paths = [str(p) for p in data_paths]
     info = load_infos(paths)
     check_matches_config(info, cfg, source=", ".join(paths))
