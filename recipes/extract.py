@@ -16,10 +16,10 @@ from vab.commands.extract import add_extract_arguments, run
 from vab.utils import launched_without_gpu
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_extract_arguments(parser)
-    return run_script(parser, extract_shard)
+    return run_script(parser, extract_shard, argv)
 
 
 def extract_shard(args: argparse.Namespace) -> int:

@@ -95,13 +95,25 @@ def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
         return 2
 
 
+def check_common_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Options many commands share, checked in this one place before a command's body runs,
+    so before it writes anything: `--device` (:func:`vab.utils.check_device`: a typo, or a
+    GPU this machine lacks, is one line naming the option)."""
+    from vab.utils import check_device
+
+    if getattr(args, "device", None) is not None:
+        args.device = check_device(args.device)
+    return args
+
+
 def run_script(
     parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None], argv: list[str] | None = None
 ) -> int:
     """The `main` of every script in recipes/, finetune/ and eval/: parse `argv` (key=value words
-    become ``args.overrides``), run ``body(args)`` and turn user errors into one-line messages."""
+    become ``args.overrides``), check the shared options, run ``body(args)`` and turn user
+    errors into one-line messages."""
     args = parse_with_overrides(parser, argv)
-    return guarded(lambda: body(args))
+    return guarded(lambda: body(check_common_options(args)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return guarded(lambda: args.func(args), verbose=args.verbose)
+    return guarded(lambda: args.func(check_common_options(args)), verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -15,29 +15,55 @@ from vab.errors import VabError
 from vab.files import WriteError, apply_umask, write_problem
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; anything else is passed to torch."""
-    if device == "auto":
+#: what `--device` (and the config keys extract.device, visual.device) accept
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def mps_available() -> bool:
+    """True on an Apple GPU that torch can use."""
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and bool(mps.is_available())
+
+
+def check_device(device: str, option: str = "--device") -> str:
+    """`device` if this machine can run on it: ``auto``, ``cpu``, ``cuda`` / ``cuda:N`` with
+    such a GPU present, ``mps`` on an Apple GPU.  Anything else is a one-line VabError naming
+    `option` (a typo, a GPU this machine lacks, torch's internal devices such as ``meta``).
+    Every command checks its `--device` here before it writes anything
+    (:func:`vab.cli.check_common_options`); :func:`pick_device` checks again, so a device
+    named in a config or passed from Python is refused the same way."""
+    text = str(device).strip()
+    if text == "auto":
+        return text
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise VabError(f"{option} {device!r}: not a device (use {DEVICE_CHOICES})") from None
+    kind, index = parsed.type, parsed.index
+    if kind not in ("cpu", "cuda", "mps") or (kind != "cuda" and index not in (None, 0)):
+        raise VabError(f"{option} {device!r}: not a device vab runs on (use {DEVICE_CHOICES})")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise VabError(f"{option} {device}: not available on this machine (no CUDA GPU; use auto or cpu)")
+        if index is not None and index >= count:
+            raise VabError(f"{option} {device}: not available on this machine (it has {count} CUDA GPU(s): "
+                           f"cuda:0 .. cuda:{count - 1})")
+    if kind == "mps" and not mps_available():
+        raise VabError(f"{option} {device}: not available on this machine (no Apple GPU; use auto or cpu)")
+    return text
+
+
+def pick_device(device: str = "auto", option: str = "--device") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; anything else must pass :func:`check_device`
+    (a one-line VabError naming `option` otherwise)."""
+    if str(device).strip() == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
-
-
-def check_device(device: str) -> None:
-    """Raise VabError unless `device` (``--device``: auto, cpu, cuda, cuda:N, mps) names a device
-    this machine has; commands call it before they create any output."""
-    if device == "auto":
-        return
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise VabError(f"--device {device!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
-    mps = getattr(torch.backends, "mps", None)
-    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not (mps and mps.is_available())):
-        raise VabError(f"--device {device}: not available on this machine (try --device auto)")
+    return torch.device(check_device(device, option))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from vab.app.server import require_gradio, serve
 from vab.app.workspace import Workspace
 from vab.errors import VabError
 from vab.precision import add_precision_option, check_generation_precision
-from vab.utils import check_device
 
 EPILOG = """\
 examples:
@@ -72,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         raise VabError(f"--port must be in 1..65535, got {args.port}")
     limits = Limits(concurrency=args.concurrency, queue_size=args.queue_size, max_upload_mb=args.max_upload_mb,
                     max_seconds=args.max_seconds, keep_seconds=args.keep_minutes * 60).validate()
-    check_device(args.device)
     check_generation_precision(args.precision)
     require_gradio()  # before minutes of model loading, not after
     workspace = Workspace(keep=limits.keep_seconds)

@@ -20,7 +20,7 @@ from vab.generation.sampling import add_sampling_arguments, sampling_from_args
 from vab.precision import add_precision_option, check_generation_precision
 from vab.safetext import plain
 from vab.sharding import Shard
-from vab.utils import check_device, check_writable_dir
+from vab.utils import check_writable_dir
 
 EPILOG = """\
 examples:
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise VabError(f"--duration must be > 0 seconds, got {args.duration}")
     spans = parse_spans(args.edit) if args.edit else None
-    check_device(args.device)
     settings = {"checkpoint": str(args.checkpoint), "c2f_checkpoint": args.c2f_checkpoint, "duration": args.duration,
                 "edit": args.edit, "prompt": args.prompt, **vars(sampling)}
     shard = Shard.current()  # under `accelerate launch`: this process's block of the videos

@@ -348,7 +348,7 @@ def extract(
         _start_over_if_empty(out, manifest, codec_cfg, visual_cfg, cfg, audio_only)
     barrier()
 
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, "extract.device")
     codec = build_codec(codec_cfg, directory=out)
     visual = None if audio_only else build_visual_encoder(visual_cfg)
     try:  # the settings are known good: now the folder may be made

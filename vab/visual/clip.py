@@ -193,7 +193,7 @@ class ClipEncoder(VisualEncoder):
     def from_config(cls, cfg: VisualConfig) -> "ClipEncoder":
         visual, pcfg, dim = load_clip_visual(cfg)
         return cls(
-            visual, pcfg, dim, device=pick_device(cfg.device), precision=cfg.precision, batch_size=cfg.batch_size
+            visual, pcfg, dim, device=pick_device(cfg.device, "visual.device"), precision=cfg.precision, batch_size=cfg.batch_size
         )
 
     @property

@@ -1,0 +1,89 @@
+"""Options as hostile input (issue 25, docs/RELIABILITY.md section 8): every command's
+options are checked before anything is written, in one line; random values of every
+option of every command give a result or one line, and nothing outside the output."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tests.mediagen import make_video
+from tests.test_generate import SMALL, make_model_dir
+from vab.cli import main as vab_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.0, **SMALL)
+
+
+def script(name: str):
+    """A script of recipes/, finetune/ or eval/ loaded so its main(argv) runs in-process."""
+    spec = importlib.util.spec_from_file_location(name.replace("/", "_"), REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def one_line_or_result(rc: int, err: str) -> str:
+    """The error line of a refused run (rc 2), '' for a result (rc 0 or 1: some inputs
+    failed and were listed); never a traceback."""
+    assert "Traceback" not in err, err
+    assert rc in (0, 1, 2), (rc, err)
+    if rc != 2:
+        return ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+# ---------------------------------------------------------------------- one device check
+def device_commands(model_dir: Path, clip: Path, out: Path) -> dict[str, tuple]:
+    """(runner, argv) of every command and script with a --device option; each writes under `out`."""
+    return {
+        "vab generate": (vab_main, ["generate", str(clip), "--checkpoint", str(model_dir), "--out", str(out / "gen")]),
+        "vab embed": (vab_main, ["embed", str(clip), "--checkpoint", str(model_dir), "--out", str(out / "index")]),
+        "vab search": (vab_main, ["search", str(out / "no-index"), "--query", str(clip),
+                                  "--checkpoint", str(model_dir)]),
+        "vab curate": (vab_main, ["curate", str(out / "no-data"), "--checkpoint", str(model_dir),
+                                  "--threshold", "0", "--out", str(out / "kept.jsonl")]),
+        "vab extract": (vab_main, ["extract", str(clip.parent), "--out", str(out / "data")]),
+        "vab app": (vab_main, ["app", "--checkpoint", str(model_dir)]),
+        "eval/generation.py": ("eval/generation", ["--checkpoint", str(model_dir), "--videos", str(clip.parent),
+                                                   "--out", str(out / "eval")]),
+        "eval/retrieval.py": ("eval/retrieval", ["--checkpoint", str(model_dir), f"data.path=[{out / 'no-data'}]"]),
+        "eval/classification.py": ("eval/classification", ["--checkpoint", str(model_dir),
+                                                           f"data.path=[{out / 'no-data'}]"]),
+        "recipes/extract.py": ("recipes/extract", [str(clip.parent), "--out", str(out / "data2")]),
+    }
+
+
+@pytest.mark.parametrize("device, words", [
+    ("cuda", "no CUDA GPU"), ("cuda:3", "no CUDA GPU"), ("mps", "no Apple GPU"),
+    ("cdua", "not a device"), ("meta", "not a device vab runs on"), ("", "not a device"),
+])
+def test_every_command_refuses_an_absent_device_in_one_line_before_any_output(model_dir, clip, tmp_path, capsys,
+                                                                              device, words):
+    """Was: a traceback in eval/generation.py, vab embed, vab search and vab curate, and
+    evaluation wrote its records before it failed."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, (runner, argv) in device_commands(model_dir, clip, out).items():
+        main = script(runner).main if isinstance(runner, str) else runner
+        rc = main([*argv, "--device", device])
+        line = one_line_or_result(rc, capsys.readouterr().err)
+        assert rc == 2 and "--device" in line and words in line, (name, line)
+        assert files_under(out) == set(), (name, files_under(out))
