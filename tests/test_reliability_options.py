@@ -87,3 +87,29 @@ def test_every_command_refuses_an_absent_device_in_one_line_before_any_output(mo
         line = one_line_or_result(rc, capsys.readouterr().err)
         assert rc == 2 and "--device" in line and words in line, (name, line)
         assert files_under(out) == set(), (name, files_under(out))
+
+
+# ---------------------------------------------------------------------- vab synth
+SYNTH_OK = ["--classes", "2", "--train", "2", "--valid", "0", "--test", "0", "--seconds", "1", "--fps", "2",
+            "--size", "16"]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["--seed", "-1"], "--seed must be in [0,"), (["--seed", str(2**70)], "--seed must be in [0,"),
+    (["--seconds", "nan"], "--seconds must be a finite number"), (["--seconds", "inf"], "--seconds must be a finite"),
+    (["--seconds", "1e12"], "--seconds must be in [1, 3600]"), (["--fps", "-2"], "--fps must be in (0, 240]"),
+    (["--fps", "1e-300"], "at least one"), (["--size", "100000"], "--size must be in [16, 4096]"),
+    (["--size", "17"], "--size must be even"), (["--train", str(10**12)], "--train must be in [1, 1000000]"),
+    (["--test", "-1"], "--test must be in [0,"),
+    (["--seconds", "3600", "--fps", "240", "--size", "1024"], "GiB per clip"),
+])
+def test_synth_edge_values_are_one_line_before_the_folder_exists(tmp_path, capsys, bad, words):
+    """Was: tracebacks or memory errors, and a negative seed left a folder whose world.json
+    refused the corrected re-run ("made with other parameters")."""
+    out = tmp_path / "world"
+    rc = vab_main(["synth", str(out), *SYNTH_OK, *bad])
+    line = one_line_or_result(rc, capsys.readouterr().err)
+    assert rc == 2 and words in line, line
+    assert not out.exists()
+    assert vab_main(["synth", str(out), *SYNTH_OK]) == 0  # the corrected run is not blocked
+    assert (out / "manifest.csv").is_file()

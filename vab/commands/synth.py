@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vab.data.synthetic import synthesize
+from vab.data.synthetic import check_world_options, synthesize, world_classes
 
 EPILOG = """\
 examples:
@@ -52,6 +52,10 @@ def register(sub, help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # every option in one line before the progress bar or the folder exists
+    check_world_options(train=args.train, valid=args.valid, test=args.test, seconds=args.seconds, fps=args.fps,
+                        width=args.size, height=args.size, seed=args.seed)
+    world_classes(args.classes, args.world)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:

@@ -305,13 +305,8 @@ def synthesize(
     Re-running with the same parameters keeps finished clips (resumable); a folder made
     with other parameters is refused.  `progress(done, total)` is called after each clip."""
     out = Path(out)
-    if seconds < 1 or fps <= 0 or width < 16 or height < 16 or min(train, valid, test) < 0 or train < 1:
-        raise VabError(
-            f"synthetic world: need seconds >= 1, fps > 0, size >= 16 x 16, train >= 1, valid / test >= 0 "
-            f"(got {seconds}, {fps}, {width} x {height}, {train}, {valid}, {test})"
-        )
-    if abs(seconds * fps - round(seconds * fps)) > 1e-6:
-        raise VabError(f"seconds x fps must be a whole number of frames (got {seconds} x {fps})")
+    check_world_options(train=train, valid=valid, test=test, seconds=seconds, fps=fps,
+                        width=width, height=height, seed=seed)
     kind = world
     world = world_classes(classes, kind)
     params = dict(classes=classes, train=train, valid=valid, test=test, seconds=seconds, fps=fps,
@@ -334,6 +329,42 @@ def synthesize(
     manifest = write_manifest(out / MANIFEST, specs, world)
     return SynthSummary(out, manifest, {s: sum(c.split == s for c in specs) for s in SPLITS},
                         [c.name for c in world], written)
+
+
+#: the range of each option of `vab synth` (inclusive; fps above 0): wide enough for any use
+#: of a synthetic world, narrow enough that a typo is refused at once, not after an hour
+#: or an out-of-memory kill
+LIMITS = {"train": (1, 1_000_000), "valid": (0, 1_000_000), "test": (0, 1_000_000), "seconds": (1, 3600),
+          "fps": (0, 240), "size": (16, 4096), "seed": (0, 2**63 - 1)}
+#: a clip's frames are rendered in memory before they are encoded
+MAX_CLIP_BYTES = 4 << 30
+
+
+def check_world_options(*, train: int, valid: int, test: int, seconds: float, fps: float,
+                        width: int, height: int, seed: int) -> None:
+    """One-line VabError naming the `vab synth` option that is out of range (:data:`LIMITS`),
+    not finite, or makes clips that do not fit in memory; called before anything is written."""
+    values = {"train": train, "valid": valid, "test": test, "seconds": seconds, "fps": fps, "size": width,
+              "seed": seed}
+    if height != width:
+        values["height"] = height
+    for name, value in values.items():
+        low, high = LIMITS["size" if name == "height" else name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise VabError(f"--{name} must be a finite number, got {value!r}")
+        if not (low < value <= high if name == "fps" else low <= value <= high):
+            span = f"in ({low}, {high}]" if name == "fps" else f"in [{low}, {high}]"
+            raise VabError(f"--{name} must be {span}, got {value}")
+    if width % 2 or height % 2:
+        raise VabError(f"--size must be even (h264 stores whole 2 x 2 colour blocks), got {width if width % 2 else height}")
+    frames = seconds * fps
+    if abs(frames - round(frames)) > 1e-6 or round(frames) < 1:
+        raise VabError(f"--seconds x --fps must be a whole number of frames, at least one (got {seconds} x {fps})")
+    needed = round(frames) * width * height * 3
+    if needed > MAX_CLIP_BYTES:
+        raise VabError(f"--seconds {seconds:g} x --fps {fps:g} frames of {width} x {height} pixels need "
+                       f"{needed / 2**30:.1f} GiB per clip (at most {MAX_CLIP_BYTES >> 30} GiB); "
+                       "choose a shorter clip, a lower --fps or a smaller --size")
 
 
 def _claim(out: Path, params: dict, world: list[ObjectClass]) -> None:
