@@ -20,7 +20,7 @@ from vab.cli import run_script
 from vab.config import load_config
 from vab.finetuning.classification import evaluate_classifier, write_per_class_csv
 from vab.training.run import data_paths
-from vab.utils import atomic_path
+from vab.utils import atomic_path, check_output_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,6 +51,9 @@ def print_table(metrics: dict, rows: list[dict]) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    for option, value in (("--csv", args.csv), ("--json", args.json)):
+        if value:  # before the evaluation, not after it
+            check_output_file(value, option)
     paths = data_paths(load_config(None, args.overrides))
     metrics, rows = evaluate_classifier(args.checkpoint, paths, args.split, args.batch_size, args.device)
     print_table(metrics, rows)

@@ -66,7 +66,7 @@ from pathlib import Path
 
 from vab.cli import run_script
 from vab.generation.sampling import add_sampling_arguments, sampling_from_args
-from vab.precision import add_precision_option
+from vab.precision import add_precision_option, check_generation_precision
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,14 +122,19 @@ def run(args: argparse.Namespace) -> int:
     from vab.filenames import CONFIG_FILE
     from vab.training.run import data_paths
     from vab.sharding import Shard
-    from vab.utils import atomic_path, pick_device
+    from vab.utils import atomic_path, check_writable_dir, pick_device
 
     console = Console(stderr=True)
     split = None if args.split == "all" else args.split
+    # every option before any real audio is scored or any record written
     if args.limit is not None and args.limit < 1:
         raise VabError(f"--limit must be >= 1, got {args.limit}")
+    check_generation_precision(args.precision)
     sampling = sampling_from_args(args)
     ar_sampling = dataclasses.replace(sampling, guidance=args.ar_guidance, top_k=args.ar_top_k)
+    sampling.validate()
+    ar_sampling.validate()
+    check_writable_dir(args.out, "the evaluation")
     cfg = load_config(None, args.overrides)
     # every model is found (a Hub id fetched) before any clip is scored
     folders = [resolve_model_dir(checkpoint) for checkpoint in args.checkpoint]

@@ -20,7 +20,7 @@ from vab.config import load_config
 from vab.errors import VabError
 from vab.finetuning.contrastive import evaluate_retrieval
 from vab.training.run import data_paths
-from vab.utils import atomic_path
+from vab.utils import atomic_path, check_output_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +54,8 @@ def print_table(results: dict) -> None:
 def evaluate(args: argparse.Namespace) -> int:
     if args.per_class is not None and args.per_class < 1:
         raise VabError(f"--per-class {args.per_class}: must be at least 1")
+    if args.json:  # before the evaluation, not after it
+        check_output_file(args.json, "--json")
     paths = data_paths(load_config(None, args.overrides))
     results = evaluate_retrieval(
         args.checkpoint, paths, args.split, args.per_class, args.seed, args.batch_size, args.device

@@ -113,3 +113,47 @@ def test_synth_edge_values_are_one_line_before_the_folder_exists(tmp_path, capsy
     assert not out.exists()
     assert vab_main(["synth", str(out), *SYNTH_OK]) == 0  # the corrected run is not blocked
     assert (out / "manifest.csv").is_file()
+
+
+# ---------------------------------------------------------------------- outputs named wrongly, options checked first
+def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(model_dir, clip, tmp_path, capsys):
+    """Was: `vab demo --out FILE` and `eval/generation.py --out FILE` were tracebacks (the
+    latter after scoring the real audio); `eval/retrieval.py --json DIR` and
+    `eval/classification.py --csv DIR` failed only after the evaluation."""
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    data = tmp_path / "no-data"
+    runs = {
+        "vab demo": (vab_main, ["demo", "--out", str(taken), "--quick"], "is a file"),
+        "vab demo (under a file)": (vab_main, ["demo", "--out", str(taken / "sub"), "--quick"], "is a file"),
+        "vab synth": (vab_main, ["synth", str(taken), *SYNTH_OK], "is a file"),
+        "eval/generation.py": ("eval/generation", ["--checkpoint", str(model_dir), "--videos", str(clip.parent),
+                                                   "--out", str(taken), "--device", "cpu"], "is a file"),
+        "eval/retrieval.py": ("eval/retrieval", ["--checkpoint", str(model_dir), f"data.path=[{data}]",
+                                                 "--json", str(folder)], "--json takes a file name"),
+        "eval/classification.py --csv": ("eval/classification", ["--checkpoint", str(model_dir),
+                                                                 f"data.path=[{data}]", "--csv", str(folder)],
+                                         "--csv takes a file name"),
+        "eval/classification.py --json": ("eval/classification", ["--checkpoint", str(model_dir),
+                                                                  f"data.path=[{data}]", "--json",
+                                                                  str(taken / "m.json")], "is a file"),
+    }
+    for name, (runner, argv, words) in runs.items():
+        main = script(runner).main if isinstance(runner, str) else runner
+        line = one_line_or_result(main(argv), capsys.readouterr().err)
+        assert line and words in line, (name, line)
+    assert taken.read_text() == "mine" and files_under(tmp_path) == {"taken", "a_folder"}
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["--precision", "fp8"], "--precision must be one of"), (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--steps", "0"], "steps must be an integer >= 1"), (["--ar-top-k", "-1"], "top-k must be"),
+])
+def test_evaluation_checks_its_options_before_scoring_anything(model_dir, clip, tmp_path, capsys, bad, words):
+    """Was: --precision / --batch-size refused only after the real audio was scored and recorded."""
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(model_dir), "--videos", str(clip.parent), "--out", str(out), "--device", "cpu", *bad]
+    line = one_line_or_result(script("eval/generation").main(argv), capsys.readouterr().err)
+    assert words in line and not out.exists(), line

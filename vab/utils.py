@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 
 from vab.errors import VabError
-from vab.files import WriteError, apply_umask, write_problem
+from vab.files import WriteError, apply_umask, refuse_folder, write_problem
 
 
 #: what `--device` (and the config keys extract.device, visual.device) accept
@@ -116,6 +116,14 @@ def check_writable_dir(path: str | os.PathLike, what: str = "output") -> None:
         raise VabError(f"{target}: cannot write {what} here ({probe} is a file, not a folder)")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise VabError(f"{target}: cannot write {what} here (no write permission on {probe})")
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> None:
+    """Raise VabError unless `path` (the file `option` names) can be written: not a folder,
+    in a folder that exists or can be made.  Creates nothing: call it before the work."""
+    path = Path(path).expanduser()
+    refuse_folder(path, option)
+    check_writable_dir(path.absolute().parent, f"{option} {path.name}")
 
 
 def launched_processes() -> int:

@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 
 from vab.errors import VabError
-from vab.files import InputGuard, refuse_folder
+from vab.files import InputGuard
 from vab.search import Index, build_index, is_dataset_dir, is_index_dir, pair_scores
-from vab.utils import atomic_path, check_writable_dir
+from vab.utils import atomic_path, check_output_file
 
 EPILOG = """\
 examples:
@@ -56,9 +56,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = {"--out": args.out, **({"--plot": args.plot} if args.plot else {})}
     guard = InputGuard([source, *(source.glob("*") if source.is_dir() else [])])
     for option, output in outputs.items():  # before embedding, not after
-        refuse_folder(Path(output).expanduser(), option)
+        check_output_file(output, option)
         guard.refuse([Path(output).expanduser()], option)
-        check_writable_dir(Path(output).expanduser().absolute().parent, "output")
     if is_index_dir(source):
         index = Index.load(source)
     else:

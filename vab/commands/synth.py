@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vab.data.synthetic import check_world_options, synthesize, world_classes
+from vab.data.synthetic import check_synthesis, synthesize
 
 EPILOG = """\
 examples:
@@ -52,19 +52,15 @@ def register(sub, help: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # every option in one line before the progress bar or the folder exists
-    check_world_options(train=args.train, valid=args.valid, test=args.test, seconds=args.seconds, fps=args.fps,
-                        width=args.size, height=args.size, seed=args.seed)
-    world_classes(args.classes, args.world)
+    options = dict(classes=args.classes, train=args.train, valid=args.valid, test=args.test, seconds=args.seconds,
+                   fps=args.fps, width=args.size, height=args.size, seed=args.seed, world=args.world)
+    check_synthesis(args.out, **options)  # one line before the progress bar or the folder exists
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]clips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("clips", total=None)
-        summary = synthesize(
-            args.out, classes=args.classes, train=args.train, valid=args.valid, test=args.test,
-            seconds=args.seconds, fps=args.fps, width=args.size, height=args.size, seed=args.seed, world=args.world,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        summary = synthesize(args.out, **options,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     counts = ", ".join(f"{n} {s}" for s, n in summary.clips.items())
     console.print(f"{summary.written} clip(s) written ({counts}); classes: {', '.join(summary.classes)}")
     console.print(f"manifest: {summary.manifest}")

@@ -39,7 +39,7 @@ from vab.data import shapes
 from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.data.shapes import clip_variation, shape_classes
 from vab.errors import VabError
-from vab.utils import atomic_path
+from vab.utils import atomic_path, check_writable_dir
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.csv"
@@ -305,14 +305,9 @@ def synthesize(
     Re-running with the same parameters keeps finished clips (resumable); a folder made
     with other parameters is refused.  `progress(done, total)` is called after each clip."""
     out = Path(out)
-    check_world_options(train=train, valid=valid, test=test, seconds=seconds, fps=fps,
-                        width=width, height=height, seed=seed)
-    kind = world
-    world = world_classes(classes, kind)
-    params = dict(classes=classes, train=train, valid=valid, test=test, seconds=seconds, fps=fps,
-                  width=width, height=height, seed=seed, sample_rate=SAMPLE_RATE)
-    if kind != "demo":  # folders of the demo world made before worlds existed stay valid
-        params["world"] = kind
+    params, classes_ = check_synthesis(out, classes=classes, train=train, valid=valid, test=test, seconds=seconds,
+                                       fps=fps, width=width, height=height, seed=seed, world=world)
+    kind, world = world, classes_
     _claim(out, params, world)
     specs = plan_clips(classes, {"train": train, "valid": valid, "test": test}, seconds, fps, width, height, seed,
                        kind)
@@ -367,18 +362,40 @@ def check_world_options(*, train: int, valid: int, test: int, seconds: float, fp
                        "choose a shorter clip, a lower --fps or a smaller --size")
 
 
-def _claim(out: Path, params: dict, world: list[ObjectClass]) -> None:
-    """Write world.json, or check that the folder was made with the same parameters."""
-    record = {"params": params, "classes": [asdict(c) for c in world]}
+def check_synthesis(
+    out: str | Path, *, classes: int = 8, train: int = 512, valid: int = 32, test: int = 64, seconds: float = 4.0,
+    fps: float = 8.0, width: int = 64, height: int = 64, seed: int = 0, world: str = "demo",
+) -> tuple[dict, list[ObjectClass]]:
+    """(the parameters world.json records, the world's classes) of a :func:`synthesize` call,
+    after every check that needs no write: the options, the world, a folder that can be
+    written and holds no world made with other parameters.  One-line VabError otherwise
+    (`vab synth` calls it before its progress bar starts)."""
+    out = Path(out)
+    check_world_options(train=train, valid=valid, test=test, seconds=seconds, fps=fps, width=width, height=height,
+                        seed=seed)
+    classes_ = world_classes(classes, world)
+    params = dict(classes=classes, train=train, valid=valid, test=test, seconds=seconds, fps=fps,
+                  width=width, height=height, seed=seed, sample_rate=SAMPLE_RATE)
+    if world != "demo":  # folders of the demo world made before worlds existed stay valid
+        params["world"] = world
+    check_writable_dir(out, "the synthetic world")
     path = out / WORLD
     if path.exists():
         try:
             old = json.loads(path.read_text())["params"]
-        except (ValueError, KeyError, OSError):
+        except (ValueError, KeyError, TypeError, OSError):
             raise VabError(f"{path}: unreadable; remove {out} or choose another folder") from None
         if old != params:
             diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in params.items() if old.get(k) != v)
             raise VabError(f"{out}: holds a synthetic world made with other parameters ({diff}); use another folder")
+    return params, classes_
+
+
+def _claim(out: Path, params: dict, world: list[ObjectClass]) -> None:
+    """Write world.json unless the folder has it (:func:`check_synthesis` compared it)."""
+    record = {"params": params, "classes": [asdict(c) for c in world]}
+    path = out / WORLD
+    if path.exists():
         return
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from vab.finetuning.contrastive import evaluate_retrieval, finetune_retrieval
 from vab.generation.sampling import SamplingConfig
 from vab.search import Embedder
 from vab.training.run import pretrain
-from vab.utils import atomic_path
+from vab.utils import atomic_path, check_writable_dir
 
 MODES = ("audio", "visual", "audio-visual")
 #: the demo's --precision choices
@@ -179,6 +179,7 @@ class Demo:
 
     def claim(self) -> None:
         """Create the folder or check it holds a demo with the same settings."""
+        check_writable_dir(self.out, "the demo")  # an --out that is a file, or under one
         path = self.out / "demo.json"
         wanted = asdict(self.settings)
         if path.exists():
