@@ -13,8 +13,8 @@ from typing import Iterable
 
 from vab.errors import VabError
 
-#: errno values of a write the user can fix (space, quota, permissions, read-only disk, size)
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+#: errno values of a write the user can fix (space, quota, permissions, read-only disk, size, a failing disk)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}
 #: how libraries that do not raise OSError (safetensors' Rust core, some C wrappers) word them
 _WRITE_WORDS = {
     "no space left on device": os.strerror(errno.ENOSPC),

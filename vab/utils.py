@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -73,9 +74,10 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
     A crash or exception inside the block leaves no half-written `final`.
     The temporary name keeps the final suffix so libraries that infer a
     format from it (PyAV, soundfile) still work.  The result gets the mode the
-    user's umask gives (not mkstemp's owner-only 0600).  A full disk, a quota or a
-    permission error, raised by any library inside the block, becomes one
-    :class:`vab.files.WriteError` naming `final`.
+    user's umask gives (not mkstemp's owner-only 0600).  The data is fsynced before the
+    rename and the folder after it, so after a power cut `final` is the old file or the
+    whole new one.  A full disk, a quota or a permission error, raised by any library
+    inside the block, becomes one :class:`vab.files.WriteError` naming `final`.
     """
     final = Path(final)
     tmp: Path | None = None
@@ -88,9 +90,11 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
             tmp.unlink()
         yield tmp
         apply_umask(tmp, is_dir=is_dir)
+        sync_to_disk(tmp)  # the data is on the disk before the name says the file is complete
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _fsync(final.parent)  # ... and the rename itself survives a power cut
     except Exception as exc:
         problem = None if isinstance(exc, VabError) else write_problem(exc)
         if problem is None:
@@ -102,6 +106,30 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """fsync one file or folder; a file system that cannot sync folders (EINVAL) is left as is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_to_disk(path: Path) -> None:
+    """fsync a file, or every file and folder under a folder (deepest first)."""
+    if path.is_dir():
+        for root, dirs, files in os.walk(path, topdown=False):
+            for name in files:
+                if not os.path.islink(os.path.join(root, name)):
+                    _fsync(Path(root) / name)
+            _fsync(Path(root))
+    else:
+        _fsync(path)
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "output") -> None:

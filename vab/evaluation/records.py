@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ import numpy as np
 from vab.utils import atomic_path
 
 RECORDS_DIR = "records"
+#: what reading a damaged record raises: a 0-byte file (EOFError), a truncated one
+#: (BadZipFile), a file that is not a record (ValueError, KeyError ...)
+DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -87,8 +91,11 @@ class RecordStore:
                 header = json.loads(str(z["header"]))
                 record = {"embeddings": z["embeddings"],
                           "distribution": z["distribution"] if "distribution" in z.files else None}
-        except (OSError, ValueError, KeyError):
-            return None  # damaged: made again
+        except DAMAGED:
+            return None  # empty, truncated or not a record: made again
+        if not isinstance(header, dict) or record["embeddings"].ndim != 2 or (
+                record["distribution"] is not None and record["distribution"].ndim != 1):
+            return None
         if header.pop("clip", None) != json.loads(json.dumps(clip)):
             return None
         return {**record, **header}

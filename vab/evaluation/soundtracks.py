@@ -63,7 +63,6 @@ from vab.generation.codec_chunks import decode_chunked
 from vab.generation.generator import Generator, Request
 from vab.sharding import Shard
 from vab.training.run import check_same_codec_state
-from vab.utils import pick_device
 
 REAL_MODES = ("auto", "media", "tokens")
 TABLES = ("paper", "field")
@@ -323,8 +322,16 @@ class Scoring:
         scorers = [self.embedder, self.classifier, *self.extra.values()]
         return max(int(s.sample_rate) for s in scorers if s is not None)
 
+    @property
+    def devices(self) -> list[str]:
+        """The device types the scorers run on (their numbers may differ in the last bits between devices)."""
+        scorers = [self.embedder, self.classifier, *self.extra.values(), self.desync, self.imagebind]
+        return sorted({torch.device(getattr(s, "device", "cpu")).type for s in scorers if s is not None})
+
     def stores(self, records: str | os.PathLike, side: str, settings: dict[str, Any]) -> dict[str, RecordStore]:
-        """One `RecordStore` per scorer (``main`` and each extra) of `side` under `settings`."""
+        """One `RecordStore` per scorer (``main`` and each extra) of `side` under `settings` (and
+        the scorers' devices: records are keyed by what ran)."""
+        settings = {"scoring_device": self.devices, **settings}
         main = {"embedder": self.names.get("embedder"), "classifier": self.names.get("classifier"),
                 "rate": self.sample_rate, **({"sync": SYNC_VERSION} if self.sync else {}),
                 **({"synchformer": self.names.get("synchformer")} if self.desync is not None else {}),
@@ -653,13 +660,14 @@ class Report:
     real_audio_counts: dict[str, int]
     sampling: dict[str, Any]
     source: str
-    device: str
+    device: str  # where the models generated (the device type, e.g. cpu or cuda)
     models: list[ModelResult]
     failures: list[dict[str, str]]
     table: str = "paper"  # TABLES: the paper's columns, or the field's (FIELD_COLUMNS)
     scorers: dict[str, str | None] = field(default_factory=dict)  # field scorer -> spec (None: not given)
     real_sync: float | None = None  # the weights-free sync score of the real audio (reference)
     real_sync_offset: float | None = None
+    scoring_device: str = "cpu"  # where the scorers ran (the device type)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -706,7 +714,8 @@ class Report:
         header, rows = self.rows()
         lines = [
             f"Generation: {self.clips} clips of {self.data}" + (f" (split {self.split})" if self.split else ""),
-            f"real audio: {self.real_audio}; generated from: {self.source}; device: {self.device}",
+            f"real audio: {self.real_audio}; generated from: {self.source}; generated on: {self.device}; "
+            f"scored on: {self.scoring_device}",
             (f"field scorers: " + "; ".join(f"{k}: {v or 'not given'}" for k, v in self.scorers.items())
              if self.table == "field" else
              f"FAD embedder: {self.embedder}; KL classifier: {self.classifier or 'none'}"),
@@ -857,7 +866,7 @@ def evaluate(
                      clips.sample_rate)
     results = []
     all_failures = [{"model": "", "clip": c, "problem": p} for c, p in failures]
-    sources = set()
+    sources, devices = set(), set()
     for checkpoint, name in zip(checkpoints, names):
         generator = load_generator(checkpoint, device=shard.device(device), precision=precision,
                                    batch_size=batch_size)
@@ -865,11 +874,14 @@ def evaluate(
         settings = ar_sampling if autoregressive and ar_sampling is not None else sampling
         kind = "stored features" if clips.data_paths and source in ("auto", "features") else "video files"
         sources.add(kind)
-        ran_on = pick_device(shard.device(device)).type
+        # what ran, not what was asked: `auto` is bf16 on one machine and fp32 on another; the
+        # batch size enters the recorded generation times (and, on some GPU kernels, the last bits)
+        ran_in, ran_on = generator.precision, generator.device.type
+        devices.add(ran_on)
         stores = scoring.stores(records, name, {
             "checkpoint": str(checkpoint), "files": files_stamp(resolve_model_dir(checkpoint)),
-            "sampling": _sampling_dict(settings), "source": kind, "precision": precision,
-            "device": ran_on, "data": clips.source,
+            "sampling": _sampling_dict(settings), "source": kind, "precision": ran_in,
+            "device": ran_on, "batch_size": int(batch_size), "data": clips.source,
         })
         store = stores["main"]
         out_dir = Path(save_audio) / _safe_name(name.replace("/", "__")) if save_audio is not None else None
@@ -878,7 +890,6 @@ def evaluate(
             progress=progress, label=f"generate {name}",
         )))
         model_type = str(generator.model.config.model.type)
-        ran_in = str(getattr(generator, "precision", precision))
         del generator
         all_failures += [{"model": name, "clip": c, "problem": p} for c, p in failed_here]
         if not shard.is_main:
@@ -917,10 +928,12 @@ def evaluate(
     return Report(
         data=clips.source, split=clips.split, clips=len(usable), embedder=embedder_name, classifier=classifier_name,
         real_audio=describe_real(counts), real_audio_counts=counts, sampling=_sampling_dict(sampling),
-        source=", ".join(sorted(sources)), device=device, models=results, failures=all_failures, table=table,
+        source=", ".join(sorted(sources)), device=", ".join(sorted(devices)), models=results, failures=all_failures,
+        table=table,
         scorers={k: (extra_names or {}).get(k) for k in (*FIELD_SCORERS, "imagebind", "synchformer")}
         if table == "field" else {},
         real_sync=real_sync, real_sync_offset=real_offset,
+        scoring_device=", ".join(scoring.devices),
     )
 
 

@@ -22,6 +22,8 @@ class AudioEmbedder(abc.ABC):
     name: str = "embedder"
     #: the rate the model works at, Hz; inputs at other rates are resampled
     sample_rate: int = 16000
+    #: where the scorer computes (its numbers may differ in the last bits between devices)
+    device: torch.device = torch.device("cpu")
 
     @property
     def has_labels(self) -> bool:

@@ -32,6 +32,7 @@ class OwnClassifier(AudioEmbedder):
     def __init__(self, directory: str | os.PathLike, device: str | torch.device = "cpu"):
         self.directory = resolve_model_dir(directory)  # a folder or a Hugging Face Hub id
         self.classifier, _ = load_classifier(self.directory, device=device)
+        self.device = torch.device(device)
         if self.classifier.mode != "audio":
             raise VabError(
                 f"{self.directory}: a {self.classifier.mode} classifier; scoring audio needs one fine-tuned "
