@@ -152,6 +152,46 @@ def test_bf16_loads_transformer_weights_in_bf16_and_keeps_norms_heads_embeddings
     assert float_model.layers[0].attn.qkv.weight.dtype == torch.float32
 
 
+@pytest.fixture(scope="module")
+def foleygen_dir(tmp_path_factory) -> Path:
+    """The autoregressive baseline at the tiny test model's size, with that model's codec."""
+    from safetensors.torch import load_file
+
+    from vab.baselines.foleygen import FoleyGen
+    from vab.config import load_config
+    from vab.visual import build_visual_encoder
+
+    source = make_model_dir(tmp_path_factory.mktemp("source") / "tiny")
+    cfg = load_config("foleygen-tiny", ["codec.codebook_size=16", "codec.n_fft=512", "codec.griffin_lim_iters=2",
+                                        "model.width=32", "model.layers=2", "model.heads=2", "model.ffn=64",
+                                        "data.duration=1.0"])  # 50 tokens a window: it decodes one at a time
+    codebooks = load_file(str(source / "model.safetensors"))["codebooks"]
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("foleygen") / "model"
+    dim = build_visual_encoder(cfg.visual).dim
+    FoleyGen.from_config(cfg, list(codebooks), visual_dim=dim, frame_rate=50.0).save_pretrained(directory)
+    (directory / "codec.safetensors").write_bytes((source / "codec.safetensors").read_bytes())
+    return directory
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "fp16", "int8"])
+def test_no_format_lets_a_soundtrack_depend_on_its_batch(model_dir, foleygen_dir, fmt):
+    """A video's tokens are the same alone and batched with others, in every format, for VAB and
+    the autoregressive baseline.  Was: under int8 one activation scale per call mixed the
+    videos of a batch (a loud video changed its neighbours' tokens)."""
+    for directory in (model_dir, foleygen_dir):
+        batched = Generator.from_pretrained(directory, device="cpu", precision=fmt, batch_size=3)
+        alone = Generator.from_pretrained(directory, device="cpu", precision=fmt)
+        torch.manual_seed(0)
+        # very different magnitudes: with a shared activation scale the quiet ones lose their precision
+        frames = batched.model.num_frames  # one window each
+        features = [torch.randn(frames, batched.model.visual_dim) * scale for scale in (1.0, 40.0, 0.02)]
+        together = {o.request.key: o.result.tokens for o in batched.run(
+            [Request(f, key=i) for i, f in enumerate(features)], FAST)}
+        for i, f in enumerate(features):
+            assert torch.equal(alone.generate(f, sampling=FAST).tokens, together[i]), (directory.name, fmt, i)
+
+
 # ---------------------------------------------------------------------- errors
 def test_bad_precision_is_one_line_before_any_output(model_dir, tmp_path, capsys):
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, **SMALL)

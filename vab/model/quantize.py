@@ -2,8 +2,15 @@
 
 ``int8``: every ``nn.Linear`` inside ``model.layers`` (attention projections, the FFNs and
 the modality experts) becomes a dynamically quantized linear layer: int8 weights, one scale
-per output channel, activations quantized on the fly (one scale per call), int8 x int8
-products accumulated in int32 (VNNI / AMX on x86).
+per output channel, activations quantized on the fly, int8 x int8 products accumulated in
+int32 (VNNI / AMX on x86).  The kernel takes one activation scale per call, from the
+largest value in its input; called on a whole batch, one video's loud frame would coarsen
+every other video's rounding, and a soundtrack would depend on its batch (411 of 800
+tokens changed in a review's test).  So :class:`PerExampleInt8Linear` calls it once per
+example (row of dim 0): the scale comes from that example alone, and an example's output
+is bit-identical alone or in any batch, as in fp32 and bf16.  Per-example calls were also
+faster than one batched call on this project's CPU (smaller activations stay in cache;
+docs/BENCHMARKS.md, "Number formats").
 
 ``bf16`` / ``fp16``: the weights and biases of the same linear layers are stored in that
 dtype once, so autocast does not convert ~400M fp32 weights on every forward (a fifth of a
@@ -34,6 +41,22 @@ from vab.precision import DTYPES
 
 #: formats :func:`prepare_for_inference` builds (fp32 is the model as loaded)
 FORMATS = ("fp32", "bf16", "fp16", "int8")
+
+
+class PerExampleInt8Linear(nn.Module):
+    """A dynamically quantized linear layer applied to each example of a batch on its own.
+
+    ``x [B, ..., in]`` -> ``[B, ..., out]``: example b (``x[b]``, all its rows) is quantized
+    with its own activation scale, so its output never depends on the other examples."""
+
+    def __init__(self, quantized: nn.Module):
+        super().__init__()
+        self.quantized = quantized
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[0] == 1:
+            return self.quantized(x)
+        return torch.cat([self.quantized(x[b : b + 1]) for b in range(x.shape[0])])
 
 
 def quantized_linears(model: nn.Module) -> list[str]:
@@ -74,6 +97,7 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
 
             # per-channel weight scales: same speed as one scale per tensor, a little less error
             target.layers = quantize_dynamic(target.layers, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+        _per_example(target.layers)
     else:
         for module in target.layers.modules():
             if isinstance(module, nn.Linear):
@@ -81,3 +105,14 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
     target._inference_format = precision
     return target
 
+
+
+def _per_example(module: nn.Module) -> None:
+    """Wrap every dynamically quantized linear layer under `module` in :class:`PerExampleInt8Linear`."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    for name, child in module.named_children():
+        if isinstance(child, DynamicLinear):
+            setattr(module, name, PerExampleInt8Linear(child))
+        elif not isinstance(child, PerExampleInt8Linear):
+            _per_example(child)
