@@ -121,3 +121,58 @@ def test_atomic_path_fsyncs_the_data_before_the_rename_and_the_folder_after(tmp_
     expected = [f"{staged}/sub/data.arrow", f"{staged}/sub", staged] if is_dir else [staged]
     assert synced_before == expected
     assert events[rename + 1:] == [("fsync", str(tmp_path))]
+
+
+# ---------------------------------------------------------------------- per-window seeds
+def test_window_seeds_use_64_bits():
+    """Was: 32-bit seeds, so two windows of a 100,000-window evaluation shared their draws with
+    odds of 2 in 3 (the birthday bound)."""
+    from vab.generation.generator import window_seed
+
+    seeds = [window_seed(0, f"video{v}", phase, i) for v in range(200) for phase in ("coarse", "fine") for i in range(5)]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2**64 for s in seeds)
+    assert sum(s >= 2**32 for s in seeds) > 0.99 * len(seeds)  # the high 32 bits are used
+    assert window_seed(-5, "video", "coarse", 0) == window_seed(-5, "video", "coarse", 0)
+
+
+# ---------------------------------------------------------------------- an index knows its model
+def test_an_index_is_queried_and_replaced_only_by_its_own_model(model_dir, videos, tmp_path, capsys):
+    """Was: `vab search --checkpoint` with another model of the same shapes ranked with the wrong
+    embeddings (exit 0), and `vab embed --out` replaced an index of other data or another
+    model without a word."""
+    import shutil
+
+    from vab.cli import main as vab_main
+
+    other_model = make_model_dir(tmp_path / "other", seed=1)  # same shapes, other weights
+    copy = Path(shutil.copytree(model_dir, tmp_path / "copy"))  # the same weights elsewhere
+    index = tmp_path / "index"
+    query = videos / "v0.mp4"
+    assert vab_main(["embed", str(videos), "--checkpoint", str(model_dir), "--out", str(index)]) == 0
+    before = {p.name: p.read_bytes() for p in index.iterdir()}
+
+    def search(checkpoint: Path) -> tuple[int, str]:
+        rc = vab_main(["search", str(index), "--query", str(query), "--checkpoint", str(checkpoint), "--json"])
+        return rc, capsys.readouterr().err
+
+    assert search(copy)[0] == 0 and search(model_dir)[0] == 0
+    rc, err = search(other_model)
+    assert rc == 2 and err.strip().count("\n") == 0 and "not the model that built the index" in err, err
+
+    others = tmp_path / "others"
+    others.mkdir()
+    shutil.copy(videos / "v1.mp4", others / "w.mp4")
+    refused = [
+        (["embed", str(others), "--checkpoint", str(model_dir)], "holds an index of other data"),
+        (["embed", str(videos), "--checkpoint", str(model_dir), "--split", "test"], "holds an index of other data"),
+        (["embed", str(videos), "--checkpoint", str(other_model)], "holds an index made by another model"),
+    ]
+    for argv, words in refused:
+        rc = vab_main([*argv, "--out", str(index)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.strip().count("\n") == 0 and words in err and "--replace" in err, err
+        assert {p.name: p.read_bytes() for p in index.iterdir()} == before
+    # the same data and model again: a re-run, allowed; --replace: the user's explicit choice
+    assert vab_main(["embed", str(videos), "--checkpoint", str(copy), "--out", str(index)]) == 0
+    assert vab_main(["embed", str(others), "--checkpoint", str(other_model), "--out", str(index), "--replace"]) == 0
+    assert search(other_model)[0] == 0 and search(model_dir)[0] == 2

@@ -3,13 +3,19 @@
 An index is a folder::
 
     INDEX/embeddings.safetensors   audio [N, W], video [N, W] float32, L2-normalised
-    INDEX/index.json               ids, paths, labels, splits, the model directory (or Hub id)
+    INDEX/index.json               ids, paths, labels, splits, the model directory (or Hub id),
+                                   the digest of that model's weights, the input embedded
 
 Embeddings are the mean-pooled first expert layers (`vab.finetuning.pooling`),
 audio and video from two separate passes, so the cosine between a video row and
 an audio row says how well that sound fits that picture.  Clips come from an
 extracted data set (tokens + features stored) or from media files, tokenized and
 encoded on the fly with the model's own codec and frame encoder.
+
+Embeddings of two models are not comparable, even when their shapes agree: a query is
+embedded only by the model whose weights digest (:func:`model_digest`) the index records
+(:meth:`Embedder.for_index`), and `vab embed` does not replace an index of other data or
+another model without ``--replace``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from vab.generation.inputs import expand_inputs, unique_names
 from vab.model import VAB
 from vab.sharding import Shard
 from vab.utils import atomic_path
+from vab.weights import tensors_digest
 from vab.visual import VisualEncoder
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -62,6 +69,12 @@ class Index:
     labels: list[list[str]] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     model_dir: str = ""
+    #: SHA-256 of the weights that made the embeddings (:func:`model_digest`); "" in indexes
+    #: written before vab recorded it
+    model_digest: str = ""
+    #: what was embedded: the input (a resolved path) and the split chosen ("" / None: unknown, all)
+    source: str = ""
+    source_split: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -77,7 +90,7 @@ class Index:
         """One index holding the rows of `parts` in their order (the blocks of a sharded run)."""
         if not parts:
             raise VabError("no index parts to join")
-        if len({p.model_dir for p in parts}) > 1:
+        if len({(p.model_dir, p.model_digest) for p in parts}) > 1:
             raise VabError(f"index parts come from different models: {sorted({p.model_dir for p in parts})}")
 
         def listed(name: str) -> list:
@@ -85,7 +98,8 @@ class Index:
 
         return cls(ids=listed("ids"), paths=listed("paths"), audio=torch.cat([p.audio for p in parts]),
                    video=torch.cat([p.video for p in parts]),
-                   labels=[x or [] for x in listed("labels")], splits=listed("splits"), model_dir=parts[0].model_dir)
+                   labels=[x or [] for x in listed("labels")], splits=listed("splits"), model_dir=parts[0].model_dir,
+                   model_digest=parts[0].model_digest, source=parts[0].source, source_split=parts[0].source_split)
 
     def position(self, clip_id: str) -> int | None:
         try:
@@ -103,7 +117,8 @@ class Index:
         with atomic_path(directory / EMBEDDINGS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "vab-index"})
         record = {
-            "model_dir": self.model_dir, "ids": self.ids, "paths": self.paths,
+            "model_dir": self.model_dir, "model_digest": self.model_digest, "source": self.source,
+            "source_split": self.source_split, "ids": self.ids, "paths": self.paths,
             "labels": self.labels or [[] for _ in self.ids], "splits": self.splits or [None for _ in self.ids],
         }
         with atomic_path(directory / INDEX_FILE) as tmp:
@@ -131,9 +146,22 @@ class Index:
             raise VabError(f"{directory}: {INDEX_FILE} lists {len(ids)} clips but {EMBEDDINGS_FILE} holds "
                            f"{tuple(audio.shape)} / {tuple(video.shape)}")
         index = cls(ids=ids, paths=paths, audio=audio, video=video, labels=record.get("labels") or [],
-                    splits=record.get("splits") or [], model_dir=str(record.get("model_dir", "")))
+                    splits=record.get("splits") or [], model_dir=str(record.get("model_dir", "")),
+                    model_digest=str(record.get("model_digest") or ""), source=str(record.get("source") or ""),
+                    source_split=record.get("source_split"))
         index.check_finite(str(weights))
         return index
+
+    def check_model(self, digest: str, model: str, where: str | Path) -> None:
+        """VabError unless the model of weights digest `digest` (named `model`) made this index
+        (stored at `where`): another model's embeddings rank with the wrong geometry, silently."""
+        if not self.model_digest:
+            raise VabError(f"{where}: the index records no model digest (written by an older vab), so the "
+                           f"model that made it cannot be checked; embed it again with `vab embed`")
+        if digest != self.model_digest:
+            raise VabError(f"{model}: not the model that built the index {where} (its weights differ: "
+                           f"{digest[:12]} vs {self.model_digest[:12]} recorded, from {self.model_dir or 'unknown'}); "
+                           "query with that model, or embed the index again with this one")
 
     def check_finite(self, where: str) -> None:
         """VabError naming the first clip whose audio or video embedding holds NaN or inf."""
@@ -158,6 +186,39 @@ def search(index: Index, query: torch.Tensor, within: str, top: int = 5) -> list
     return [(int(i), float(scores[i])) for i in order]
 
 
+def model_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's weights (names, dtypes, shapes, bytes): what an index records of
+    the model that made it."""
+    return tensors_digest({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def read_index_record(directory: str | Path) -> dict[str, Any] | None:
+    """The JSON record of the index in `directory` (None when there is none or it is unreadable):
+    enough to say what it holds without loading its embeddings."""
+    try:
+        record = json.loads((Path(directory) / INDEX_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def refuse_other_index(out: Path, source: str, split: str | None, embedder: "Embedder | None" = None) -> None:
+    """VabError when `out` holds an index of other data (another input or split) or, given the
+    `embedder`, of another model (its weights digest): `vab embed` replaces only its own
+    index of the same data without --replace."""
+    record = read_index_record(out)
+    if record is None:
+        return
+    hint = "pass --replace to replace it, or choose another --out"
+    if (record.get("source"), record.get("source_split")) != (source, split):
+        made = record.get("source") or "unrecorded data"
+        made += f" (split {record['source_split']})" if record.get("source_split") else ""
+        raise VabError(f"{out}: holds an index of other data ({made}); {hint}")
+    if embedder is not None and record.get("model_digest") != embedder.digest:
+        raise VabError(f"{out}: holds an index made by another model ({record.get('model_dir') or 'unrecorded'}); "
+                       f"{hint}")
+
+
 def pair_scores(index: Index) -> torch.Tensor:
     """``[N]`` cosine between each clip's own audio and video embeddings."""
     return (index.audio.float() * index.video.float()).sum(dim=-1)
@@ -179,8 +240,21 @@ class Embedder:
         # what an index records: a Hub id as given (it resolves anywhere), else the folder's absolute path
         self.source = str(model_dir) if hub_id(model_dir) is not None else str(self.model_dir.resolve())
         self.model = self.checkpoint.model.eval()
+        self.digest = model_digest(self.model)  # of the weights that embed, a classifier's backbone too
         self.cfg = self.model.config
         self.batch_size = int(batch_size)
+
+    @classmethod
+    def for_index(cls, index: Index, where: str | Path, checkpoint: str | Path | None = None,
+                  device: str = "cpu") -> "Embedder":
+        """The embedder of queries for `index` (stored at `where`): the model it records, or
+        `checkpoint`, which must be that model (the same weights digest)."""
+        model_dir = checkpoint or index.model_dir
+        if not model_dir:
+            raise VabError(f"{where}: the index records no model directory; pass --checkpoint for file queries")
+        embedder = cls(model_dir, device=device)
+        index.check_model(embedder.digest, str(model_dir), where)
+        return embedder
 
     # ------------------------------------------------------------------ tensors
     def embed_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +302,8 @@ class Embedder:
             splits.append(table.column("split")[i].as_py())
             labels.append([info.label_names[c] for c in table.column("labels")[i].as_py()])
         index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                      splits=splits, model_dir=self.source)
+                      splits=splits, model_dir=self.source, model_digest=self.digest,
+                      source=str(Path(data_dir).resolve()), source_split=split)
         index.check_finite(str(data_dir))
         return index
 
@@ -326,20 +401,21 @@ class Embedder:
         if not ids:
             return None, problems
         index = Index(ids=ids, paths=paths, audio=torch.cat(audio), video=torch.cat(video), labels=labels,
-                      splits=splits, model_dir=self.source)
+                      splits=splits, model_dir=self.source, model_digest=self.digest)
         return index, problems
 
 
 def build_index(source: str, checkpoint: str, *, split: str | None = None, device: str = "cpu",
-                batch_size: int = 16, console: Console | None = None,
-                shard: Shard | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
+                batch_size: int = 16, console: Console | None = None, shard: Shard | None = None,
+                embedder: Embedder | None = None) -> tuple[Index | None, list[tuple[str, str]]]:
     """(Index | None, [(path, reason)]) for any INPUT `vab embed` accepts; with a
-    `vab.sharding.Shard`, of that process's block of the clips only."""
+    `vab.sharding.Shard`, of that process's block of the clips only.  `embedder`: the
+    :class:`Embedder` of `checkpoint` when the caller built it already."""
     shard = shard or Shard()
     path = Path(source).expanduser()
     if not path.exists():
         raise VabError(f"{source}: no such file or folder")
-    embedder = Embedder(checkpoint, device=device, batch_size=batch_size)
+    embedder = embedder or Embedder(checkpoint, device=device, batch_size=batch_size)
     if is_dataset_dir(path):
         total = len(VABDataset([path], split, train=False))
         if shard.world_size > 1 and console is not None:

@@ -161,7 +161,7 @@ class Backend:
             backend.index = Index.load(index)
             if not backend.index.model_dir:
                 raise VabError(f"{index}: the index records no model directory to embed queries with")
-            backend.query_embedder = Embedder(backend.index.model_dir, device=torch_device)
+            backend.query_embedder = Embedder.for_index(backend.index, index, device=torch_device)
         for directory in classifiers:
             classifier, meta = load_classifier(directory, device=torch_device)
             name = Path(directory).name or str(directory)

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from vab.files import InputGuard
-from vab.search import EMBEDDINGS_FILE, INDEX_FILE, Index, build_index, is_index_dir
+from vab.search import EMBEDDINGS_FILE, INDEX_FILE, Embedder, Index, build_index, is_index_dir, refuse_other_index
 from vab.sharding import Shard
 from vab.utils import atomic_path, check_writable_dir
 
@@ -26,7 +26,9 @@ used), a video file, a folder of videos (searched recursively) or a manifest (cs
 media are tokenized and encoded on the fly with the model's codec and frame encoder (the
 first model window of each clip).  Writes INDEX_DIR/embeddings.safetensors (audio [N, W],
 video [N, W], L2-normalised) and INDEX_DIR/index.json (ids, paths, labels, model).
-Files that cannot be used are listed at the end and make the exit code 1.
+Files that cannot be used are listed at the end and make the exit code 1.  An INDEX_DIR
+that holds an index of other data (another INPUT or --split) or of another model is not
+replaced unless --replace is given; re-embedding the same input with the same model is.
 
 Many processes or GPUs: `accelerate launch --num_processes 8 -m vab embed INPUT ...`.  Each
 process embeds one contiguous block of the clips into INDEX_DIR/.parts/; the main process
@@ -50,6 +52,8 @@ def register(sub, help: str) -> None:
     p.add_argument("--split", help="only clips of this split (data sets and manifests with splits)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per model call for data sets (default 16)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an index of other data or another model already in INDEX_DIR")
     p.set_defaults(func=run)
 
 
@@ -57,15 +61,22 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     check_writable_dir(Path(args.out), "the index")  # before any work, not after it
     InputGuard([args.input]).refuse([Path(args.out) / EMBEDDINGS_FILE, Path(args.out) / INDEX_FILE])
+    source = str(Path(args.input).expanduser().resolve())
+    if not args.replace:
+        refuse_other_index(Path(args.out), source, args.split)
     shard = Shard.current()
+    embedder = Embedder(args.checkpoint, device=shard.device(args.device), batch_size=args.batch_size)
+    if not args.replace:
+        refuse_other_index(Path(args.out), source, args.split, embedder)
     index, problems = build_index(args.input, args.checkpoint, split=args.split, device=shard.device(args.device),
-                                  batch_size=args.batch_size, console=console, shard=shard)
+                                  batch_size=args.batch_size, console=console, shard=shard, embedder=embedder)
     if shard.world_size > 1:
         index, problems = join_parts(Path(args.out), shard, index, problems)
         if not shard.is_main:
             shard.close()
             return 0
     if index is not None:
+        index.source, index.source_split = source, args.split
         index.save(args.out)
         console.print(f"embedded {len(index)} clip(s) -> {args.out}")
     report_problems(console, problems)

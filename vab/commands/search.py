@@ -21,7 +21,8 @@ examples:
 
 The query is a clip id of the index (its stored embedding is used) or a media file,
 embedded on the fly (first model window) with the model that built the index
-(--checkpoint to use another copy of it).  Scores are cosine similarities.
+(--checkpoint to use another copy of it: its weights must be the ones the index records,
+another model is refused).  Scores are cosine similarities.
 """
 
 
@@ -47,7 +48,7 @@ def register(sub, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     index = Index.load(args.index)
     within = args.within or ("audio" if args.by == "video" else "video")
-    vector = query_vector(index, args.query, args.by, args.checkpoint, args.device)
+    vector = query_vector(index, args.index, args.query, args.by, args.checkpoint, args.device)
     hits = search(index, vector, within, args.top)
     results = [
         {"rank": r + 1, "id": index.ids[i], "path": index.paths[i], "cosine": round(score, 6),
@@ -62,17 +63,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def query_vector(index, query: str, by: str, checkpoint: str | None, device: str):
-    """``[W]``: the stored embedding of clip `query`, or the embedding of the file `query`."""
+def query_vector(index: Index, where: str, query: str, by: str, checkpoint: str | None, device: str):
+    """``[W]``: the stored embedding of clip `query`, or the embedding of the file `query` by the
+    model that made the index (stored at `where`)."""
     row = index.position(query)
     if row is not None:
         return index.embeddings(by)[row]
     if not Path(query).expanduser().is_file():
         raise VabError(f"{query}: neither a clip id of the index nor a file")
-    model_dir = checkpoint or index.model_dir
-    if not model_dir:
-        raise VabError("the index records no model directory; pass --checkpoint for file queries")
-    vector = Embedder(model_dir, device=device).embed_media(Path(query).expanduser(), by)
+    vector = Embedder.for_index(index, where, checkpoint, device).embed_media(Path(query).expanduser(), by)
     if not bool(vector.isfinite().all()):
         raise VabError(f"{query}: its {by} embedding is not finite (NaN or inf)")
     return vector
