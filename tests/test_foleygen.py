@@ -163,6 +163,40 @@ def test_mismatched_config_is_one_line_error():
         small_model("model.given_levels=1")
 
 
+# ---------------------------------------------------------------------- settings it honours or refuses
+def test_the_baseline_weighs_levels_and_refuses_full_masking(tmp_path, capsys):
+    """train.level_weights weigh its loss as they do the masked objective's; train.mask_full_prob,
+    meaningless without masking, is refused in one line before any run folder.  Was: both
+    silently ignored (the `tiny` preset sets mask_full_prob 0.3)."""
+    from vab.baselines.objective import AutoregressiveObjective
+
+    model = small_model().float().eval()
+    torch.manual_seed(0)
+    batch = {"tokens": torch.randint(0, 32, (3, 4, 20)), "features": torch.randn(3, 2, 12)}
+
+    def loss(*overrides: str) -> float:
+        objective = AutoregressiveObjective(load_config("foleygen-tiny", ["codec.codebook_size=32", *SMALL, *overrides]))
+        with torch.no_grad():
+            return objective(model, batch)[0].item()
+
+    plain = loss()
+    assert loss("train.level_weights=[1,1,1,1]") == pytest.approx(plain)
+    first, last = loss("train.level_weights=[1,0,0,0]"), loss("train.level_weights=[0,0,0,1]")
+    assert first != pytest.approx(last) and min(first, last) < plain < max(first, last)
+    with pytest.raises(ConfigError, match="level_weights"):
+        loss("train.level_weights=[1,1]")
+    with pytest.raises(ConfigError, match="train.mask_full_prob=0.3: the autoregressive baseline"):
+        loss("train.mask_full_prob=0.3")
+
+    data = make_synthetic_dataset(tmp_path / "data", per_class={"train": 2, "valid": 1})
+    run = tmp_path / "run"
+    rc = _pretrain_recipe().main(argv=["--config", "foleygen-tiny", *tiny_overrides(data), f"train.output_dir={run}",
+                                       "train.max_steps=2", "train.mask_full_prob=0.3"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "set train.mask_full_prob=0" in err, err
+    assert not run.exists()
+
+
 # ---------------------------------------------------------------------- train, save, load, generate
 def _pretrain_recipe():
     spec = importlib.util.spec_from_file_location("pretrain_recipe", REPO / "recipes" / "pretrain.py")
