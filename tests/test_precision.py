@@ -54,7 +54,41 @@ def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(bf16_cpu):
     # explicit choices are kept whatever the processor
     for value in ("fp32", "bf16", "int8"):
         assert precision.resolve_generation_precision(value, "cpu") == value
-    assert precision.resolve_generation_precision("auto", "cuda") == "bf16"
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """Pretend the machine trains on a CUDA GPU of a compute capability, or on an Apple GPU of
+    a macOS version; its CPU has native bf16 (as an Apple M2's does), which must not matter."""
+
+    def set_to(kind: str, capability: tuple[int, int] = (8, 0), macos14: bool = True) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: kind == "cuda")
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: kind == "mps")
+        monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: macos14)
+        monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"bf16": True, "neon": True})
+
+    return set_to
+
+
+@pytest.mark.parametrize("kind, capability, macos14, training, generation", [
+    ("cuda", (8, 0), True, "bf16", "bf16"),  # A100
+    ("cuda", (9, 0), True, "bf16", "bf16"),  # H100
+    ("cuda", (7, 0), True, "fp16", "fp16"),  # V100: bf16 emulated, fp16 tensor cores
+    ("cuda", (7, 5), True, "fp16", "fp16"),  # T4
+    ("mps", (0, 0), True, "bf16", "bf16"),  # Apple GPU, macOS 14+
+    ("mps", (0, 0), False, "no", "fp16"),  # Apple GPU, macOS 13: no bf16, no fp16 GradScaler
+])
+def test_auto_decides_by_the_device_that_runs(gpu, kind, capability, macos14, training, generation):
+    """Was: bf16 on every CUDA GPU, and on an Apple GPU from the CPU's bf16 flag."""
+    gpu(kind, capability, macos14)
+    assert resolve_precision("auto", parameters=400_000_000) == training
+    assert resolve_precision("auto", parameters=1_000) == training  # a GPU's choice does not hang on the size
+    assert precision.resolve_generation_precision("auto", kind) == generation
+    # told to train on the CPU (Accelerate's cpu=True), the CPU's own flags decide
+    assert resolve_precision("auto", parameters=400_000_000, device="cpu") == "bf16"
+    assert resolve_precision("auto", parameters=1_000, device="cpu") == "no"
 
 
 def test_capability_flags_of_each_architecture():

@@ -80,6 +80,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -149,11 +150,12 @@ class TrainState:
         return (self.step, self.epoch, self.batch_in_epoch)
 
 
-def resolve_precision(precision: str, parameters: int | None = None) -> str:
-    """auto -> bf16 on a CUDA GPU, or on a CPU with native bf16 matrix units for a model of
-    `parameters` >= :data:`vab.precision.CPU_BF16_MIN_PARAMS`, else "no" (fp32);
-    see :func:`vab.precision.resolve_training_precision`."""
-    return resolve_training_precision(precision, PRECISIONS, parameters)
+def resolve_precision(precision: str, parameters: int | None = None, device: torch.device | str | None = None) -> str:
+    """auto -> the native half format of the GPU that trains (bf16, or fp16 on CUDA GPUs before
+    Ampere), or bf16 on a CPU with native bf16 matrix units for a model of `parameters` >=
+    :data:`vab.precision.CPU_BF16_MIN_PARAMS`, else "no" (fp32); `device`: where it trains
+    (None: where Accelerate would); see :func:`vab.precision.resolve_training_precision`."""
+    return resolve_training_precision(precision, PRECISIONS, parameters, device)
 
 
 def _check_inputs(cfg: Any, run_dir: Path, train_set: Dataset) -> None:
@@ -693,7 +695,8 @@ def _check_config(cfg: Any) -> None:
 
 
 def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | None = None) -> Accelerator:
-    precision = resolve_precision(cfg.precision, parameters)
+    on_cpu = bool(extra.get("cpu")) or launched_without_gpu() or _env_true("ACCELERATE_USE_CPU")
+    precision = resolve_precision(cfg.precision, parameters, "cpu" if on_cpu else None)
     tracker = None if str(cfg.tracker).lower() in ("none", "", "null") else str(cfg.tracker)
     kwargs: dict[str, Any] = dict(
         mixed_precision=precision,
@@ -737,6 +740,10 @@ def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | No
     if config.split_batches or config.dispatch_batches:
         raise ConfigError("the training engine needs Accelerate's split_batches=False and dispatch_batches=False")
     return acc
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _save_run_config(path: Path, config: Any, train_cfg: Any) -> None:
