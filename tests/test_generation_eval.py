@@ -290,7 +290,7 @@ def test_eval_generation_scores_two_models_on_stored_data(trained, tmp_path):
     a, b = report["models"]
     assert a["fad"] == pytest.approx(b["fad"]) and a["kl"] == pytest.approx(b["kl"])
     md = (out / "generation.md").read_text()
-    assert f"| vab | vab | {a['precision']} | 3 |" in md and a["precision"] in ("fp32", "bf16") and "| FAD (logmel) | KL (own) |" in md and f"KL classifier: own:{classifier}" in md
+    assert "| vab | vab | 3 |" in md and "| FAD (logmel) | KL (own) |" in md and f"KL classifier: own:{classifier}" in md
     assert len(list((out / "audio" / "vab").glob("*.wav"))) == 3
 
 

@@ -35,11 +35,25 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of vab (argparse
+    prints the usage and then the error: two lines, and the usage may wrap)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        one_line_usage_error(self, message)
+
+
+def one_line_usage_error(parser: argparse.ArgumentParser, message: str):
+    """Print ``error: <message> (see <prog> --help)`` on one line and exit with code 2."""
+    text = " ".join(str(message).split())
+    parser.exit(2, f"error: {text} (see {parser.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `vab` parser.  Only the module of `command` (the sub-command about to run) is
     imported, so a command loads only its own stack; the others are listed by their line of
     :data:`COMMANDS` (None: all of them, for ``vab --help``)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vab",
         description="Vision to Audio and Beyond: extract audio tokens and frame features, "
         "pretrain, generate soundtracks for silent videos, retrieve and classify.",
@@ -74,6 +88,12 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
     return args
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: line breaks a user's value brought in (a file name, an option) are
+    shown as ``\\n``, so an error stays one line for whoever reads or greps it."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
     """Run `call`; a user error (VabError) becomes one line on stderr and exit code 2,
     Ctrl-C becomes "interrupted" and 130.  With `verbose` user errors raise (full traceback)."""
@@ -82,7 +102,7 @@ def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
     except VabError as exc:
         if verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -98,11 +118,17 @@ def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
 def check_common_options(args: argparse.Namespace) -> argparse.Namespace:
     """Options many commands share, checked in this one place before a command's body runs,
     so before it writes anything: `--device` (:func:`vab.utils.check_device`: a typo, or a
-    GPU this machine lacks, is one line naming the option)."""
+    GPU this machine lacks, is one line naming the option) and `--batch-size` (1 ..
+    :data:`vab.config.MAX_BATCH_SIZE`)."""
+    # here, not at the top: `vab --help` must not import torch or omegaconf
+    from vab.config import MAX_BATCH_SIZE
     from vab.utils import check_device
 
     if getattr(args, "device", None) is not None:
         args.device = check_device(args.device)
+    size = getattr(args, "batch_size", None)
+    if size is not None and not 1 <= size <= MAX_BATCH_SIZE:
+        raise VabError(f"--batch-size must be in [1, {MAX_BATCH_SIZE}], got {size}")
     return args
 
 
@@ -112,6 +138,7 @@ def run_script(
     """The `main` of every script in recipes/, finetune/ and eval/: parse `argv` (key=value words
     become ``args.overrides``), check the shared options, run ``body(args)`` and turn user
     errors into one-line messages."""
+    parser.error = lambda message: one_line_usage_error(parser, message)  # type: ignore[method-assign]
     args = parse_with_overrides(parser, argv)
     return guarded(lambda: body(check_common_options(args)))
 

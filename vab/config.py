@@ -320,6 +320,11 @@ COUNT = Bound(1)  # at least one
 NON_NEGATIVE = Bound(0)
 FRACTION = Bound(0, 1)  # a probability
 BELOW_ONE = Bound(0, 1, high_open=True)  # a decay, a dropout rate, a beta
+#: the largest batch of any command (`--batch-size`: videos or clips per model call): a bigger
+#: one is a typo, and one that does not fit in memory a crash long after the command started
+MAX_BATCH_SIZE = 4096
+BATCH = Bound(1, MAX_BATCH_SIZE)
+WORKERS = Bound(0, 256)  # worker processes: more is a typo that would fork the machine to a halt
 
 #: every numeric field with a range (lists: each element); checked by :func:`check_config`
 #: on every load, from a preset, a YAML file, a model directory or key=value overrides
@@ -329,8 +334,8 @@ RULES: dict[str, Bound] = {
     "codec.griffin_lim_iters": NON_NEGATIVE,
     "visual.grid": COUNT, "visual.batch_size": COUNT,
     "extract.duration": POSITIVE, "extract.fps": POSITIVE, "extract.max_short_side": COUNT,
-    "extract.batch_size": COUNT, "extract.chunk_size": COUNT, "extract.num_workers": NON_NEGATIVE,
-    "data.duration": POSITIVE, "data.fps": POSITIVE, "data.num_workers": NON_NEGATIVE,
+    "extract.batch_size": BATCH, "extract.chunk_size": COUNT, "extract.num_workers": WORKERS,
+    "data.duration": POSITIVE, "data.fps": POSITIVE, "data.num_workers": WORKERS,
     "model.width": COUNT, "model.layers": COUNT, "model.expert_layers": NON_NEGATIVE, "model.heads": COUNT,
     "model.ffn": COUNT, "model.dropout": BELOW_ONE, "model.levels": COUNT, "model.given_levels": NON_NEGATIVE,
     "train.batch_size": COUNT, "train.grad_accum": COUNT, "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE,

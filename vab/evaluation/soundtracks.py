@@ -848,6 +848,9 @@ def evaluate(
     if table not in TABLES:
         raise VabError(f"--table {table!r}: expected one of {', '.join(TABLES)}")
     names = model_labels(checkpoints, labels)
+    if len(clips.clips) < 2:  # known now, not after the real audio is scored and recorded
+        raise VabError(f"{clips.source}: {len(clips.clips)} clip to evaluate; FAD needs at least 2 "
+                       "(more clips, or a larger --limit)")
     scoring = Scoring(embedder, classifier, dict(extra or {}), sync=True,
                       names={"embedder": embedder_name, "classifier": classifier_name, **(extra_names or {})},
                       desync=desync, imagebind=imagebind)

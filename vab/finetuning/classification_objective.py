@@ -66,6 +66,8 @@ class ClassificationObjective:
     Mixup / rolling (``cfg.train.mixup_prob`` / ``roll_prob``) only while training."""
 
     def __init__(self, loss: str, smoothing: float = 0.1, mixup_prob: float = 0.5, roll_prob: float = 0.1):
+        if not 0 <= float(smoothing) < 1:  # NaN too
+            raise VabError(f"--label-smoothing must be in [0, 1), got {smoothing}")
         self.loss, self.smoothing = loss, float(smoothing)
         self.mixup_prob, self.roll_prob = float(mixup_prob), float(roll_prob)
 

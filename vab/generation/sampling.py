@@ -57,6 +57,14 @@ def _option(default, label: str, flag: str, hint: str):
     return field(default=default, metadata={"label": label, "flag": flag, "hint": hint})
 
 
+#: the range of each bounded sampling setting: the paper's values sit far inside (16-36 steps,
+#: guidance 3-5, mask temperature 20-25); 1000 steps is an hour of a paper-size window on a
+#: CPU, guidance or 1 / temperature far beyond these only overflows float32 logits, and a seed
+#: is what torch.Generator.manual_seed takes
+SAMPLING_LIMITS = {"steps": (1, 1000), "guidance": (-100.0, 100.0), "mask_temperature": (0.0, 1000.0),
+                   "temperature": (0.01, 100.0), "seed": (-(2**63), 2**63 - 1)}
+
+
 @dataclass
 class SamplingConfig:
     """Decoding settings; defaults are the paper's (16 steps, guidance 5, tau in 20-25).
@@ -90,20 +98,27 @@ class SamplingConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise VabError listing every out-of-range setting."""
+        """Raise VabError listing every out-of-range setting (:data:`SAMPLING_LIMITS`: beyond them a
+        value only overflows float32 logits or runs without end, it never samples better)."""
         problems = []
-        if not isinstance(self.steps, int) or self.steps < 1:
-            problems.append(f"steps must be an integer >= 1 (got {self.steps!r})")
-        if not math.isfinite(self.guidance):
-            problems.append(f"guidance must be a finite number (got {self.guidance!r})")
-        if not (self.mask_temperature >= 0 and math.isfinite(self.mask_temperature)):
-            problems.append(f"mask temperature must be >= 0 (got {self.mask_temperature!r})")
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            problems.append(f"temperature must be >= 0 (got {self.temperature!r})")
+        low, high = SAMPLING_LIMITS["steps"]
+        if not isinstance(self.steps, int) or not low <= self.steps <= high:
+            problems.append(f"steps must be an integer in [{low}, {high}] (got {self.steps!r})")
+        for name, words in (("guidance", "guidance"), ("mask_temperature", "mask temperature")):
+            low, high = SAMPLING_LIMITS[name]
+            if not low <= getattr(self, name) <= high:  # NaN too
+                problems.append(f"{words} must be in [{low:g}, {high:g}] (got {getattr(self, name)!r})")
+        low, high = SAMPLING_LIMITS["temperature"]
+        if not (self.temperature == 0 or low <= self.temperature <= high):
+            problems.append(f"temperature must be 0 (the likeliest token) or in [{low:g}, {high:g}] "
+                            f"(got {self.temperature!r})")
         if not isinstance(self.top_k, int) or self.top_k < 0:
             problems.append(f"top-k must be an integer >= 0 (got {self.top_k!r})")
         if not 0 < self.top_p <= 1:
             problems.append(f"top-p must be in (0, 1] (got {self.top_p!r})")
+        low, high = SAMPLING_LIMITS["seed"]
+        if not isinstance(self.seed, int) or not low <= self.seed <= high:
+            problems.append(f"seed must be an integer in [-2^63, 2^63 - 1] (got {self.seed!r})")
         if problems:
             raise VabError("sampling: " + "; ".join(problems))
 

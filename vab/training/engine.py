@@ -253,9 +253,6 @@ class Trainer:
         self._status = ""  # short text next to the progress bar
         self._reset_accumulators()
         self._console = TrainConsole(acc.is_main_process, cfg.max_steps, 0)
-        if acc.is_main_process:
-            _save_run_config(self.run_dir / "config.yaml", config, cfg)
-        acc.wait_for_everyone()
 
     def _loaders(
         self, train_set: Dataset, valid_set: Dataset | None, collate_fn: Callable | None, num_workers: int
@@ -299,8 +296,9 @@ class Trainer:
         if any, else fresh; a path = that checkpoint folder.
         """
         acc = self.accelerator
-        start = self._resolve_resume(resume)
+        start = self._resolve_resume(resume)  # a bad --resume is refused before the run folder is written
         if acc.is_main_process:
+            _save_run_config(self.run_dir / "config.yaml", self._config, self.cfg)
             ckpt.clean_staging(self.checkpoint_dir)
         acc.wait_for_everyone()
         acc.init_trackers("train", config=_flat_hparams(self._config, self.cfg))
