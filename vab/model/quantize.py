@@ -8,9 +8,9 @@ largest value in its input; called on a whole batch, one video's loud frame woul
 every other video's rounding, and a soundtrack would depend on its batch (411 of 800
 tokens changed in a review's test).  So :class:`PerExampleInt8Linear` calls it once per
 example (row of dim 0): the scale comes from that example alone, and an example's output
-is bit-identical alone or in any batch, as in fp32 and bf16.  Per-example calls were also
-faster than one batched call on this project's CPU (smaller activations stay in cache;
-docs/BENCHMARKS.md, "Number formats").
+is bit-identical alone or in any batch, as in fp32 and bf16.  The calls cost 1.06-1.33x the
+CPU time of one batched call (docs/BENCHMARKS.md, "int8, one scale per example"); a kernel
+with one scale per row (``torch._int_mm`` with the rows quantized in Python) was slower still.
 
 ``bf16`` / ``fp16``: the weights and biases of the same linear layers are stored in that
 dtype once, so autocast does not convert ~400M fp32 weights on every forward (a fifth of a
