@@ -5,7 +5,6 @@ option of every command give a result or one line, and nothing outside the outpu
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 from pathlib import Path
 
@@ -15,27 +14,9 @@ from hypothesis import strategies as st
 
 from tests.mediagen import make_video
 from tests.test_generate import SMALL, make_model_dir
+from tests.test_hub import script
+from tests.test_reliability_configs import clip, model_dir  # noqa: F401  (module fixtures: a tiny model, a clip)
 from vab.cli import main as vab_main
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=1.0, **SMALL)
-
-
-def script(name: str):
-    """A script of recipes/, finetune/ or eval/ loaded so its main(argv) runs in-process."""
-    spec = importlib.util.spec_from_file_location(name.replace("/", "_"), REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def one_line_or_result(rc: int, err: str) -> str:
@@ -208,7 +189,6 @@ def fuzz_inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
     import shutil
 
     from tests.synthdata import make_synthetic_dataset, tiny_overrides
-    from tests.test_generate import make_model_dir
 
     root = tmp_path_factory.mktemp("fuzz-inputs")
     clips = root / "clips"

@@ -12,13 +12,9 @@ import pytest
 
 from tests.mediagen import make_video
 from tests.test_generate import FAST_ARGS, SMALL, make_model_dir
-from tests.test_reliability_options import script
+from tests.test_hub import script
+from tests.test_reliability_configs import model_dir  # noqa: F401  (module fixture: a tiny model)
 from vab import precision
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")
