@@ -174,18 +174,21 @@ def test_embed_goes_on_past_a_clip_whose_embedding_is_not_finite(tmp_path, model
 
 # ---------------------------------------------------------------------- 8. outputs are valid
 @pytest.fixture
-def index_dir(tmp_path) -> Path:
+def index_dir(tmp_path, model_dir) -> Path:
+    """An index of hostile ids and labels, recorded as made by the tiny model (file queries use it)."""
     import torch
     import torch.nn.functional as F
 
-    from vab.search import Index
+    from vab.model import VAB
+    from vab.search import Index, model_digest
 
     g = torch.Generator().manual_seed(0)
     audio, video = (F.normalize(torch.randn(3, 8, generator=g), dim=-1) for _ in range(2))
     ids = ["[red]loud[/red]", "[/bold]", "=HYPERLINK(\"http://x\")"]
     labels = [["[link=http://x]dog[/link]"], ["cat"], ["+cmd|' /C calc'!A0"]]
-    return Index(ids=ids, paths=[f"/v/{i}.mp4" for i in range(3)], audio=audio, video=video,
-                 labels=labels).save(tmp_path / "index")
+    return Index(ids=ids, paths=[f"/v/{i}.mp4" for i in range(3)], audio=audio, video=video, labels=labels,
+                 model_dir=str(model_dir), model_digest=model_digest(VAB.from_pretrained(model_dir))
+                 ).save(tmp_path / "index")
 
 
 def test_ids_and_labels_are_printed_as_they_are(index_dir, capsys, monkeypatch):
@@ -302,9 +305,9 @@ def failures(out: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("option, expected", [
-    (["--fps", "0"], "extract.fps=0.0 must be > 0"),
-    (["--duration", "-2"], "extract.duration=-2.0 must be > 0"),
-    (["--workers", "-1"], "extract.num_workers=-1 must be >= 0"),
+    (["--fps", "0"], "extract.fps=0.0 must be in (0, 1000]"),
+    (["--duration", "-2"], "extract.duration=-2.0 must be in (0, 3600]"),
+    (["--workers", "-1"], "extract.num_workers=-1 must be in [0, 256]"),
     (["extract.chunk_size=0"], "extract.chunk_size=0 must be >= 1"),
     (["codec.name=nope"], "nope"),
 ])

@@ -324,6 +324,8 @@ BELOW_ONE = Bound(0, 1, high_open=True)  # a decay, a dropout rate, a beta
 #: one is a typo, and one that does not fit in memory a crash long after the command started
 MAX_BATCH_SIZE = 4096
 BATCH = Bound(1, MAX_BATCH_SIZE)
+SECONDS = Bound(0, 3600, low_open=True)  # a clip or a model window: an hour is far beyond any use, 1e308 overflows
+FPS = Bound(0, 1000, low_open=True)  # frames per second read or stored
 WORKERS = Bound(0, 256)  # worker processes: more is a typo that would fork the machine to a halt
 
 #: every numeric field with a range (lists: each element); checked by :func:`check_config`
@@ -333,9 +335,9 @@ RULES: dict[str, Bound] = {
     "codec.n_fft": Bound(2), "codec.levels": COUNT, "codec.codebook_size": Bound(2),
     "codec.griffin_lim_iters": NON_NEGATIVE,
     "visual.grid": COUNT, "visual.batch_size": COUNT,
-    "extract.duration": POSITIVE, "extract.fps": POSITIVE, "extract.max_short_side": COUNT,
+    "extract.duration": SECONDS, "extract.fps": FPS, "extract.max_short_side": COUNT,
     "extract.batch_size": BATCH, "extract.chunk_size": COUNT, "extract.num_workers": WORKERS,
-    "data.duration": POSITIVE, "data.fps": POSITIVE, "data.num_workers": WORKERS,
+    "data.duration": SECONDS, "data.fps": FPS, "data.num_workers": WORKERS,
     "model.width": COUNT, "model.layers": COUNT, "model.expert_layers": NON_NEGATIVE, "model.heads": COUNT,
     "model.ffn": COUNT, "model.dropout": BELOW_ONE, "model.levels": COUNT, "model.given_levels": NON_NEGATIVE,
     "train.batch_size": COUNT, "train.grad_accum": COUNT, "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE,
