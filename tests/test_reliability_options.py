@@ -207,6 +207,22 @@ def fuzz_inputs(tmp_path_factory, model_dir) -> dict[str, Path]:
             "empty": root / "empty"}
 
 
+def test_fine_tuning_checks_the_data_against_the_model_it_starts_from(fuzz_inputs, tmp_path, capsys):
+    """Found by the fuzz: `finetune/classification.py --init MODEL codec.codebook_size=32` checked
+    the data against the overridden config and crashed in the embedding lookup (IndexError)
+    when the model's own codebooks were smaller; both fine-tuning recipes now read the data
+    at the settings the initial model was trained with."""
+    from tests.synthdata import tiny_overrides
+
+    for name in ("finetune/classification", "finetune/retrieval"):
+        run = tmp_path / name.replace("/", "-")
+        rc = script(name).main(["--init", str(fuzz_inputs["model"]), *tiny_overrides(fuzz_inputs["data"]),
+                                "train.max_steps=1", "train.batch_size=4", f"train.output_dir={run}"])
+        line = one_line_or_result(rc, capsys.readouterr().err)
+        assert rc == 2 and "does not match the model config: codec.n_fft: data 1024, model 512" in line, line
+        assert not run.exists()
+
+
 def command_baselines(i: dict[str, Path]) -> dict[str, tuple]:
     """(runner, parser, argv) of every command: a valid, cheap run whose outputs are relative paths."""
     from tests.synthdata import tiny_overrides

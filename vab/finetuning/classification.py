@@ -34,7 +34,9 @@ from vab.model import VAB
 from vab.safetext import csv_cell
 from vab.training.engine import Trainer
 from vab.training.objective import unwrap
-from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
+from vab.training.run import (
+    build_datasets, check_same_codec_state, data_paths, load_codec_for, take_model_settings, training_record,
+)
 from vab.utils import atomic_path, check_writable_dir
 
 # Table 8 (classification column) where the pretraining config says otherwise.
@@ -158,13 +160,14 @@ def finetune_classifier(
     refuse_input_folder(model_out or Path(cfg.train.output_dir) / "model", init, "--model-out")
     paths = data_paths(cfg)
     check_same_codec_state(paths)
+    backbone = load_model(init, kind=VAB)
+    take_model_settings(cfg, backbone)  # data that does not fit the model is refused, not an IndexError
     train_set, valid_set, info = build_datasets(cfg, paths)
     if mode != "audio" and not info.has_visual:
         raise VabError(f"{paths[0]}: audio-only data has no visual features; use --mode audio")
     if not info.label_names:
         raise VabError(f"{paths[0]}: the data set has no labels to classify")
     loss = resolve_loss(loss, info.multi_label)
-    backbone = load_model(init, kind=VAB)
     with torch.random.fork_rng(devices=[]):  # the new head starts alike in every run of one config
         torch.manual_seed(int(cfg.train.seed))
         classifier = Classifier(backbone, len(info.label_names), mode, info.label_names)

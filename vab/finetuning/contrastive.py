@@ -45,7 +45,9 @@ from vab.finetuning.pooling import embeddings
 from vab.model import VAB
 from vab.training.engine import Trainer
 from vab.training.objective import prepare_batch, unwrap
-from vab.training.run import build_datasets, check_same_codec_state, data_paths, load_codec_for, training_record
+from vab.training.run import (
+    build_datasets, check_same_codec_state, data_paths, load_codec_for, take_model_settings, training_record,
+)
 from vab.utils import atomic_path, check_writable_dir
 from vab.weights import read_safetensors
 
@@ -250,12 +252,7 @@ def finetune_retrieval(
     vab = load_model(init, kind=VAB)
     if int(vab.expert_layers) < 1:
         raise VabError(f"{init}: the model has no expert layers to fine-tune (model.expert_layers=0)")
-    # the data must be read at the geometry the initial model was trained on
-    for key in ("fps", "duration"):
-        cfg.data[key] = vab.config.data[key]
-    cfg.model = vab.config.model
-    cfg.codec = vab.config.codec
-    cfg.visual = vab.config.visual
+    take_model_settings(cfg, vab)  # the data is read at the geometry the initial model was trained on
     train_set, valid_set, info = build_datasets(cfg, paths)
     if not info.has_visual:
         raise VabError(f"{paths[0]}: audio-only data has no visual features; retrieval fine-tuning needs videos")

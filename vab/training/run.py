@@ -86,6 +86,17 @@ def build_datasets(cfg: Any, paths: list[str]):
     return train_set, valid_set, info
 
 
+def take_model_settings(cfg: Any, model: Any) -> None:
+    """Fine-tuning reads data at the geometry its initial `model` was trained on: `cfg`'s codec,
+    frame encoder, network and data fps / duration become the model's own (its weights fix
+    them), so the data is checked against what the model really is."""
+    for key in ("fps", "duration"):
+        cfg.data[key] = model.config.data[key]
+    cfg.model = model.config.model
+    cfg.codec = model.config.codec
+    cfg.visual = model.config.visual
+
+
 def build_model(cfg: Any, codec: AudioCodec, visual_dim: int) -> TokenModel:
     """The model ``cfg.model.type`` names, over `codec`'s codebooks, initialised from ``train.seed``."""
     levels = cfg.model.levels
