@@ -449,3 +449,67 @@ def test_demo_models_carry_the_demo_report_table(made, tmp_path):
     text = (tmp_path / "model" / CARD_FILE).read_text()
     assert text.count("## vab demo results") == 1
     assert "| retrieval video->audio R@1 | 0.500 | 0.031 | 0.500 |" in text and "Made by `vab demo` (quick)" in text
+
+
+# ---------------------------------------------------------------------- names, never paths (issue 25)
+def test_a_revision_is_a_name_never_a_path(hub, made, tmp_path, capsys):
+    """Was: `org/vab@../../../x` was looked up as a path under the cache's refs/ and, through a
+    file there naming a folder, loaded a model from outside the cache (exit 0, and the source
+    record still named the Hub id)."""
+    from vab.model import hub as hubs
+
+    outside = Path(shutil.copytree(made.other, tmp_path / "outside" / "model"))
+    storage = hub.cache / "models--org--vab"
+    planted = tmp_path / "planted-ref"  # a file whose text is a path from snapshots/ to the outside folder
+    planted.write_text(os.path.relpath(outside, storage / "snapshots"))
+    sneaky = f"org/vab@{os.path.relpath(planted, storage / 'refs')}"
+    assert ".." in sneaky
+    with pytest.raises(VabError, match="is not a branch, tag or commit name"):
+        vab.load_pretrained(sneaky)
+    rc = main(["generate", str(made.video), "--checkpoint", sneaky, "--out", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "never '..' or a path" in err, err
+    assert not (tmp_path / "out").exists()
+    for bad in ("..", "../x", "a/../b", "/abs", "-x", "x.lock", "a//b", "a\\b", "a b", "x:y", "~x", "main/", ".hidden"):
+        with pytest.raises(VabError, match="is not a branch, tag or commit name"):
+            hubs.parse_hub_id(f"org/vab@{bad}")
+    for good in ("main", "v1.0", "refs/pr/1", "release_2", MAIN, "feature/new-codec"):
+        assert hubs.parse_hub_id(f"org/vab@{good}").revision == good
+    with pytest.raises(VabError, match="--revision: revision '../main'"):
+        hubs.plan_upload(made.model, "org/new", revision="../main")
+
+
+def test_a_snapshot_outside_the_cache_is_not_used(hub, made, tmp_path, monkeypatch):
+    """The second guard: whatever huggingface_hub answers, a folder outside the repository's
+    snapshots in the cache is refused."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(made.model))
+    with pytest.raises(VabError, match="outside .*snapshots; not used"):
+        vab.load_pretrained("org/vab")
+
+
+def test_push_sends_only_regular_files_inside_the_folder(pushable, tmp_path, monkeypatch, capsys):
+    """Was: a README.md linking to a private file was staged through the link and published."""
+    import huggingface_hub
+
+    private = tmp_path / "private.md"
+    private.write_text("my private notes")
+    (pushable / CARD_FILE).unlink()
+    (pushable / CARD_FILE).symlink_to(private)
+    RecordingApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    assert main(["push", str(pushable), "org/new-model"]) == 0
+    err = capsys.readouterr().err
+    assert f"skip    {CARD_FILE}  (a symbolic link: only regular files inside the folder are sent)" in err
+    _, kwargs, files = RecordingApi.calls[-1]
+    assert b"my private notes" not in b"".join(files.values())
+    assert "library_name: vab" in files[CARD_FILE].decode()  # the card made from the model instead
+    # a required file that is a link: refused before any contact
+    (pushable / "config.yaml").rename(tmp_path / "config.yaml")
+    (pushable / "config.yaml").symlink_to(tmp_path / "config.yaml")
+    RecordingApi.calls = []
+    assert main(["push", str(pushable), "org/new-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "config.yaml is a symbolic link; only regular files inside the folder" in err
+    assert RecordingApi.calls == []

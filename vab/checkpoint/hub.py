@@ -7,6 +7,10 @@ disk (YAML and safetensors only, validated; nothing is unpickled).
 
 - A local path always wins: when a file or folder of that spelling exists, it is used
   and the Hub is never asked.
+- A revision is a name (a branch, a tag, ``refs/pr/1``, a commit hash), never a path:
+  ``..``, a leading ``/`` or ``-`` and characters outside git's names are refused in one
+  line (:func:`check_revision`), and the snapshot folder found must lie inside the cache's
+  folder of that repository, so no spelling reads a folder elsewhere on the disk.
 - Only the files a model directory may hold (:data:`vab.checkpoint.directory.MODEL_FILES`) are
   fetched (``allow_patterns``); whatever else a repository holds is never downloaded.
 - huggingface_hub's own settings apply: ``HF_HUB_OFFLINE=1`` (or ``local_files_only``)
@@ -16,7 +20,9 @@ disk (YAML and safetensors only, validated; nothing is unpickled).
 
 Uploading (:func:`plan_upload`, :func:`upload`) sends the same files, from a staging
 folder of hard links, so what is uploaded is the set of files that was checked even if
-the directory changes meanwhile, and a card can be added without writing into it.
+the directory changes meanwhile, and a card can be added without writing into it.  Only
+regular files inside the folder are sent: a symbolic link (a ``README.md`` pointing at a
+private file, say) is skipped, never followed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import importlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +44,10 @@ from vab.filenames import CARD_FILE
 
 #: ``org/name``: letters, digits, ``-``, ``_`` and ``.`` on both sides of one slash
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+#: a revision: names of letters, digits, ``.``, ``_`` and ``-`` (each starting with a letter, a
+#: digit or ``_``) joined by single slashes, as git names branches and tags (``v1``,
+#: ``refs/pr/1``, a commit hash)
+_REVISION = re.compile(r"[A-Za-z0-9_][\w.-]{0,127}(/[A-Za-z0-9_][\w.-]{0,127}){0,7}")
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,21 @@ class HubId:
         return self.repo_id + (f"@{self.revision}" if self.revision else "")
 
 
+def check_revision(revision: str, where: str) -> str:
+    """`revision` if it is a branch, tag or commit name (:data:`_REVISION`, no ``..``, no
+    ``.lock``); a one-line VabError naming `where` otherwise.  A revision is looked up as a
+    name in the Hub's cache, so anything path-like would read a folder outside it."""
+    parts = revision.split("/")
+    if (not _REVISION.fullmatch(revision) or ".." in revision
+            or any(part.endswith((".", ".lock")) for part in parts)):
+        raise VabError(f"{where}: revision {revision!r} is not a branch, tag or commit name (letters, digits, "
+                       "'.', '_' and '-', names joined by '/'; never '..' or a path)")
+    return revision
+
+
 def parse_hub_id(spec: str | os.PathLike) -> HubId | None:
-    """The Hub id `spec` spells (``org/name`` or ``org/name@revision``), else None.
+    """The Hub id `spec` spells (``org/name`` or ``org/name@revision``), else None; a valid
+    ``org/name`` with a revision that is not a name is a VabError (:func:`check_revision`).
 
     Only the spelling counts here; :func:`hub_id` also asks whether a local path wins."""
     text = os.fspath(spec)
@@ -60,7 +84,7 @@ def parse_hub_id(spec: str | os.PathLike) -> HubId | None:
         return None
     if at and not revision:
         return None
-    return HubId(repo_id, revision or None)
+    return HubId(repo_id, check_revision(revision, text) if at else None)
 
 
 def hub_id(source: str | os.PathLike) -> HubId | None:
@@ -113,6 +137,7 @@ def _snapshot(model: HubId, local_files_only: bool) -> Path:
         raise VabError(f"{model}: not a valid Hugging Face Hub id ({_first_line(exc)})") from None
     except (HfHubHTTPError, OSError) as exc:
         raise VabError(f"{model}: cannot download from the Hugging Face Hub ({_first_line(exc)})") from None
+    _check_inside_cache(model, folder)
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -121,6 +146,19 @@ def _snapshot(model: HubId, local_files_only: bool) -> Path:
             f"(it holds: {', '.join(held) or 'none of the model files'})"
         )
     return folder
+
+
+def _check_inside_cache(model: HubId, folder: Path) -> None:
+    """VabError unless `folder` (what huggingface_hub returned) lies in the cache's snapshots of
+    `model`'s repository: a second guard, beside :func:`check_revision`, against a revision
+    read as a path."""
+    from huggingface_hub import constants  # lazy, as in _snapshot
+    from huggingface_hub.file_download import repo_folder_name  # lazy, as in _snapshot
+
+    snapshots = (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=model.repo_id, repo_type="model")
+                 / "snapshots").resolve()
+    if not folder.resolve().is_relative_to(snapshots):
+        raise VabError(f"{model}: the Hugging Face cache answered with {folder}, outside {snapshots}; not used")
 
 
 def _not_cached(model: HubId, offline: bool) -> str:
@@ -171,6 +209,7 @@ class UploadPlan:
     private: bool = False
     files: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # the skipped entries that are symbolic links
     card: str | None = None
 
     @property
@@ -189,16 +228,21 @@ def plan_upload(
     target = parse_hub_id(repo_id)
     if target is None or target.revision is not None:
         raise VabError(f"{repo_id}: not a Hugging Face Hub id (expected org/name; give a branch with --revision)")
+    if revision is not None:
+        check_revision(revision, "--revision")
     if not directory.is_dir():
         raise VabError(f"{directory}: not a model directory (no such directory)")
     present = sorted(p.name for p in directory.iterdir())
-    files = [name for name in present if name in MODEL_FILES and (directory / name).is_file()]
+    links = [name for name in present if (directory / name).is_symlink()]
+    files = [name for name in present if name in MODEL_FILES and name not in links and (directory / name).is_file()]
     missing = [name for name in REQUIRED_FILES if name not in files]
     if missing:
-        raise VabError(f"{directory}: not a model directory (no {' and no '.join(missing)})")
+        why = [f"{name} is a symbolic link" if name in links else f"no {name}" for name in missing]
+        raise VabError(f"{directory}: not a model directory to push ({'; '.join(why)}; only regular files inside "
+                       "the folder are sent)")
     return UploadPlan(
         directory=directory, repo_id=target.repo_id, revision=revision, private=private, files=files,
-        skipped=[name for name in present if name not in files],
+        skipped=[name for name in present if name not in files], links=links,
         card=card if CARD_FILE not in files else None,
     )
 
@@ -239,10 +283,13 @@ def _staged(plan: UploadPlan) -> Iterator[Path]:
     with tmp as name:
         folder = Path(name)
         for file in plan.files:
+            source = plan.directory / file
+            if not stat.S_ISREG(os.lstat(source).st_mode):  # replaced by a link since it was checked
+                raise VabError(f"{source}: no longer a regular file; nothing was sent")
             try:
-                os.link(plan.directory / file, folder / file)
+                os.link(source, folder / file, follow_symlinks=False)
             except OSError:
-                shutil.copy2(plan.directory / file, folder / file)
+                shutil.copy2(source, folder / file, follow_symlinks=False)
         if plan.card is not None:
             (folder / CARD_FILE).write_text(plan.card)
         yield folder

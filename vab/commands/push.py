@@ -99,7 +99,9 @@ def describe(plan: UploadPlan) -> list[str]:
         lines.append(f"  upload  {name}  ({_size((plan.directory / name).stat().st_size)})")
     if plan.card is not None:
         lines.append(f"  upload  {CARD_FILE}  (model card made from the model; the directory has none)")
-    lines += [f"  skip    {name}  (not part of a model directory)" for name in plan.skipped]
+    lines += [f"  skip    {name}  (" + ("a symbolic link: only regular files inside the folder are sent"
+                                        if name in plan.links else "not part of a model directory") + ")"
+              for name in plan.skipped]
     return lines
 
 
