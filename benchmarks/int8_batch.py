@@ -38,16 +38,15 @@ from precision_quality import write_results  # noqa: E402
 from pretrain_throughput import machine_line  # noqa: E402
 from sampler_overhead import guided_batch, random_condition  # noqa: E402
 
+from vab.checkpoint import build_model  # noqa: E402
 from vab.config import load_config  # noqa: E402
-from vab.model.quantize import prepare_for_inference  # noqa: E402
+from vab.model.quantize import PerExampleInt8Linear, prepare_for_inference  # noqa: E402
 
 MID = ["model.width=512", "model.layers=8", "model.expert_layers=4", "model.heads=8", "model.ffn=2048"]
 
 
 def per_call_int8(model: nn.Module) -> nn.Module:
     """The int8 model with the kernel called on the whole batch (one activation scale per call)."""
-    from vab.model.quantize import PerExampleInt8Linear
-
     quantized = prepare_for_inference(model, "int8")
     for module in list(quantized.layers.modules()):
         for name, child in list(module.named_children()):
@@ -90,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         codec = make_codec(base)
         model = make_model(base, codec)
         if extra:  # the preset's codec and data, a wider, deeper Transformer
-            from vab.model.base import TokenModel
-
             cfg = load_config(base, ["codec.pretrained=false", *extra])
             torch.manual_seed(0)
-            model = TokenModel.from_config(cfg, [codec.codebook_vectors(k) for k in range(cfg.model.levels)],
-                                           model.visual_dim, codec.frame_rate).eval()
+            model = build_model(cfg, [codec.codebook_vectors(k) for k in range(cfg.model.levels)],
+                                model.visual_dim, codec.frame_rate).eval()
         variants = {"fp32": model, "per-call": per_call_int8(model), "per-example": prepare_for_inference(model, "int8")}
         for videos in args.batches:
             torch.manual_seed(1)

@@ -20,15 +20,15 @@ from vab.cli import run_script
 from vab.config import load_config
 from vab.finetuning.classification import evaluate_classifier, write_per_class_csv
 from vab.training.run import data_paths
-from vab.utils import atomic_path, check_output_file
+from vab.utils import add_batch_size_option, add_device_option, atomic_path, check_output_file
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="classifier directory or Hugging Face Hub id (org/name[@revision])")
     p.add_argument("--split", default="test")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    add_batch_size_option(p, 32)
+    add_device_option(p, "cpu")
     p.add_argument("--csv", help="write per-class AP / positives / top-1 recall to this CSV file")
     p.add_argument("--json", help="also write the overall metrics to this JSON file")
     p.set_defaults(overrides=[])

@@ -67,6 +67,7 @@ from pathlib import Path
 from vab.cli import run_script
 from vab.generation.sampling import add_sampling_arguments, sampling_from_args
 from vab.precision import add_precision_option, check_generation_precision
+from vab.utils import add_batch_size_option, add_device_option
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,8 +101,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ar-cfg", type=float, default=3.0, dest="ar_guidance",
                    help="guidance for autoregressive models (FoleyGen: 3)")
     s.add_argument("--ar-top-k", type=int, default=256, help="top-k for autoregressive models (FoleyGen: 256)")
-    s.add_argument("--batch-size", type=int, default=1)
-    s.add_argument("--device", default="cpu")
+    add_batch_size_option(s, 1)
+    add_device_option(s, "cpu")
     add_precision_option(s)
     o = p.add_argument_group("outputs")
     o.add_argument("--out", default="eval-generation", help="folder for generation.json / generation.md")

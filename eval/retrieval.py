@@ -20,7 +20,7 @@ from vab.config import load_config
 from vab.errors import VabError
 from vab.finetuning.contrastive import evaluate_retrieval
 from vab.training.run import data_paths
-from vab.utils import atomic_path, check_output_file
+from vab.utils import add_batch_size_option, add_device_option, atomic_path, check_output_file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,8 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--per-class", type=int, default=None, metavar="K", help="evaluate on K clips per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-class subset")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
+    add_batch_size_option(p, 32)
+    add_device_option(p, "auto")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(overrides=[])
     return p

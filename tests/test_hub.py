@@ -456,7 +456,7 @@ def test_a_revision_is_a_name_never_a_path(hub, made, tmp_path, capsys):
     """Was: `org/vab@../../../x` was looked up as a path under the cache's refs/ and, through a
     file there naming a folder, loaded a model from outside the cache (exit 0, and the source
     record still named the Hub id)."""
-    from vab.model import hub as hubs
+    from vab.checkpoint import hub as hubs
 
     outside = Path(shutil.copytree(made.other, tmp_path / "outside" / "model"))
     storage = hub.cache / "models--org--vab"

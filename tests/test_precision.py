@@ -203,7 +203,7 @@ def foleygen_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("foleygen") / "model"
     dim = build_visual_encoder(cfg.visual).dim
-    FoleyGen.from_config(cfg, list(codebooks), visual_dim=dim, frame_rate=50.0).save_pretrained(directory)
+    save_model(FoleyGen.from_config(cfg, list(codebooks), visual_dim=dim, frame_rate=50.0), directory)
     (directory / "codec.safetensors").write_bytes((source / "codec.safetensors").read_bytes())
     return directory
 

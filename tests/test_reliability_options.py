@@ -32,6 +32,14 @@ def one_line_or_result(rc: int, err: str) -> str:
     return lines[0]
 
 
+def exit_code(main, argv: list[str]) -> int:
+    """What a command exits with, in-process: argparse refuses a value by SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
@@ -69,7 +77,7 @@ def test_every_command_refuses_an_absent_device_in_one_line_before_any_output(mo
     out.mkdir()
     for name, (runner, argv) in device_commands(model_dir, clip, out).items():
         main = script(runner).main if isinstance(runner, str) else runner
-        rc = main([*argv, "--device", device])
+        rc = exit_code(main, [*argv, "--device", device])
         line = one_line_or_result(rc, capsys.readouterr().err)
         assert rc == 2 and "--device" in line and words in line, (name, line)
         assert files_under(out) == set(), (name, files_under(out))
@@ -134,28 +142,29 @@ def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(model_dir, 
 
 
 @pytest.mark.parametrize("bad, words", [
-    (["--precision", "fp8"], "--precision must be one of"), (["--batch-size", "0"], "--batch-size must be in [1, 4096]"),
+    (["--precision", "fp8"], "--precision must be one of"), (["--batch-size", "0"], "argument --batch-size: must be an integer in [1, 4096]"),
     (["--steps", "0"], "steps must be an integer in [1, 1000]"), (["--ar-top-k", "-1"], "top-k must be"),
 ])
 def test_evaluation_checks_its_options_before_scoring_anything(model_dir, clip, tmp_path, capsys, bad, words):
     """Was: --precision / --batch-size refused only after the real audio was scored and recorded."""
     out = tmp_path / "eval"
     argv = ["--checkpoint", str(model_dir), "--videos", str(clip.parent), "--out", str(out), "--device", "cpu", *bad]
-    line = one_line_or_result(script("eval/generation").main(argv), capsys.readouterr().err)
+    line = one_line_or_result(exit_code(script("eval/generation").main, argv), capsys.readouterr().err)
     assert words in line and not out.exists(), line
 
 
 @pytest.mark.parametrize("bad, words", [
     (["--cfg", "1e308"], "guidance must be in [-100, 100]"), (["--temperature", "1e-300"], "temperature must be 0"),
     (["--steps", "1000000"], "steps must be an integer in [1, 1000]"), (["--seed", str(2**70)], "seed must be"),
-    (["--mask-temperature", "inf"], "mask temperature must be"), (["--batch-size", "99999"], "--batch-size must be in"),
+    (["--mask-temperature", "inf"], "mask temperature must be"), (["--batch-size", "99999"], "argument --batch-size: must be an integer in [1, 4096]"),
 ])
 def test_sampling_values_that_overflow_or_never_end_are_one_line(model_dir, clip, tmp_path, capsys, bad, words):
     """Was: --cfg 1e308 and --temperature 1e-300 failed every video ('unexpected RuntimeError: value
     cannot be converted to type float without overflow', 'index 16 is out of bounds'), and
     --steps 1000000 ran for days."""
     out = tmp_path / "gen"
-    rc = vab_main(["generate", str(clip), "--checkpoint", str(model_dir), "--out", str(out), "--device", "cpu", *bad])
+    rc = exit_code(vab_main, ["generate", str(clip), "--checkpoint", str(model_dir), "--out", str(out), "--device", "cpu",
+                              *bad])
     line = one_line_or_result(rc, capsys.readouterr().err)
     assert rc == 2 and words in line and not out.exists(), line
 
@@ -254,9 +263,11 @@ def command_baselines(i: dict[str, Path]) -> dict[str, tuple]:
         "finetune/retrieval": ["--init", str(i["fitting"]), *train],
         "finetune/classification": ["--init", str(i["fitting"]), *train],
     }
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    runs = {f"vab {name}": (vab_main, subparsers[name], argv) for name, argv in vab.items()}
+    def command_parser(name: str) -> argparse.ArgumentParser:
+        parser = build_parser(name)  # only the command about to run gets its real parser
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+    runs = {f"vab {name}": (vab_main, command_parser(name), argv) for name, argv in vab.items()}
     for name, argv in scripts.items():
         module = script(name)
         built = module.parser() if hasattr(module, "parser") else None
@@ -365,10 +376,7 @@ def test_random_options_of_every_command_give_a_result_or_one_line(command, fuzz
     before = tree(inputs["root"])
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = runner(argv)
-        except SystemExit as stop:  # argparse refuses a value: what the process would exit with
-            rc = stop.code
+        rc = exit_code(runner, argv)
     line = one_line_or_result(rc, err.getvalue())
     # no input changed and nothing written among them, except where an option said to write
     named = [str(Path(v).relative_to(inputs["root"])) for v in options.values()

@@ -179,7 +179,7 @@ def index_dir(tmp_path, model_dir) -> Path:
     import torch
     import torch.nn.functional as F
 
-    from vab.model import VAB
+    from vab.checkpoint import load_model
     from vab.search import Index, model_digest
 
     g = torch.Generator().manual_seed(0)
@@ -187,7 +187,7 @@ def index_dir(tmp_path, model_dir) -> Path:
     ids = ["[red]loud[/red]", "[/bold]", "=HYPERLINK(\"http://x\")"]
     labels = [["[link=http://x]dog[/link]"], ["cat"], ["+cmd|' /C calc'!A0"]]
     return Index(ids=ids, paths=[f"/v/{i}.mp4" for i in range(3)], audio=audio, video=video, labels=labels,
-                 model_dir=str(model_dir), model_digest=model_digest(VAB.from_pretrained(model_dir))
+                 model_dir=str(model_dir), model_digest=model_digest(load_model(model_dir))
                  ).save(tmp_path / "index")
 
 

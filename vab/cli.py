@@ -115,32 +115,15 @@ def guarded(call: Callable[[], int | None], verbose: bool = False) -> int:
         return 2
 
 
-def check_common_options(args: argparse.Namespace) -> argparse.Namespace:
-    """Options many commands share, checked in this one place before a command's body runs,
-    so before it writes anything: `--device` (:func:`vab.utils.check_device`: a typo, or a
-    GPU this machine lacks, is one line naming the option) and `--batch-size` (1 ..
-    :data:`vab.config.MAX_BATCH_SIZE`)."""
-    # here, not at the top: `vab --help` must not import torch or omegaconf
-    from vab.config import MAX_BATCH_SIZE
-    from vab.utils import check_device
-
-    if getattr(args, "device", None) is not None:
-        args.device = check_device(args.device)
-    size = getattr(args, "batch_size", None)
-    if size is not None and not 1 <= size <= MAX_BATCH_SIZE:
-        raise VabError(f"--batch-size must be in [1, {MAX_BATCH_SIZE}], got {size}")
-    return args
-
-
 def run_script(
     parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None], argv: list[str] | None = None
 ) -> int:
     """The `main` of every script in recipes/, finetune/ and eval/: parse `argv` (key=value words
-    become ``args.overrides``), check the shared options, run ``body(args)`` and turn user
-    errors into one-line messages."""
+    become ``args.overrides``), run ``body(args)`` and turn user errors into one-line messages
+    (argparse's too)."""
     parser.error = lambda message: one_line_usage_error(parser, message)  # type: ignore[method-assign]
     args = parse_with_overrides(parser, argv)
-    return guarded(lambda: body(check_common_options(args)))
+    return guarded(lambda: body(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return guarded(lambda: args.func(check_common_options(args)), verbose=args.verbose)
+    return guarded(lambda: args.func(args), verbose=args.verbose)
 
 
 if __name__ == "__main__":

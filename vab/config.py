@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vab.errors import ConfigError
 from vab.filenames import CONFIG_FILE, WEIGHTS_FILE
-from vab.utils import atomic_path
+from vab.utils import MAX_BATCH_SIZE, atomic_path
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -320,10 +320,7 @@ COUNT = Bound(1)  # at least one
 NON_NEGATIVE = Bound(0)
 FRACTION = Bound(0, 1)  # a probability
 BELOW_ONE = Bound(0, 1, high_open=True)  # a decay, a dropout rate, a beta
-#: the largest batch of any command (`--batch-size`: videos or clips per model call): a bigger
-#: one is a typo, and one that does not fit in memory a crash long after the command started
-MAX_BATCH_SIZE = 4096
-BATCH = Bound(1, MAX_BATCH_SIZE)
+BATCH = Bound(1, MAX_BATCH_SIZE)  # clips per codec / encoder call
 SECONDS = Bound(0, 3600, low_open=True)  # a clip or a model window: an hour is far beyond any use, 1e308 overflows
 FPS = Bound(0, 1000, low_open=True)  # frames per second read or stored
 WORKERS = Bound(0, 256)  # worker processes: more is a typo that would fork the machine to a halt

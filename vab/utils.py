@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -16,6 +17,10 @@ from vab.errors import VabError
 from vab.files import WriteError, apply_umask, refuse_folder, write_problem
 
 
+#: the largest batch of any command (`--batch-size`: videos or clips per model call; the config's
+#: extract.batch_size): a bigger one is a typo, and one that does not fit in memory a crash long
+#: after the command started
+MAX_BATCH_SIZE = 4096
 #: what `--device` (and the config keys extract.device, visual.device) accept
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -30,9 +35,9 @@ def check_device(device: str, option: str = "--device") -> str:
     """`device` if this machine can run on it: ``auto``, ``cpu``, ``cuda`` / ``cuda:N`` with
     such a GPU present, ``mps`` on an Apple GPU.  Anything else is a one-line VabError naming
     `option` (a typo, a GPU this machine lacks, torch's internal devices such as ``meta``).
-    Every command checks its `--device` here before it writes anything
-    (:func:`vab.cli.check_common_options`); :func:`pick_device` checks again, so a device
-    named in a config or passed from Python is refused the same way."""
+    Every command checks its `--device` here while its command line is parsed, before it
+    writes anything (:func:`add_device_option`); :func:`pick_device` checks again, so a
+    device named in a config or passed from Python is refused the same way."""
     text = str(device).strip()
     if text == "auto":
         return text
@@ -53,6 +58,39 @@ def check_device(device: str, option: str = "--device") -> str:
     if kind == "mps" and not mps_available():
         raise VabError(f"{option} {device}: not available on this machine (no Apple GPU; use auto or cpu)")
     return text
+
+
+def _device_option(value: str) -> str:
+    """argparse `type` of `--device` (:func:`check_device`): argparse turns the refusal into one
+    line naming the option, before the command runs."""
+    try:
+        return check_device(value)
+    except VabError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device ")) from None
+
+
+def _batch_size_option(value: str) -> int:
+    """argparse `type` of `--batch-size`: an integer in [1, :data:`MAX_BATCH_SIZE`]."""
+    try:
+        size = int(value)
+    except ValueError:
+        size = None
+    if size is None or not 1 <= size <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, {MAX_BATCH_SIZE}], got {value!r}")
+    return size
+
+
+def add_device_option(parser: Any, default: str | None = "cpu", help: str | None = None) -> None:
+    """The `--device` option of every command and script, checked by one function
+    (:func:`check_device`) while the command line is parsed, so before anything is written."""
+    parser.add_argument("--device", default=default, type=_device_option,
+                        help=help or f"{DEVICE_CHOICES} (default {default or 'auto'})")
+
+
+def add_batch_size_option(parser: Any, default: int | None, help: str | None = None) -> None:
+    """The `--batch-size` option of every command and script (1 .. :data:`MAX_BATCH_SIZE`,
+    checked while the command line is parsed)."""
+    parser.add_argument("--batch-size", default=default, type=_batch_size_option, help=help)
 
 
 def pick_device(device: str = "auto", option: str = "--device") -> torch.device:

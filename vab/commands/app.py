@@ -11,6 +11,7 @@ from vab.app.server import require_gradio, serve
 from vab.app.workspace import Workspace
 from vab.errors import VabError
 from vab.precision import add_precision_option, check_generation_precision
+from vab.utils import add_device_option
 
 EPILOG = """\
 examples:
@@ -60,7 +61,7 @@ def register(sub, help: str) -> None:
                    help="longest video or audio accepted, in seconds (default 1800 = 30 min)")
     n.add_argument("--keep-minutes", type=float, default=60.0, help="results are deleted after this (default 60)")
     m = p.add_argument_group("models")
-    m.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    add_device_option(m, "auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     add_precision_option(m)
     p.set_defaults(func=run)
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from vab.errors import VabError
 from vab.files import InputGuard
 from vab.search import Index, build_index, is_dataset_dir, is_index_dir, pair_scores
-from vab.utils import atomic_path, check_output_file
+from vab.utils import add_device_option, atomic_path, check_output_file
 
 EPILOG = """\
 examples:
@@ -43,7 +43,7 @@ def register(sub, help: str) -> None:
     p.add_argument("--out", required=True, help="JSONL manifest of the kept clips")
     p.add_argument("--plot", help="histogram PNG of the scores")
     p.add_argument("--split", help="only clips of this split (data sets)")
-    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    add_device_option(p, "cpu")
     p.set_defaults(func=run)
 
 

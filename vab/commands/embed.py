@@ -12,7 +12,7 @@ from rich.console import Console
 from vab.files import InputGuard
 from vab.search import EMBEDDINGS_FILE, INDEX_FILE, Embedder, Index, build_index, is_index_dir, refuse_other_index
 from vab.sharding import Shard
-from vab.utils import atomic_path, check_writable_dir
+from vab.utils import add_batch_size_option, add_device_option, atomic_path, check_writable_dir
 
 EPILOG = """\
 examples:
@@ -50,8 +50,8 @@ def register(sub, help: str) -> None:
                    help="model directory (config.yaml + model.safetensors) or Hugging Face Hub id org/name[@revision]")
     p.add_argument("--out", required=True, help="index folder to write")
     p.add_argument("--split", help="only clips of this split (data sets and manifests with splits)")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per model call for data sets (default 16)")
-    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    add_batch_size_option(p, 16, "clips per model call for data sets (default 16)")
+    add_device_option(p, "cpu")
     p.add_argument("--replace", action="store_true",
                    help="replace an index of other data or another model already in INDEX_DIR")
     p.set_defaults(func=run)

@@ -15,6 +15,7 @@ from vab.data.store import FAILURES_FILE, META_FILE
 from vab.filenames import CODEC_FILE
 from vab.files import InputGuard
 from vab.safetext import plain
+from vab.utils import add_batch_size_option, add_device_option
 
 EPILOG = """\
 examples:
@@ -50,11 +51,11 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full-videos", action="store_true",
                    help="VGGSound / AudioSet files are whole videos: cut each clip at its start_seconds "
                         "(default: files hold only the segment)")
-    p.add_argument("--batch-size", type=int, help="clips per codec / encoder batch")
+    add_batch_size_option(p, None, "clips per codec / encoder batch")
     p.add_argument("--workers", type=int, help="decoding worker processes")
     p.add_argument("--audio-only", action="store_true", help="store tokens only (audio classification sets)")
     p.add_argument("--retry-failed", action="store_true", help="try clips listed in failures.jsonl again")
-    p.add_argument("--device", help="cpu, cuda, mps or auto")
+    add_device_option(p, None, "cpu, cuda, cuda:N, mps or auto (default: extract.device, auto)")
     # key=value words anywhere on the line are config overrides (see vab.cli.parse_with_overrides)
     p.set_defaults(overrides=[])
 

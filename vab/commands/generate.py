@@ -20,7 +20,7 @@ from vab.generation.sampling import add_sampling_arguments, sampling_from_args
 from vab.precision import add_precision_option, check_generation_precision
 from vab.safetext import plain
 from vab.sharding import Shard
-from vab.utils import check_writable_dir
+from vab.utils import add_batch_size_option, add_device_option, check_writable_dir
 
 EPILOG = """\
 examples:
@@ -91,8 +91,8 @@ def register(sub, help: str) -> None:
     w.add_argument("--duration", type=float, help="seconds from the start to generate (default: the whole video)")
     w.add_argument("--overlap", type=float, help="seconds each window carries from the previous one "
                    "(default: a quarter of the model's window, 2.5 s for 10-s models)")
-    w.add_argument("--batch-size", type=int, default=1, help="videos sampled together (default 1)")
-    w.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    add_batch_size_option(w, 1, "videos sampled together (default 1)")
+    add_device_option(w, "auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     add_precision_option(w)
     o = p.add_argument_group("outputs")
     o.add_argument("--format", default="wav", choices=FORMATS, help="audio file format (default wav)")

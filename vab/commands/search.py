@@ -12,6 +12,7 @@ from rich.table import Table
 from vab.errors import VabError
 from vab.safetext import plain
 from vab.search import Embedder, Index, search
+from vab.utils import add_device_option
 
 EPILOG = """\
 examples:
@@ -41,7 +42,7 @@ def register(sub, help: str) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("--checkpoint", help="model directory or Hub id for file queries "
                    "(default: the one recorded in the index)")
-    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
+    add_device_option(p, "cpu")
     p.set_defaults(func=run)
 
 

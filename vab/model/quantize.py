@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -109,8 +110,6 @@ def prepare_for_inference(model: nn.Module, precision: str, inplace: bool = Fals
 
 def _per_example(module: nn.Module) -> None:
     """Wrap every dynamically quantized linear layer under `module` in :class:`PerExampleInt8Linear`."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
     for name, child in module.named_children():
         if isinstance(child, DynamicLinear):
             setattr(module, name, PerExampleInt8Linear(child))
