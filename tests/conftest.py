@@ -36,6 +36,15 @@ def video_factory(tmp_path):
     return _make
 
 
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Every file of the real-media corpus (tests/corpus.py), written once per test session:
+    ``{name: Item}``; short files in one folder, the 30-minute one in another."""
+    from tests.corpus import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
 def free_port() -> int:
     """A free TCP port on localhost, so concurrent `accelerate launch` runs do not collide on 29500."""
     import socket

@@ -1,7 +1,12 @@
 """Media I/O on PyAV: probe, frames at N fps, mono audio, wav/flac output, mux.
 
-Times are seconds from the start of the file (the container's start time when it
-is positive, e.g. MPEG-TS; 0 otherwise), so audio and video share one clock.
+One clock for everything, the picture's: time 0 is the first displayed video frame
+(whatever the file's own timestamps say: MPEG-TS and AVCHD files start near 1.4 s, an mp4
+edit list may hide frames before it, audio may start earlier or later).  Frames and audio
+are read on that clock, and :func:`mux` writes the new audio so that it starts with the
+first displayed frame and lasts as long as the picture.  A file without video uses its
+first sample (the container's start when positive, else 0).  Frames are returned as shown:
+display matrix and sample aspect ratio applied.
 Every failure a user can cause surfaces as :class:`MediaError` naming the file.
 """
 
@@ -21,11 +26,11 @@ import numpy as np
 from vab.errors import MediaError, VabError
 from vab.utils import atomic_path
 
-__all__ = ["MediaInfo", "probe", "iter_frames", "read_frames", "read_audio", "write_audio", "mux"]
+__all__ = ["MediaInfo", "probe", "iter_frames", "read_frames", "read_audio", "write_audio", "mux", "picture_seconds"]
 
 # Decoders and demuxers report broken input through these; anything else is a bug.
 _AV_ERRORS = (av.error.FFmpegError, EOFError)
-_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 # Muxers whose edit lists trim AAC priming and padding to the exact sample count.
 _EDIT_LIST_FORMATS = {"mp4", "mov", "ipod", "3gp", "3g2", "ismv", "f4v", "psp"}
 _AAC_FRAME = 1024
@@ -36,7 +41,9 @@ THREAD_TYPE = "AUTO"
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What `probe` learns about a file.  Sizes are display sizes (after rotation)."""
+    """What `probe` learns about a file.  Sizes are display sizes (rotation and sample aspect
+    ratio applied); `duration` is the picture's (first displayed frame to the end of the last)
+    when there is video, else the audio's; `start` is the file timestamp of time 0."""
 
     path: str
     duration: float  # seconds
@@ -49,6 +56,8 @@ class MediaInfo:
     num_frames: int | None  # best estimate
     audio_sample_rate: int | None  # Hz
     audio_channels: int | None
+    start: float = 0.0  # seconds, in the file's own timestamps: the first displayed frame
+    sample_aspect_ratio: Fraction = Fraction(1)  # stored pixel width / height (anamorphic video: != 1)
 
 
 # ---------------------------------------------------------------- opening
@@ -75,10 +84,67 @@ def _reason(e: BaseException) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
-def _origin(container: av.container.InputContainer) -> float:
-    """Seconds subtracted from every timestamp (see module docstring)."""
+def _container_start(container) -> float:
+    """The container's start in seconds when positive (e.g. MPEG-TS), else 0."""
     start = container.start_time
     return start / av.time_base if start and start > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _FirstFrame:
+    """The first displayed video frame: its time (file seconds) and pts (stream time base),
+    and how it is shown."""
+
+    time: float
+    pts: int | None
+    rotation: int
+    sample_aspect_ratio: Fraction
+
+
+def _first_frame(container, stream, path) -> _FirstFrame:
+    """Decode the first frame a player shows (after any edit list), then rewind.  A file
+    whose first frame does not decode falls back on the stream's declared start."""
+    first = None
+    try:
+        for frame in container.decode(stream):
+            first = frame
+            break
+    except _AV_ERRORS:
+        pass
+    sar = _sample_aspect_ratio(stream)
+    if first is not None and first.pts is not None:
+        found = _FirstFrame(float(first.pts * first.time_base), int(first.pts), _display_rotation(first), sar)
+    elif stream.start_time is not None:
+        rotation = _display_rotation(first) if first is not None else 0
+        found = _FirstFrame(float(stream.start_time * stream.time_base), int(stream.start_time), rotation, sar)
+    else:
+        found = _FirstFrame(_container_start(container), None, 0, sar)
+    _rewind(container, path)
+    return found
+
+
+def _origin(container, stream, path) -> float:
+    """File timestamp (seconds) of time 0 on the picture's clock: the first displayed frame of
+    `stream` (the video), or for a file without video the container's start."""
+    return _first_frame(container, stream, path).time if stream is not None else _container_start(container)
+
+
+def _sample_aspect_ratio(stream) -> Fraction:
+    """Width / height of one stored pixel (1 when unknown or square)."""
+    sar = getattr(stream, "sample_aspect_ratio", None)
+    if not sar or sar.numerator <= 0 or sar.denominator <= 0:
+        return Fraction(1)
+    return Fraction(sar.numerator, sar.denominator)
+
+
+def _display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
+    """Stored size -> shown size (before rotation): non-square pixels are stretched, never
+    squeezed, so no stored detail is lost."""
+    if sar > 1:
+        return max(1, int(round(width * sar))), height
+    if sar < 1:
+        return width, max(1, int(round(height / sar)))
+    return width, height
 
 
 def _seek(container, stream, t: float) -> None:
@@ -113,16 +179,6 @@ def _display_rotation(frame: av.VideoFrame) -> int:
     return int(round(getattr(frame, "rotation", 0) / 90.0)) * 90 % 360
 
 
-def _first_video_rotation(container, stream) -> int:
-    # The display matrix is stream side data that PyAV only exposes on decoded frames.
-    try:
-        for frame in container.decode(stream):
-            return _display_rotation(frame)
-    except _AV_ERRORS:
-        pass
-    return 0
-
-
 # ---------------------------------------------------------------- probe
 
 
@@ -133,23 +189,25 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         a = c.streams.audio[0] if c.streams.audio else None
         if v is None and a is None:
             raise MediaError(path, "no audio or video stream")
-        duration = _duration(c)
         fps = width = height = num_frames = None
-        rotation = 0
+        rotation, start, sar = 0, _container_start(c), Fraction(1)
+        duration = _duration(c)
         if v is not None:
             rate = v.average_rate or v.guessed_rate
             fps = float(rate) if rate else None
-            rotation = _first_video_rotation(c, v)
-            width, height = v.width, v.height
+            first = _first_frame(c, v, path)
+            rotation, start, sar = first.rotation, first.time, first.sample_aspect_ratio
+            width, height = _display_size(v.width, v.height, sar)
             if rotation in (90, 270):
                 width, height = height, width
+            duration = _picture_end(c, v, path) - start
             if v.frames:
                 num_frames = int(v.frames)
             elif fps:
-                num_frames = int(round(_stream_duration(v, duration) * fps))
+                num_frames = int(round(duration * fps))
         return MediaInfo(
             path=str(path),
-            duration=duration,
+            duration=max(duration, 0.0),
             has_video=v is not None,
             has_audio=a is not None,
             fps=fps,
@@ -159,6 +217,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             num_frames=num_frames,
             audio_sample_rate=a.sample_rate if a is not None else None,
             audio_channels=a.channels if a is not None else None,
+            start=start,
+            sample_aspect_ratio=sar,
         )
 
 
@@ -167,6 +227,31 @@ def _duration(container) -> float:
         return container.duration / av.time_base
     ends = [_stream_duration(s, 0.0) for s in container.streams if s.type in ("video", "audio")]
     return max(ends, default=0.0)
+
+
+#: seconds before the container's end from which the last video packets are read when the
+#: stream does not state its duration (Matroska, WebM)
+TAIL_SECONDS = 5.0
+
+
+def _picture_end(container, stream, path) -> float:
+    """File timestamp (seconds) where the last frame of `stream` ends: the stream's declared
+    start + duration (mp4 and MPEG-TS state them, edit lists applied), else the end of the
+    packets near the container's end, else the container's end."""
+    if stream.duration and stream.start_time is not None:
+        return float((stream.start_time + stream.duration) * stream.time_base)
+    end_all = (container.start_time or 0) / av.time_base + _duration(container)
+    end = None
+    try:
+        container.seek(max(0, int((end_all - TAIL_SECONDS) * av.time_base)), backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None and not packet.is_discard:
+                stop = float((packet.pts + (packet.duration or 0)) * stream.time_base)
+                end = stop if end is None else max(end, stop)
+    except _AV_ERRORS:
+        pass
+    _rewind(container, path)
+    return end if end is not None else end_all
 
 
 def _stream_duration(stream, fallback: float) -> float:
@@ -179,7 +264,8 @@ def _stream_duration(stream, fallback: float) -> float:
 
 
 def _target_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
-    """Decoded (not display) size with short side <= bound, aspect kept, even sides."""
+    """Output size before rotation, from the shown (pixel aspect applied) size: short side
+    <= bound, aspect kept, even sides."""
     if max_short_side is None or min(width, height) <= max_short_side:
         return width, height
     if max_short_side < 2:
@@ -225,12 +311,18 @@ def iter_frames(
     if t0 < 0:
         raise ValueError(f"t0 must be >= 0, got {t0}")
     container = _open(path)
-    stream = _video_stream(container)
-    if stream is None:
+    try:
+        stream = _video_stream(container)
+        if stream is None:
+            raise MediaError(path, "no video stream")
+        stream.thread_type = THREAD_TYPE  # before the first decode opens the decoder
+        first = _first_frame(container, stream, path)
+        until = math.inf if t1 is None else t1
+        keys = _keyframe_times(container, stream, first.time, until) if sparse else []
+    except BaseException:
         container.close()
-        raise MediaError(path, "no video stream")
-    keys = _keyframe_times(container, stream, math.inf if t1 is None else t1) if sparse else []
-    return _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys)
+        raise
+    return _sample_frames(container, stream, path, fps, t0, t1, max_short_side, first, keys)
 
 
 class _Held:
@@ -253,10 +345,10 @@ class _Held:
         return arr
 
 
-def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
-    """(time from origin in seconds, frame) in presentation order; stops quietly at
-    corrupt data once something has decoded (a truncated file gives what it has)."""
-    origin = _origin(container)
+def _decoded(container, stream, path, origin: float) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time on the picture's clock in seconds, frame) in presentation order, `origin` being
+    the file time of the first displayed frame; stops quietly at corrupt data once something
+    has decoded (a truncated file gives what it has)."""
     last = None
     try:
         for frame in container.decode(stream):
@@ -273,12 +365,11 @@ def _decoded(container, stream, path) -> Iterator[tuple[float, av.VideoFrame]]:
             raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
 
 
-def _keyframe_times(container, stream, until: float = math.inf) -> list[float]:
-    """Presentation times (seconds from the origin, sorted) of the keyframes of `stream` up to
-    the first one after `until` (later ones are never sought: a window ends there), from its
-    packets alone (no decoding), then back to the start.  Empty when the packets do not tell
-    or the file cannot seek back (then nothing is skipped)."""
-    origin = _origin(container)
+def _keyframe_times(container, stream, origin: float, until: float = math.inf) -> list[float]:
+    """Presentation times (seconds on the picture's clock, sorted) of the keyframes of `stream`
+    up to the first one after `until` (later ones are never sought: a window ends there), from
+    its packets alone (no decoding), then back to the start.  Empty when the packets do not
+    tell or the file cannot seek back (then nothing is skipped)."""
     times = []
     try:
         for p in container.demux(stream):
@@ -292,12 +383,11 @@ def _keyframe_times(container, stream, until: float = math.inf) -> list[float]:
     return sorted(times)
 
 
-def _skipping(container, stream, path, frames, keys: list[float], next_sample, limit: float):
+def _skipping(container, stream, path, frames, keys: list[float], next_sample, limit: float, origin: float):
     """`frames` (decoded, presentation order), jumping ahead by a seek when the keyframe at
     or before the next needed sample time lies well after the frame just handed out.  A
     seek that lands past that sample time (an odd index) is undone: decoding restarts
     from the keyframe before the last frame handed out, without further skips."""
-    origin = _origin(container)
     # half a tick past the keyframe: seconds -> ticks must not round to the tick before it
     nudge = 0.5 * float(stream.time_base)
     done = -math.inf  # presentation time of the last frame handed out
@@ -318,18 +408,18 @@ def _skipping(container, stream, path, frames, keys: list[float], next_sample, l
         sought = keys[k]
         frames.close()
         _seek(container, stream, keys[k] + origin + nudge)
-        frames = _decoded(container, stream, path)
+        frames = _decoded(container, stream, path, origin)
         first = next(frames, None)
         if first is not None and first[0] <= want + 1e-6:
             frames = _prepend(first, frames)
             continue
         frames.close()
         _seek(container, stream, max([x for x in keys if x <= t], default=0.0) + origin)
-        frames = _decoded(container, stream, path)
+        frames = _decoded(container, stream, path, origin)
         keys = []
 
 
-def _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys=()):
+def _sample_frames(container, stream, path, fps, t0, t1, max_short_side, first: _FirstFrame, keys=()):
     limit = math.inf if t1 is None else t1
 
     def sample_time(i: int) -> float:
@@ -342,29 +432,28 @@ def _sample_frames(container, stream, path, fps, t0, t1, max_short_side, keys=()
     with container:
         if sample_time(0) >= limit:
             return
-        stream.thread_type = THREAD_TYPE
-        frames = _frames_from(container, stream, path, t0, sample_time(0))
+        frames = _frames_from(container, stream, path, t0, sample_time(0), first.time)
         if keys:
-            frames = _skipping(container, stream, path, frames, list(keys), next_sample, limit)
+            frames = _skipping(container, stream, path, frames, list(keys), next_sample, limit, first.time)
         try:
-            yield from _pick(frames, sample_time, limit, max_short_side, stream, path)
+            yield from _pick(frames, sample_time, limit, max_short_side, stream, path, first.sample_aspect_ratio)
         finally:
             frames.close()
 
 
-def _frames_from(container, stream, path, t0: float, first_sample: float):
+def _frames_from(container, stream, path, t0: float, first_sample: float, origin: float):
     """Decoded frames starting at or before `first_sample`, seeking when t0 > 0."""
-    frames = _decoded(container, stream, path)
+    frames = _decoded(container, stream, path, origin)
     if t0 <= 0:
         return frames
-    _seek(container, stream, t0 + _origin(container))
+    _seek(container, stream, t0 + origin)
     first = next(frames, None)
     if first is not None and first[0] <= first_sample + 1e-6:
         return _prepend(first, frames)
     # The seek landed after the first sample (sparse index, odd files): start over.
     frames.close()
     _rewind(container, path)
-    return _decoded(container, stream, path)
+    return _decoded(container, stream, path, origin)
 
 
 def _prepend(first, rest):
@@ -372,15 +461,16 @@ def _prepend(first, rest):
     yield from rest  # closing this generator closes `rest` too
 
 
-def _pick(frames, sample_time, limit: float, max_short_side, stream, path):
-    """For each sample time, the frame on screen; converts only those frames."""
+def _pick(frames, sample_time, limit: float, max_short_side, stream, path, sar: Fraction = Fraction(1)):
+    """For each sample time, the frame on screen, as shown (`sar`: the stored pixels' aspect
+    ratio); converts only those frames."""
     i = 0
     cur: _Held | None = None
     size = rotation = interval = None
     for t, frame in frames:
         if cur is None:
             # The first frame also covers samples before it.
-            size = _target_size(frame.width, frame.height, max_short_side)
+            size = _target_size(*_display_size(frame.width, frame.height, sar), max_short_side)
             rotation = _display_rotation(frame)
         else:
             while sample_time(i) < min(t, limit):
@@ -434,7 +524,9 @@ def read_frames(
 def read_audio(
     path: str | os.PathLike, sample_rate: int, t0: float = 0.0, t1: float | None = None
 ) -> np.ndarray:
-    """Mono float32 [N] at `sample_rate` Hz for the window [t0, t1) in seconds.
+    """Mono float32 [N] at `sample_rate` Hz for the window [t0, t1) in seconds on the
+    picture's clock (see the module docstring): sound before the first displayed frame is
+    not part of it, and silence fills the picture's time before the sound starts.
 
     Channels are averaged (any layout).  With t1 given, N = round((t1 - t0) * sample_rate)
     exactly, zero-padded past the end of the stream; otherwise up to the end of the stream.
@@ -453,12 +545,13 @@ def read_audio(
         stream.thread_type = THREAD_TYPE
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        chunks = _audio_chunks(container, stream, path, sample_rate, start, n, seek=t0 > 0)
+        origin = _origin(container, _video_stream(container), path)
+        chunks = _audio_chunks(container, stream, path, sample_rate, start, n, origin, seek=t0 > 0)
         if chunks and t0 > 0 and chunks[0][0] > start:
             # The seek landed after the window start: decode from the beginning instead.
             _rewind(container, path)
-            chunks = _audio_chunks(container, stream, path, sample_rate, start, n, seek=False)
-        stream_end = _audio_end_index(container, stream, sample_rate)
+            chunks = _audio_chunks(container, stream, path, sample_rate, start, n, origin, seek=False)
+        stream_end = _audio_end_index(stream, sample_rate, origin)
         frame_size = stream.codec_context.frame_size or 4096
         padding = int(math.ceil(frame_size * sample_rate / stream.sample_rate))
     decoded_end = max((s + len(x) for s, x in chunks), default=start)
@@ -478,18 +571,18 @@ def read_audio(
     return out
 
 
-def _audio_end_index(container, stream, sample_rate: int) -> int | None:
+def _audio_end_index(stream, sample_rate: int, origin: float) -> int | None:
     """Sample index (output clock) where the stream's declared duration ends."""
     if not stream.duration or stream.time_base is None:
         return None
     first = stream.start_time or 0
-    return int(round((float((first + stream.duration) * stream.time_base) - _origin(container)) * sample_rate))
+    return int(round((float((first + stream.duration) * stream.time_base) - origin) * sample_rate))
 
 
-def _audio_chunks(container, stream, path, sample_rate, start, n, seek):
+def _audio_chunks(container, stream, path, sample_rate, start, n, origin: float, seek: bool):
     """[(first sample index on the output clock, mono float32 samples)] covering the
-    window; decoding stops once the window [start, start + n) is filled."""
-    origin = _origin(container)
+    window; decoding stops once the window [start, start + n) is filled.  `origin`: file
+    time (s) of the output clock's 0."""
     if seek:
         # Pre-roll: decoders with overlapping frames (AAC, MP3) and the resampler
         # need some input before the window before their output is exact.
@@ -497,15 +590,16 @@ def _audio_chunks(container, stream, path, sample_rate, start, n, seek):
         preroll = max(0.25, 8 * frame_size / (stream.sample_rate or sample_rate))
         _seek(container, stream, start / sample_rate - preroll + origin)
     # Keep every channel through the resampler and average afterwards: swresample's
-    # own downmix weights channels (and drops LFE) rather than averaging them.
-    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+    # own downmix weights channels (and drops LFE) rather than averaging them.  Packed
+    # samples: PyAV cannot hand out planar frames of 8 or more channels (it crashes).
+    resampler = av.AudioResampler(format="flt", rate=sample_rate)
     chunks: list[tuple[int, np.ndarray]] = []
     next_index = None
 
     def add(frames) -> None:
         nonlocal next_index
         for f in frames:
-            x = f.to_ndarray().mean(axis=0, dtype=np.float32)
+            x = f.to_ndarray().reshape(-1, f.layout.nb_channels).mean(axis=1, dtype=np.float32)
             if f.pts is not None and f.time_base is not None:
                 index = int(round((float(f.pts * f.time_base) - origin) * sample_rate))
             else:
@@ -547,7 +641,7 @@ def _as_channels(wav: np.ndarray) -> np.ndarray:
 
 
 def _layout(channels: int) -> str:
-    return _LAYOUTS.get(channels) or av.AudioLayout(channels).name
+    return _LAYOUTS.get(channels) or av.AudioLayout(f"{channels}c").name
 
 
 def _pcm16(wav: np.ndarray) -> np.ndarray:
@@ -587,12 +681,19 @@ def mux(
     """Copy `video_path` to `out_path` with its video packets unchanged and `wav`
     ([N] or [C, N] float32, `sample_rate` Hz) as the only audio track (AAC).
 
-    The audio is cut or zero-padded to the video's length, so the output is no longer
-    than the video.  With `seconds`, only the first `seconds` of the video are kept
-    (packets are copied, not re-encoded, so the cut falls on the first packet in decode
-    order at or after that time; every frame shown before it stays decodable).  Any
-    original audio track is dropped.  Written atomically; the container follows the
-    suffix of `out_path` (.mp4, .mov, .mkv ...).
+    Time is the picture's (module docstring): sample 0 of `wav` plays with the first
+    displayed frame, wherever the source's timestamps start (an MPEG-TS picture at 1.4 s, an
+    edit list hiding frames), and the output's timestamps start there.  The audio is cut or
+    zero-padded to the picture's length, so the output is no longer than the picture (in
+    containers without edit lists, .mkv and .ts, the track ends on a whole AAC frame, at most
+    one frame, 21 ms at 48 kHz, before the picture does).  Frames an mp4 edit list hides
+    before the first displayed one stay hidden in .mp4 / .mov; other containers cannot hide
+    them, so they show, over silence.  The display matrix and pixel aspect ratio are kept
+    (a container that cannot hold the rotation is refused).  With `seconds`, only the first
+    `seconds` of the picture are kept (packets are copied, not re-encoded, so the cut falls
+    on the first packet in decode order at or after that time; every frame shown before it
+    stays decodable).  Any original audio track is dropped.  Written atomically; the
+    container follows the suffix of `out_path` (.mp4, .mov, .mkv, .ts ...).
     """
     out_path = Path(out_path)
     wav = _as_channels(wav)
@@ -603,46 +704,70 @@ def mux(
         vin = _video_stream(src)
         if vin is None:
             raise MediaError(video_path, "no video stream")
-        start_pts, end_pts = _packet_span(src, vin, video_path)
-        video_seconds = float((end_pts - start_pts) * vin.time_base)
+        first = _first_frame(src, vin, video_path)
+        span = _packet_span(src, vin, video_path)
+        start = first.pts if first.pts is not None else span.shown
+        picture = float((span.end - start) * vin.time_base)
         cut = None
-        if seconds is not None and seconds < video_seconds:
-            video_seconds = float(seconds)
-            cut = start_pts + int(math.ceil(video_seconds / vin.time_base - 1e-6))
-        _rewind(src, video_path)
+        if seconds is not None and seconds < picture:
+            picture = float(seconds)
+            cut = start + int(math.ceil(picture / vin.time_base - 1e-6))
         with atomic_path(out_path) as tmp:
             try:
                 out = av.open(str(tmp), "w")
             except ValueError as e:
                 raise VabError(f"{out_path}: cannot write a video file with this name ({e})") from None
             with out:
+                exact = out.format.name in _EDIT_LIST_FORMATS
                 try:
                     vout = out.add_stream_from_template(vin)
                     # AAC has a fixed set of rates; PyAV's encoder resamples frames to the stream rate.
-                    aout = out.add_stream("aac", rate=_aac_rate(sample_rate), layout=layout)
+                    # Without an edit list the track ends on a whole frame: 48 kHz keeps frames short.
+                    aout = out.add_stream("aac", rate=_aac_rate(sample_rate if exact else max(sample_rate, 48000)),
+                                          layout=layout)
                 except ValueError as e:
                     raise VabError(f"{out_path}: cannot write this video into that container ({e})") from None
-                exact = out.format.name in _EDIT_LIST_FORMATS
-                audio = _fit_audio(wav, sample_rate, video_seconds, None if exact else aout.sample_rate)
+                # frames decoded before the first shown one (edit list): the sound starts with
+                # them, in silence, so it starts with the first frame any player shows
+                hidden = max(0.0, float((start - span.first) * vin.time_base))
+                audio = _fit_audio(wav, sample_rate, picture, None if exact else aout.sample_rate, lead=hidden)
+                frames = _audio_frames(audio, sample_rate, layout, first_pts=-int(round(hidden * sample_rate)))
                 try:
-                    _interleave(src, vin, out, vout, aout, _audio_frames(audio, sample_rate, layout), start_pts, cut)
+                    _interleave(src, vin, out, vout, aout, frames, start, cut)
                 except _AV_ERRORS as e:
                     raise MediaError(video_path, f"cannot remux into {out_path} ({_reason(e)})") from None
+            _check_display_kept(tmp, out_path, first)
     return out_path
 
 
-def _fit_audio(wav: np.ndarray, sample_rate: int, seconds: float, aac_rate: int | None) -> np.ndarray:
-    """[C, N] cut or zero-padded to `seconds` (never a sample past them).
+def _check_display_kept(written: Path, out_path: Path, source: _FirstFrame) -> None:
+    """VabError when the muxed file would show the picture turned or stretched otherwise than
+    the source (a container with no place for a display matrix, e.g. MPEG-TS)."""
+    with _open(written) as c:
+        got = _first_frame(c, _video_stream(c), written)
+    if got.rotation != source.rotation:
+        raise VabError(f"{out_path}: a {out_path.suffix or 'file of this kind'} cannot keep the video's "
+                       f"{source.rotation}-degree rotation; write .mp4, .mov or .mkv")
+    if got.sample_aspect_ratio != source.sample_aspect_ratio:
+        raise VabError(f"{out_path}: a {out_path.suffix or 'file of this kind'} cannot keep the video's "
+                       f"pixel aspect ratio ({source.sample_aspect_ratio}); write .mp4, .mov or .mkv")
+
+
+def _fit_audio(wav: np.ndarray, sample_rate: int, seconds: float, aac_rate: int | None, lead: float = 0.0) -> np.ndarray:
+    """[C, N]: `lead` seconds of silence, then `wav` cut or zero-padded to `seconds` (never a
+    sample past them).
 
     Without an edit list to hide the last frame's padding (`aac_rate` given), the
     track is cut to whole AAC frames so the padded end still falls within the video.
     """
+    total = lead + seconds
     if aac_rate is not None:
-        seconds = math.floor(seconds * aac_rate / _AAC_FRAME + 1e-6) * _AAC_FRAME / aac_rate
-    n = int(math.floor(seconds * sample_rate + 1e-6))
+        total = math.floor(total * aac_rate / _AAC_FRAME + 1e-6) * _AAC_FRAME / aac_rate
+    n = int(math.floor(total * sample_rate + 1e-6))
+    skip = min(n, int(round(lead * sample_rate)))
     audio = np.zeros((wav.shape[0], n), dtype=np.float32)
-    m = min(n, wav.shape[1])
-    audio[:, :m] = np.clip(wav[:, :m], -1.0, 1.0)
+    m = min(n - skip, wav.shape[1])
+    audio[:, skip : skip + m] = np.clip(wav[:, :m], -1.0, 1.0)
     return audio
 
 
@@ -655,9 +780,13 @@ def _interleave(
     src, vin, out, vout, aout, frames: Iterator[av.AudioFrame], start_pts: int, cut: int | None = None
 ) -> None:
     """Copy video packets (those decoded before `cut`, in the stream's time base, when given)
-    and encode audio frames, in time order, so the output is interleaved without the muxer
-    buffering either stream."""
+    with their timestamps moved so that the first displayed frame (`start_pts`) is at 0, and
+    encode audio frames (timestamps from 0 there), in time order, so the output is
+    interleaved without the muxer buffering either stream."""
     pending = next(frames, None)
+    # packets that do not say how long they last (MPEG-TS) get the nominal frame interval, so
+    # the output's last frame lasts as long as in the source
+    nominal = int(round(_nominal_frame_seconds(vin) / vin.time_base))
     for packet in src.demux(vin):
         if packet.dts is None:  # the demuxer's end-of-stream packet
             continue
@@ -669,6 +798,11 @@ def _interleave(
             out.mux(aout.encode(pending))
             pending = next(frames, None)
         packet.stream = vout
+        if not packet.duration:
+            packet.duration = nominal
+        packet.dts -= start_pts
+        if packet.pts is not None:
+            packet.pts -= start_pts
         out.mux(packet)
     while pending is not None:
         out.mux(aout.encode(pending))
@@ -676,28 +810,61 @@ def _interleave(
     out.mux(aout.encode(None))
 
 
-def _packet_span(container, stream, path) -> tuple[int, int]:
-    """First pts and end (pts + duration) of the stream's packets, in its time base."""
-    start = end = None
+@dataclass(frozen=True)
+class _Span:
+    """Packet times of a video stream, in its time base: the first packet's pts (frames an
+    edit list hides included), the first shown packet's and the end of the last shown one."""
+
+    first: int
+    shown: int
+    end: int
+
+
+def _packet_span(container, stream, path) -> _Span:
+    """The :class:`_Span` of `stream`'s packets (read without decoding), then rewind.  A
+    truncated stream gives the span of what it holds."""
+    first = shown = end = None
+    # packets that do not say how long they last (MPEG-TS) last the nominal frame interval
+    nominal = int(round(_nominal_frame_seconds(stream) / stream.time_base)) if stream.time_base else 0
     try:
         for packet in container.demux(stream):
             if packet.pts is None:
                 continue
-            start = packet.pts if start is None else min(start, packet.pts)
-            stop = packet.pts + (packet.duration or 0)
+            first = packet.pts if first is None else min(first, packet.pts)
+            if packet.is_discard:  # decoded, never shown (an edit list)
+                continue
+            shown = packet.pts if shown is None else min(shown, packet.pts)
+            stop = packet.pts + (packet.duration or nominal)
             end = stop if end is None else max(end, stop)
     except _AV_ERRORS as e:
-        if start is None:
+        if first is None:
             raise MediaError(path, f"cannot read video packets ({_reason(e)})") from None
-    if start is None:
+    if shown is None:
         raise MediaError(path, "video stream has no packets")
-    return start, end
+    _rewind(container, path)
+    return _Span(first, shown, end)
 
 
-def _audio_frames(audio: np.ndarray, sample_rate: int, layout: str, hop: int = 1024) -> Iterator[av.AudioFrame]:
+def picture_seconds(path: str | os.PathLike) -> float:
+    """How long the picture lasts (seconds): from the first displayed frame to the end of the
+    last, from every packet of the video stream (not decoded); the span :func:`mux` keeps.
+    A truncated file gives the length of what it holds."""
+    with _open(path) as c:
+        stream = _video_stream(c)
+        if stream is None:
+            raise MediaError(path, "no video stream")
+        first = _first_frame(c, stream, path)
+        span = _packet_span(c, stream, path)
+        start = first.pts if first.pts is not None else span.shown
+        return max(0.0, float((span.end - start) * stream.time_base))
+
+
+def _audio_frames(
+    audio: np.ndarray, sample_rate: int, layout: str, hop: int = 1024, first_pts: int = 0
+) -> Iterator[av.AudioFrame]:
     for s in range(0, audio.shape[1], hop):
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, s : s + hop]), format="fltp", layout=layout)
         frame.sample_rate = sample_rate
-        frame.pts = s
+        frame.pts = first_pts + s
         frame.time_base = Fraction(1, sample_rate)
         yield frame

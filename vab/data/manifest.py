@@ -44,7 +44,8 @@ from vab.errors import VabError
 FORMATS = ("auto", "csv", "jsonl", "vggsound", "audioset", "dir")
 DEFAULT_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".flac", ".wav")
 DEFAULT_NAME_TEMPLATE = "{ytid}_{start:06d}"
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".3gp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".mts",
+                  ".m2ts", ".3gp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES
 _LABEL_SEP = re.compile(r"[;|]")

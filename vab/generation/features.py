@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-import av
 import numpy as np
 import torch
 
@@ -26,31 +25,18 @@ class FeatureSource(Protocol):
 
 
 def video_seconds(path: str | os.PathLike) -> float:
-    """Length of the video stream in seconds (first packet to the end of the last), the
-    same span `media.mux` keeps; reads packets without decoding them.  A truncated file
-    gives the length of what it holds."""
+    """Length of the picture in seconds (first displayed frame to the end of the last), the
+    span `media.mux` keeps; reads packets without decoding them.  A truncated file gives the
+    length of what it holds."""
     info = media.probe(path)  # missing, unreadable, not media: one clear MediaError
     if not info.has_video:
         raise MediaError(path, "no video stream (an audio-only file?)")
-    start = end = None
-    try:
-        with av.open(str(path)) as container:
-            streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-            stream = streams[0]
-            for packet in container.demux(stream):
-                if packet.pts is None:
-                    continue
-                stop = packet.pts + (packet.duration or 0)
-                start = packet.pts if start is None else min(start, packet.pts)
-                end = stop if end is None else max(end, stop)
-            time_base = stream.time_base
-    except (av.error.FFmpegError, EOFError):
-        pass  # truncated: keep what was read
-    if start is None or end is None or end <= start:
-        if info.duration and info.duration > 0:
-            return float(info.duration)
-        raise MediaError(path, "video stream has no readable packets")
-    return float((end - start) * time_base)
+    seconds = media.picture_seconds(path)
+    if seconds > 0:
+        return seconds
+    if info.duration and info.duration > 0:
+        return float(info.duration)
+    raise MediaError(path, "video stream has no readable packets")
 
 
 def _pad_frames(x: np.ndarray | torch.Tensor, count: int):
