@@ -318,7 +318,7 @@ def iter_frames(
         stream.thread_type = THREAD_TYPE  # before the first decode opens the decoder
         first = _first_frame(container, stream, path)
         until = math.inf if t1 is None else t1
-        keys = _keyframe_times(container, stream, first.time, until) if sparse else []
+        keys = _keyframe_times(container, stream, first.time, t0, until) if sparse else []
     except BaseException:
         container.close()
         raise
@@ -365,13 +365,17 @@ def _decoded(container, stream, path, origin: float) -> Iterator[tuple[float, av
             raise MediaError(path, f"cannot decode video ({_reason(e)})") from None
 
 
-def _keyframe_times(container, stream, origin: float, until: float = math.inf) -> list[float]:
+def _keyframe_times(container, stream, origin: float, since: float = 0.0, until: float = math.inf) -> list[float]:
     """Presentation times (seconds on the picture's clock, sorted) of the keyframes of `stream`
-    up to the first one after `until` (later ones are never sought: a window ends there), from
-    its packets alone (no decoding), then back to the start.  Empty when the packets do not
-    tell or the file cannot seek back (then nothing is skipped)."""
+    from the one at or before `since` up to the first one after `until` (no other is ever
+    sought: a window lies between them), from its packets alone (no decoding), then back to
+    the start.  Empty when the packets do not tell or the file cannot seek back (then nothing
+    is skipped).  Reading a window of a long file so costs the window's packets, not the
+    file's up to it."""
     times = []
     try:
+        if since > 0:
+            _seek(container, stream, since + origin)
         for p in container.demux(stream):
             if p.is_keyframe and p.pts is not None:
                 times.append(float(p.pts * p.time_base) - origin)
