@@ -339,25 +339,57 @@ def extract(
     start_time = time.perf_counter()
     out = Path(out_dir)
     is_main = rank == 0
-    check_writable_dir(out)  # creates nothing: a refused run leaves no folder behind
-    if not manifest.rows:
-        raise VabError(f"{manifest.source}: the manifest lists no clips")
-    audio_only = cfg.audio_only or is_audio_only(manifest)
+    audio_only = _check_request(manifest, out, cfg)
     if is_main and out.is_dir():
         _recover_data_dir(out)
         _start_over_if_empty(out, manifest, codec_cfg, visual_cfg, cfg, audio_only)
     barrier()
 
     device = pick_device(cfg.device, "extract.device")
+    codec, visual = _encoders(out, manifest, codec_cfg, visual_cfg, cfg, audio_only, rank, barrier)
+    codec = codec.to(device).eval()
+    info = build_info(codec, visual, codec_cfg, visual_cfg, cfg, manifest, audio_only)
+    _check_or_write_info(out, info, is_main)
+    barrier()
+
+    todo, summary = _plan(out, manifest, info.label_names, retry_failed)
+    shard = todo[rank::world_size]
+    parts = _Parts(out, info, rank)
+    with _progress(progress and is_main, console) as bar:
+        task = bar.add_task("extracting", total=len(shard))
+        for batch in _loader(shard, cfg, codec.sample_rate, audio_only):
+            _extract_batch(batch, codec, visual, device, parts, summary)
+            if parts.pending >= cfg.chunk_size:
+                parts.flush()
+            bar.advance(task, len(batch))
+        parts.flush()
+
+    barrier()
+    if is_main:
+        merge_parts(out)
+    barrier()
+    summary.reasons = dict(parts.reasons)
+    summary.seconds = time.perf_counter() - start_time
+    return summary
+
+
+def _check_request(manifest: Manifest, out: Path, cfg: ExtractConfig) -> bool:
+    """Refuse a run that cannot start (nothing is created); returns whether it is audio only."""
+    check_writable_dir(out)  # creates nothing: a refused run leaves no folder behind
+    if not manifest.rows:
+        raise VabError(f"{manifest.source}: the manifest lists no clips")
+    return cfg.audio_only or is_audio_only(manifest)
+
+
+def _encoders(out: Path, manifest: Manifest, codec_cfg: CodecConfig, visual_cfg: VisualConfig, cfg: ExtractConfig,
+              audio_only: bool, rank: int, barrier: Callable[[], None]):
+    """(codec, frame encoder or None): built from settings known good, then the folder is made
+    and a spectral codec fitted on the manifest's training clips (by the main process; the
+    others read the fitted one)."""
+    is_main = rank == 0
     codec = build_codec(codec_cfg, directory=out)
     visual = None if audio_only else build_visual_encoder(visual_cfg)
-    try:  # the settings are known good: now the folder may be made
-        out.mkdir(parents=True, exist_ok=True)
-        probe_file = out / f".write-test-{rank}"
-        probe_file.write_text("ok")
-        probe_file.unlink()
-    except OSError as exc:
-        raise VabError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+    _make_folder(out, rank)
     if is_main:
         keep_codec_file(codec_cfg, out)
     if getattr(codec, "is_fitted", True) is False:
@@ -367,13 +399,26 @@ def extract(
         barrier()
         if not is_main:
             codec = build_codec(codec_cfg, directory=out)
-    codec = codec.to(device).eval()
+    return codec, visual
 
-    info = build_info(codec, visual, codec_cfg, visual_cfg, cfg, manifest, audio_only)
-    _check_or_write_info(out, info, is_main)
-    barrier()
 
-    label_ids = {name: i for i, name in enumerate(info.label_names)}
+def _make_folder(out: Path, rank: int) -> None:
+    """Create `out` and prove a file can be written in it (one line when not)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_file = out / f".write-test-{rank}"
+        probe_file.write_text("ok")
+        probe_file.unlink()
+    except OSError as exc:
+        raise VabError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+
+
+def _plan(out: Path, manifest: Manifest, label_names: list[str], retry_failed: bool
+          ) -> tuple[list[ManifestRow], ExtractSummary]:
+    """(rows still to extract, the summary's counts of what earlier runs did).  Stored rows
+    whose manifest row changed are refused; failures of a row that now names another file
+    (or all, with `retry_failed`) are tried again."""
+    label_ids = {name: i for i, name in enumerate(label_names)}
     stored, failed_ids = _done_ids(out)
     refuse_changed_rows(out, manifest, label_ids)
     failed_ids -= changed_failures(out, manifest)
@@ -385,74 +430,83 @@ def extract(
         skipped=sum(r.id in stored for r in manifest.rows),
         failed_before=sum(r.id in failed_ids and r.id not in stored for r in manifest.rows),
     )
-    shard = todo[rank::world_size]
+    return todo, summary
 
-    loader = torch.utils.data.DataLoader(
-        _ClipDecoder(shard, cfg, codec.sample_rate, audio_only),
+
+def _loader(rows: list[ManifestRow], cfg: ExtractConfig, sample_rate: int, audio_only: bool):
+    """Batches (lists) of decoded clips, decoded in `cfg.num_workers` worker processes."""
+    return torch.utils.data.DataLoader(
+        _ClipDecoder(rows, cfg, sample_rate, audio_only),
         batch_size=max(1, cfg.batch_size),
         num_workers=cfg.num_workers,
         collate_fn=_collate,
         worker_init_fn=_die_with_parent,
     )
-    buffer: dict[str, list] = {
-        k: [] for k in ("index", "id", "path", "split", "labels", "start", "source_duration", "tokens", "features")
-    }
-    pending_failures: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
 
-    def flush() -> None:
-        if buffer["id"]:
-            rows = {k: v for k, v in buffer.items() if k != "features" or not audio_only}
+
+class _Parts:
+    """Extracted clips and failures of one process, written a part at a time (the unit a
+    re-run resumes from): a part of the data set under ``parts/`` and the failures appended
+    to ``failures.jsonl``."""
+
+    COLUMNS = ("index", "id", "path", "split", "labels", "start", "source_duration", "tokens", "features")
+
+    def __init__(self, out: Path, info: DataInfo, rank: int):
+        self.out, self.info, self.rank = out, info, rank
+        self.label_ids = {name: i for i, name in enumerate(info.label_names)}
+        self.rows: dict[str, list] = {k: [] for k in self.COLUMNS}
+        self.failures: list[dict[str, Any]] = []
+        self.reasons: Counter[str] = Counter()
+
+    @property
+    def pending(self) -> int:
+        """Clips and failures not written yet."""
+        return len(self.rows["id"]) + len(self.failures)
+
+    def add(self, item: dict[str, Any], tokens: np.ndarray, features: np.ndarray | None) -> None:
+        """One extracted clip: tokens ``[K, T]`` int16, features ``[F, D]`` float16 or None."""
+        row, length = item["row"], item["source_duration"]
+        values = {
+            "index": row.index, "id": row.id, "path": row.path, "split": row.split or "",
+            "labels": [self.label_ids[name] for name in row.labels], "start": float(row.start),
+            "source_duration": float("nan") if length is None else float(length), "tokens": tokens,
+        }
+        if features is not None:
+            values["features"] = features
+        for k, v in values.items():
+            self.rows[k].append(v)
+
+    def fail(self, item: dict[str, Any]) -> None:
+        row = item["row"]
+        self.reasons[item["error"]] += 1
+        self.failures.append({"index": row.index, "id": row.id, "path": row.path, "reason": item["error"]})
+
+    def flush(self) -> None:
+        if self.rows["id"]:
+            rows = {k: v for k, v in self.rows.items() if k != "features" or self.info.has_visual}
             rows["tokens"] = np.stack(rows["tokens"])
-            if not audio_only:
+            if self.info.has_visual:
                 rows["features"] = np.stack(rows["features"])
-            write_part(out / PARTS_DIR / f"r{rank:03d}-{buffer['index'][0]:09d}", info, rows)
-        _append_failures(out, pending_failures)
-        for v in buffer.values():
+            write_part(self.out / PARTS_DIR / f"r{self.rank:03d}-{self.rows['index'][0]:09d}", self.info, rows)
+        _append_failures(self.out, self.failures)
+        for v in self.rows.values():
             v.clear()
-        pending_failures.clear()
+        self.failures.clear()
 
-    bar = _progress(progress and is_main, console)
-    with bar:
-        task = bar.add_task("extracting", total=len(shard))
-        for batch in loader:
-            good = [b for b in batch if b["error"] is None]
-            if good:
-                good, tokens, features = _encode_each_or_alone(codec, visual, good, device, summary)
-            for b in batch:
-                summary.decode_seconds += b["decode_seconds"]
-                if b["error"] is not None:
-                    row = b["row"]
-                    reasons[b["error"]] += 1
-                    pending_failures.append({"index": row.index, "id": row.id, "path": row.path, "reason": b["error"]})
-            if good:
-                for j, b in enumerate(good):
-                    row = b["row"]
-                    buffer["index"].append(row.index)
-                    buffer["id"].append(row.id)
-                    buffer["path"].append(row.path)
-                    buffer["split"].append(row.split or "")
-                    buffer["labels"].append([label_ids[name] for name in row.labels])
-                    buffer["start"].append(float(row.start))
-                    length = b["source_duration"]
-                    buffer["source_duration"].append(float("nan") if length is None else float(length))
-                    buffer["tokens"].append(tokens[j])
-                    if features is not None:
-                        buffer["features"].append(features[j])
-            summary.extracted += len(good)
-            summary.failed += len(batch) - len(good)
-            if len(buffer["id"]) + len(pending_failures) >= cfg.chunk_size:
-                flush()
-            bar.advance(task, len(batch))
-        flush()
 
-    barrier()
-    if is_main:
-        merge_parts(out)
-    barrier()
-    summary.reasons = dict(reasons)
-    summary.seconds = time.perf_counter() - start_time
-    return summary
+def _extract_batch(batch: list[dict[str, Any]], codec, visual, device, parts: _Parts, summary: ExtractSummary) -> None:
+    """Encode the decoded clips of `batch` and hand each clip, or its failure, to `parts`."""
+    good = [b for b in batch if b["error"] is None]
+    if good:
+        good, tokens, features = _encode_each_or_alone(codec, visual, good, device, summary)
+    for b in batch:
+        summary.decode_seconds += b["decode_seconds"]
+        if b["error"] is not None:
+            parts.fail(b)
+    for j, b in enumerate(good):
+        parts.add(b, tokens[j], None if features is None else features[j])
+    summary.extracted += len(good)
+    summary.failed += len(batch) - len(good)
 
 
 def _encode_each_or_alone(codec, visual, items, device, summary: ExtractSummary):
