@@ -392,4 +392,47 @@ def sound_clicks(path: str | Path) -> tuple[list[float], float, float]:
     return [first + t for t in onsets(wav, rate)], first, end
 
 
-__all__ = ["Item", "Spec", "SPECS", "build_corpus", "clicks", "onsets", "picture_flashes", "sound_clicks"]
+def video_end(path: str | Path) -> float:
+    """File time (s) where the last shown frame ends, from PyAV's packets (a packet that does
+    not say how long it lasts lasts the nominal frame interval)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        nominal = 1 / float(s.average_rate or s.guessed_rate)
+        return max(float(p.pts * s.time_base) + (float(p.duration * s.time_base) if p.duration else nominal)
+                   for p in c.demux(s) if p.pts is not None and not p.is_discard)
+
+
+def declared_audio_end(path: str | Path) -> float:
+    """File time (s) where the audio track ends as the container states it (an mp4 edit list
+    trims the AAC padding that a decoder still hands out)."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        return float((s.start_time + s.duration) * s.time_base)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """How a muxed file's sound lines up with its picture, in its own timestamps (seconds)."""
+
+    flashes: list[float]  # start of each flash as shown
+    clicks: list[float]  # each click onset heard (with `marker`: the first is the marker)
+    first: float  # the first displayed frame
+    picture_end: float
+    sound_end: float  # as declared (edit-list containers) or as decoded
+
+    def offsets(self, marker: bool) -> list[float]:
+        """Click minus flash, for each flash (the marker click left out)."""
+        heard = self.clicks[1:] if marker else self.clicks
+        return [c - f for f, c in zip(self.flashes, heard)]
+
+
+def measure_sync(path: str | Path, declared_end: bool) -> Sync:
+    """Decode `path` with PyAV alone and measure (see :class:`Sync`); `declared_end`: take the
+    sound's end from the container (mp4, mov) rather than from the decoded samples."""
+    flashes, first, _ = picture_flashes(path)
+    clicks_heard, _, decoded_end = sound_clicks(path)
+    return Sync(flashes, clicks_heard, first, video_end(path), declared_audio_end(path) if declared_end else decoded_end)
+
+
+__all__ = ["Item", "Spec", "SPECS", "Sync", "build_corpus", "clicks", "declared_audio_end", "measure_sync", "onsets",
+           "picture_flashes", "sound_clicks", "video_end"]

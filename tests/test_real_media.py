@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.clicksync import click_generator
-from tests.corpus import SPECS, clicks, onsets, picture_flashes, sound_clicks
+from tests.corpus import SPECS, clicks, measure_sync, onsets, picture_flashes
 from tests.test_generate import make_model_dir
 from vab import media
 from vab.cli import main as vab_main
@@ -50,44 +50,22 @@ def red_square_top_left(frame: np.ndarray) -> bool:
     return len(red) > 0 and red[:, 0].mean() < h / 2 and red[:, 1].mean() < w / 2
 
 
-def video_end(path: Path) -> float:
-    """File time (s) where the last shown frame ends, from PyAV's packets."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        nominal = 1 / float(s.average_rate or s.guessed_rate)
-        return max(float(p.pts * s.time_base) + (float(p.duration * s.time_base) if p.duration else nominal)
-                   for p in c.demux(s) if p.pts is not None and not p.is_discard)
-
-
-def declared_audio_end(path: Path) -> float:
-    """File time (s) where the audio track ends as the container states it (an mp4 edit list
-    trims the AAC padding that a decoder still hands out)."""
-    with av.open(str(path)) as c:
-        s = c.streams.audio[0]
-        return float((s.start_time + s.duration) * s.time_base)
-
-
-def check_sync(out: Path, item, *, marker: bool = False, suffix: str = ".mp4") -> dict[str, float]:
+def check_sync(out: Path, item, *, marker: bool = False, suffix: str = ".mp4") -> None:
     """Assert that `out`'s sound clicks with its picture's flashes (SYNC), starts with the
     first displayed frame (the click at sample 0 with `marker`) and lasts as long as the
-    picture.  Returns the measured offsets (s) for the report."""
-    flashes, first, end = picture_flashes(out)
-    heard, _, sound_end = sound_clicks(out)
+    picture."""
+    sync = measure_sync(out, declared_end=suffix not in NO_EDIT_LIST)
     hidden = item.spec.hidden if suffix in NO_EDIT_LIST else 0.0  # frames an edit list hid now show
     if marker:
-        assert heard and abs(heard[0] - (first + hidden)) <= EXACT, (heard[:1], first, hidden)
-        heard = heard[1:]
-    assert len(flashes) == len(item.flashes) and len(heard) == len(flashes), (flashes, heard)
-    offsets = [c - f for f, c in zip(flashes, heard)]
+        assert sync.clicks and abs(sync.clicks[0] - (sync.first + hidden)) <= EXACT, (sync.clicks[:1], sync.first)
+    offsets = sync.offsets(marker)
+    assert len(sync.flashes) == len(item.flashes) and len(sync.clicks) == len(item.flashes) + marker, sync
     assert max(map(abs, offsets)) <= SYNC, offsets
-    picture_end = video_end(out)
     if suffix in NO_EDIT_LIST:  # whole AAC frames at 48 kHz, never past the picture
-        assert picture_end - AAC_FRAME_48K - EXACT <= sound_end <= picture_end + EXACT, (sound_end, picture_end)
+        assert sync.picture_end - AAC_FRAME_48K - EXACT <= sync.sound_end <= sync.picture_end + EXACT, sync
     else:
-        sound_end = declared_audio_end(out)
-        assert abs(sound_end - picture_end) <= EXACT, (sound_end, picture_end)
-    assert abs(picture_end - first - hidden - item.seconds) <= EXACT
-    return {"sync": max(map(abs, offsets)), "end": sound_end - picture_end}
+        assert abs(sync.sound_end - sync.picture_end) <= EXACT, sync
+    assert abs(sync.picture_end - sync.first - hidden - item.seconds) <= EXACT, sync
 
 
 # ---------------------------------------------------------------------- reading

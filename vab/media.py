@@ -708,9 +708,7 @@ def mux(
         vin = _video_stream(src)
         if vin is None:
             raise MediaError(video_path, "no video stream")
-        first = _first_frame(src, vin, video_path)
-        span = _packet_span(src, vin, video_path)
-        start = first.pts if first.pts is not None else span.shown
+        first, span, start = _picture(src, vin, video_path)
         picture = float((span.end - start) * vin.time_base)
         cut = None
         if seconds is not None and seconds < picture:
@@ -857,10 +855,16 @@ def picture_seconds(path: str | os.PathLike) -> float:
         stream = _video_stream(c)
         if stream is None:
             raise MediaError(path, "no video stream")
-        first = _first_frame(c, stream, path)
-        span = _packet_span(c, stream, path)
-        start = first.pts if first.pts is not None else span.shown
+        _, span, start = _picture(c, stream, path)
         return max(0.0, float((span.end - start) * stream.time_base))
+
+
+def _picture(container, stream, path) -> tuple[_FirstFrame, _Span, int]:
+    """(the first displayed frame, the packet span, the pts in `stream`'s time base where the
+    picture starts) of the video `stream`."""
+    first = _first_frame(container, stream, path)
+    span = _packet_span(container, stream, path)
+    return first, span, first.pts if first.pts is not None else span.shown
 
 
 def _audio_frames(
