@@ -133,6 +133,45 @@ def test_hog_refuses_what_is_not_uint8_rgb():
     assert hog.encode(np.zeros((0, 8, 8, 3), dtype=np.uint8)).shape == (0, hog_dim(2))
 
 
+@pytest.mark.parametrize("name", ["hog", "hog-colour"])
+def test_hog_gives_a_flat_frame_with_noise_near_zero_features_as_a_constant_one(name):
+    """The per-frame normalisation used to turn one grey level of noise into full-strength
+    features (a floor of 1e-6); faint real edges keep theirs."""
+    enc = build_visual_encoder(VisualConfig(name=name, grid=8))
+    rng = np.random.default_rng(0)
+    flat = np.full((1, 192, 256, 3), 16, np.uint8)
+    noisy = (flat + rng.integers(-1, 2, flat.shape)).astype(np.uint8)  # night: one grey level of noise
+    edges = []
+    for contrast in (8, 24, 120):  # a dark picture holding one vertical edge
+        frame = flat.copy()
+        frame[:, :, 100:] += contrast
+        edges.append(frame)
+    f = enc.encode(np.concatenate([flat, noisy, *edges])).numpy()
+    shape = np.linalg.norm(f[:, : hog_dim(8)], axis=1)
+    full = np.sqrt(9 * (64 + 16 + 4 + 1))  # unit mean size
+    assert shape[0] == 0 and shape[1] <= 0.05 * full
+    assert shape[2] >= 0.8 * full and shape[3:] == pytest.approx(full, rel=1e-4)  # 8 grey levels and up
+    if name == "hog-colour":  # the colour grid sees the same dark grey in both
+        assert np.abs(f[0, hog_dim(8):] - f[1, hog_dim(8):]).max() < 2 / 127.5
+
+
+def test_hog_of_dark_fading_and_noisy_corpus_clips(corpus):
+    """Compressed video: a dark noisy clip reads as a constant frame, a fade gains its shape as
+    it brightens, a static scene under sensor noise keeps its shape at full strength."""
+    enc = build_visual_encoder(VisualConfig(name="hog", grid=8))
+    full = np.sqrt(9 * (64 + 16 + 4 + 1))
+
+    def norms(name: str) -> np.ndarray:
+        frames, times = media.read_frames(corpus[name].path, 10.0)
+        shown = [i for i, t in enumerate(times) if not any(0 <= t - f < 0.05 for f in corpus[name].flashes)]
+        return np.linalg.norm(enc.encode(frames[shown]).numpy(), axis=1)
+
+    assert norms("dark_noisy").max() <= 0.05 * full
+    fade = norms("fade_in")
+    assert fade[0] < 0.6 * full and np.all(fade[len(fade) // 4 :] == pytest.approx(full, rel=1e-3))
+    assert norms("static_noisy") == pytest.approx(full, rel=1e-3)
+
+
 def test_visual_probe_on_stored_features(tmp_path):
     data = make_synthetic_dataset(tmp_path / "d", classes=3, per_class={"train": 8, "test": 4})
     result = visual_probe(data)

@@ -6,12 +6,16 @@ HOG, Dalal & Triggs 2005), on a pyramid of grids so that both the layout (fine c
 the overall mix of orientations (coarse cells, insensitive to where the object is) are there:
 
 1. frames are smoothed (3 x 3 box) and differentiated (central differences) per colour
-   channel; each pixel keeps the channel with the strongest gradient;
+   channel; each pixel keeps the channel with the strongest gradient, less ``NOISE`` (a
+   gradient weaker than a step of 3 grey levels is sensor or compression noise, not shape);
 2. the gradient's unsigned orientation (0-180 degrees) is split linearly between the two
    nearest of ``BINS`` orientation bins, weighted by its magnitude;
 3. for every grid size g of the pyramid (``grid, grid // 2, ..., 1``) the ``BINS`` maps are
    summed over g x g cells and divided by the frame's total gradient magnitude (so colour
    and contrast do not matter), then square-rooted (Hellinger) and scaled to unit mean size.
+   The total is floored at the gradient of one faint edge across the frame
+   (:func:`energy_floor`), so a flat, dark or fading frame whose only gradients are noise
+   gives near-zero features, as a constant frame does, instead of its noise at full strength.
 
 Features: ``[F, BINS * sum(g * g)]``, e.g. 765 values for ``grid=8`` (8, 4, 2, 1).
 
@@ -30,6 +34,15 @@ import torch.nn.functional as F
 from vab.visual.pixels import PixelEncoder, colour_grid_features
 
 BINS = 9  # orientation bins over 180 degrees
+#: gradient magnitude per pixel (frames in [0, 1], after the 3 x 3 smoothing) taken off as noise:
+#: a step of 3 grey levels (3 / 255, spread over 3 pixels by the smoothing).  One or two grey
+#: levels of noise stay below it (per-pixel maxima 0.0028 and 0.0052 measured on 256 x 192
+#: frames), while the synthetic worlds keep 92% of their gradient energy (docs/BENCHMARKS.md).
+NOISE = 1.0 / 255
+#: contrast of the faintest edge whose gradient counts in full: the total a frame is divided by is
+#: at least that of one edge of 8 grey levels across the frame's longer side (:func:`energy_floor`);
+#: the synthetic worlds' frames hold 50 or more times that (docs/BENCHMARKS.md)
+EDGE_CONTRAST = 8.0 / 255
 
 
 def pyramid(grid: int) -> list[int]:
@@ -57,8 +70,17 @@ def hog_colour_dim(grid: int) -> int:
     return hog_dim(grid) + 3 * colour_grid(grid) ** 2
 
 
+def energy_floor(height: int, width: int) -> float:
+    """The least total gradient magnitude a frame is normalised by: that of one straight
+    edge of ``EDGE_CONTRAST`` across its longer side.  Smoothed and differentiated, a step of
+    contrast c gives c/3, c/3, c/6, c/6 on the four pixels across it, each less ``NOISE``."""
+    across = sum(max(EDGE_CONTRAST * k - NOISE, 0.0) for k in (1 / 3, 1 / 3, 1 / 6, 1 / 6))
+    return max(height, width) * across + 1e-6
+
+
 def orientation_maps(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` -> float32 ``[B, BINS, H, W]``: gradient magnitude per orientation bin."""
+    """uint8 ``[B, H, W, 3]`` -> float32 ``[B, BINS, H, W]``: gradient magnitude (less ``NOISE``)
+    per orientation bin."""
     x = frames.permute(0, 3, 1, 2).float() / 255.0
     x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     p = F.pad(x, (1, 1, 1, 1), mode="replicate")
@@ -66,7 +88,7 @@ def orientation_maps(frames: torch.Tensor) -> torch.Tensor:
     gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
     mag = torch.sqrt(gx * gx + gy * gy)
     best = mag.argmax(dim=1, keepdim=True)  # the strongest channel per pixel
-    mag = mag.gather(1, best)
+    mag = (mag.gather(1, best) - NOISE).clamp_min(0.0)  # noise is no shape
     angle = torch.atan2(gy.gather(1, best), gx.gather(1, best)) % math.pi  # [B, 1, H, W] in [0, pi)
     pos = angle / math.pi * BINS - 0.5  # bin centres at (k + 0.5) * pi / BINS
     lo = torch.floor(pos)
@@ -91,7 +113,8 @@ class HogEncoder(PixelEncoder):
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
         maps = orientation_maps(chunk.cpu())
-        total = maps.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None, None, None]
+        floor = energy_floor(maps.shape[2], maps.shape[3])
+        total = maps.sum(dim=(1, 2, 3)).clamp_min(floor)[:, None, None, None]
         parts = []
         for g in pyramid(self.grid):
             cells = F.adaptive_avg_pool2d(maps, g) * (maps.shape[2] * maps.shape[3]) / (g * g)
