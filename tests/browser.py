@@ -125,14 +125,22 @@ def peak_rss_mb(pid: int) -> float:
 
 
 # ---------------------------------------------------------------------- the page
-def open_page(context, url: str, tab: str | None = None, page=None):
-    """The app's page (a new one, or `page` reloaded: empty upload fields), on `tab`."""
+#: viewports the page is tried at: a desktop window and a phone (CSS pixels)
+VIEWPORTS = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
+
+
+def open_page(context, url: str, tab: str | None = None, page=None, viewport: str = "desktop"):
+    """The app's page (a new one at `viewport`, or `page` reloaded: empty upload fields), on
+    `tab`, once it has loaded (the settings opened or folded for the screen's width)."""
     if page is None:
         page = context.new_page()
+        page.set_viewport_size(VIEWPORTS[viewport])
         page.goto(url)
     else:
         page.reload()
     page.wait_for_selector("#generate-button", timeout=60_000)
+    page.wait_for_function("(document.querySelector('#laid-out')?.textContent || '').includes('laid out')",
+                           timeout=60_000)
     if tab:
         page.get_by_role("tab", name=tab).click()
     return page

@@ -1,16 +1,22 @@
 """What the page's buttons do, with the library's own code and no Gradio.
 
-- Generate / Edit / Continue: one :class:`~vab.generation.generator.Request` through the
-  shared :class:`~vab.generation.generator.Generator` (window by window, frames read one
-  window at a time, so a long video costs the page no more memory than the CLI), written
-  by :func:`~vab.generation.outputs.write_outputs` as `vab generate` writes it.  The
-  request is the CLI's: the same file and seed give the same soundtrack as `vab generate`
-  (each video's noise derives from the seed and a SHA-256 of the file's bytes).
+- Generate / Edit / Continue: :meth:`Backend.plan_soundtrack` checks a request in full
+  before any work (upload, settings, edit spans against the clip's length, prompt) and
+  counts its windows; :meth:`Backend.soundtrack` then runs it as one
+  :class:`~vab.generation.generator.Request` through the shared
+  :class:`~vab.generation.generator.Generator` (window by window, frames read one window at
+  a time, so a long video costs the page no more memory than the CLI), written by
+  :func:`~vab.generation.outputs.write_outputs` as `vab generate` writes it, under a name
+  that says what it is (``clip-vab-seed0.mp4``).  The request is the CLI's: the same file
+  and seed give the same soundtrack as `vab generate` (each video's noise derives from the
+  seed and a SHA-256 of the file's bytes).
+- Edit's picture: the clip's own soundtrack over a time axis, the chosen spans shaded.
 - Search: the query embedded by :class:`~vab.search.Embedder` with the model that built the
   index, ranked by :func:`vab.search.search`; each match gets a playable preview of its
-  first model window.
+  first model window.  :meth:`Backend.index_summary` says what the index holds.
 - Classify: a classifier directory (``finetune/classification.py``) on the first model
-  window of a file, its top labels with probabilities.
+  window of a file, its top labels with probabilities; a file that lacks what the chosen
+  classifier reads goes to a loaded classifier that can read it, else one line says why.
 
 Every user error is a :class:`~vab.errors.VabError`; the page shows it as one line.
 """
@@ -26,27 +32,32 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 
 from vab import media
 from vab.app.uploads import check_upload
 from vab.app.workspace import Workspace
-from vab.demo.pipeline import held_out_clips
-from vab.errors import VabError
+from vab.demo.pipeline import Example, held_out_examples
+from vab.errors import MediaError, VabError
 from vab.finetuning.classification_objective import scores_from_logits
 from vab.finetuning.classifier import Classifier, load_classifier
-from vab.generation.conditions import parse_spans
+from vab.generation.conditions import check_spans, parse_spans
+from vab.generation.features import video_seconds
 from vab.generation.generator import GenerationResult, Generator, Request
-from vab.generation.outputs import plan_outputs, write_outputs
-from vab.generation.plot import log_spectrogram
+from vab.generation.outputs import Outputs, plan_outputs, write_outputs
+from vab.generation.plot import spectrogram_picture
 from vab.generation.sampling import SamplingConfig
 from vab.search import Embedder, Index, search
 from vab.utils import pick_device
 
-#: modalities of the inputs a classifier of each mode reads
+#: modalities of the inputs a classifier of each mode reads, and how the page says it
 CLASSIFIER_INPUTS = {"audio": ("audio",), "visual": ("video",), "audio-visual": ("audio", "video")}
+READS = {"audio": "sound only", "visual": "the picture only", "audio-visual": "sound and picture together"}
 AUDIO_FORMATS = ("wav", "flac")
-#: progress(windows done, windows in total)
+#: what each soundtrack kind adds to the result's name: clip-vab-seed0, clip-vab-edited-seed0 ...
+KINDS = {"generate": "", "edit": "-edited", "continue": "-continued"}
+#: labels listed by name before "and N more"
+LISTED_LABELS = 12
+#: progress(windows done, windows in total); may raise to end the job at that window
 Progress = Callable[[int, int], None]
 
 
@@ -78,15 +89,31 @@ class Limits:
         return self
 
 
-class Stopped(VabError):
-    """The user pressed Stop."""
+@dataclass(frozen=True)
+class SoundtrackPlan:
+    """A checked Generate / Edit / Continue request: `kind`, the upload, the settings, the
+    `seconds` of soundtrack to make (the picture's length, or `duration` if shorter), the
+    sampler `windows` that takes, and `name`, the stem of its files."""
+
+    kind: str
+    video: Path
+    sampling: SamplingConfig
+    seconds: float
+    windows: int
+    name: str
+    audio_format: str = "wav"
+    duration: float | None = None
+    spans: tuple[tuple[float, float], ...] | None = None
+    prompt: Path | None = None
+    prompt_seconds: float | None = None
 
 
 @dataclass
 class Soundtrack:
     """One generated soundtrack on disk: `video` (the upload's video stream with the new
-    audio), `audio` (wav or flac), `plot` (frames over the spectrogram, PNG), `original`
-    (the upload's own soundtrack as wav, for Edit); `seconds` of audio, sampler `windows`."""
+    audio), `audio` (wav or flac), `plot` (frames over the spectrogram, generated spans
+    shaded, PNG), `original` (the upload's own soundtrack as wav, for Edit); `seconds` of
+    audio, sampler `windows`, `wall` seconds of work."""
 
     video: Path
     audio: Path
@@ -95,6 +122,21 @@ class Soundtrack:
     windows: int
     wall: float
     original: Path | None = None
+
+
+@dataclass(frozen=True)
+class EditPicture:
+    """The Edit tab's picture of a clip's own soundtrack: the PNG, the `seconds` its time
+    axis spans, and the pixel columns ``(x0, x1)`` where that axis runs from 0 to `seconds`."""
+
+    path: Path
+    seconds: float
+    columns: tuple[float, float]
+
+    def time_at(self, column: float) -> float:
+        """The time (s) under pixel column `column`, clamped to the clip."""
+        x0, x1 = self.columns
+        return min(max((column - x0) / (x1 - x0), 0.0), 1.0) * self.seconds
 
 
 @dataclass
@@ -126,6 +168,29 @@ class LoadedClassifier:
     def mode(self) -> str:
         return self.classifier.mode
 
+    @property
+    def labels(self) -> list[str]:
+        return list(self.classifier.label_names)
+
+    def reads(self, info: media.MediaInfo) -> bool:
+        """Whether a file with `info`'s streams holds every input this classifier reads."""
+        has = {"audio": info.has_audio, "video": info.has_video}
+        return all(has[m] for m in CLASSIFIER_INPUTS[self.mode])
+
+    def summary(self) -> str:
+        """One line: what it reads and the labels it knows (all it can answer)."""
+        return f"{self.name} reads {READS[self.mode]} and knows {len(self.labels)} labels: {_listed(self.labels)}"
+
+
+@dataclass
+class Classification:
+    """Classify's answer: {label: probability} of the top classes, the classifier that gave
+    them, and a `note` when the file went to another classifier than the one chosen."""
+
+    scores: dict[str, float]
+    classifier: LoadedClassifier
+    note: str = ""
+
 
 @dataclass
 class Backend:
@@ -137,7 +202,7 @@ class Backend:
     index: Index | None = None
     query_embedder: Embedder | None = None  # with the model that built the index
     classifiers: dict[str, LoadedClassifier] = field(default_factory=dict)
-    examples: list[Path] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
 
     @classmethod
     def load(
@@ -154,9 +219,10 @@ class Backend:
     ) -> "Backend":
         """Load every model once: the generator (as `vab generate` does), the index and the
         model that embeds queries for it (as `vab search` does), and each classifier."""
+
         torch_device = str(pick_device(device))
         generator = Generator.from_pretrained(checkpoint, c2f_checkpoint, device=device, precision=precision)
-        backend = cls(generator, workspace, limits.validate(), examples=held_out_clips(checkpoint))
+        backend = cls(generator, workspace, limits.validate(), examples=held_out_examples(checkpoint))
         if index is not None:
             backend.index = Index.load(index)
             if not backend.index.model_dir:
@@ -183,9 +249,25 @@ class Backend:
                 f"{g.sample_rate} Hz, {g.levels} levels, on {g.device}"
                 + (", with a coarse-to-fine model" if g.c2f is not None else ""))
 
+    def index_summary(self) -> str:
+        """What Search looks through: the index's size and where its clips come from (their
+        folder, splits and labels), or why there is none."""
+        if self.index is None:
+            return "no index is loaded, so there is nothing to search"
+        index = self.index
+        try:
+            folder = os.path.commonpath([str(Path(p).parent) for p in index.paths]) if index.paths else "?"
+        except ValueError:  # relative and absolute paths mixed
+            folder = "several folders"
+        splits = sorted({s for s in index.splits if s})
+        labels = sorted({label for row in index.labels for label in row})
+        return (f"{len(index)} clips from {folder}" + (f" ({', '.join(splits)} split)" if splits else "")
+                + (f", labelled {_listed(labels)}" if labels else ", without labels"))
+
     # ------------------------------------------------------------------ generate / edit / continue
-    def soundtrack(
+    def plan_soundtrack(
         self,
+        kind: str,
         video: str | os.PathLike | None,
         sampling: SamplingConfig,
         *,
@@ -194,73 +276,92 @@ class Backend:
         prompt: str | os.PathLike | None = None,
         prompt_seconds: float | None = None,
         audio_format: str = "wav",
-        progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Soundtrack:
-        """A new soundtrack for `video` (or its `edit` spans regenerated, or `prompt` audio
-        continued), written to a fresh job folder.  `progress` hears every finished window;
-        when `should_stop()` turns true the job ends at the next window with :class:`Stopped`."""
-        started = time.perf_counter()
+    ) -> SoundtrackPlan:
+        """Check a request in full, before any work: a VabError says what is wrong."""
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {sorted(KINDS)}")
         if audio_format not in AUDIO_FORMATS:
             raise VabError(f"audio format {audio_format!r}: expected wav or flac")
         if duration is not None and not duration > 0:
-            raise VabError(f"duration must be > 0 seconds, got {duration:g}")
+            raise VabError(f"seconds from the start must be > 0 (or 0 for all), got {duration:g}")
         sampling.validate()
         info = check_upload(video, "video", self.limits.max_seconds, "a video")
+        video = Path(video)
+        seconds = video_seconds(video)
+        if duration is not None:
+            seconds = min(seconds, float(duration))
         spans = None
-        if edit is not None:
-            spans = parse_spans(edit)
+        if kind == "edit":
+            if not (edit or "").strip():
+                raise VabError("no spans: type them (2.5-4.0,7-8) or click start and end on the spectrogram")
             if not info.has_audio:
-                raise VabError(f"{Path(video).name}: no soundtrack to edit (the video has no audio stream)")
-        tokens = None
-        if prompt is not None:
+                raise MediaError(video, "no soundtrack to edit (the video has no audio stream)")
+            spans = tuple(parse_spans(edit))
+            check_spans(spans, seconds, video)
+        if kind == "continue":
+            if prompt is None or str(prompt) == "":
+                raise VabError("no prompt: upload or record the audio to continue")
             check_upload(prompt, "audio", self.limits.max_seconds, "a prompt")
-            tokens = self.generator.tokenize_prompt(prompt, prompt_seconds)
+            if prompt_seconds is not None and not prompt_seconds > 0:
+                raise VabError(f"the prompt's first seconds must be > 0 (or 0 for all), got {prompt_seconds:g}")
+        return SoundtrackPlan(kind, video, sampling, seconds, self.generator.windows_for(seconds),
+                              f"{video.stem}-vab{KINDS[kind]}-seed{sampling.seed}", audio_format, duration, spans,
+                              Path(prompt) if kind == "continue" else None, prompt_seconds)
 
-        def on_window(_request, done: int, total: int) -> None:
-            if should_stop is not None and should_stop():
-                raise Stopped(f"stopped after window {done} of {total}")
-            if progress is not None:
-                progress(done, total)
+    def soundtrack(self, plan: SoundtrackPlan, progress: Progress | None = None) -> Soundtrack:
+        """Make `plan`'s soundtrack in a fresh job folder.  `progress` hears every finished
+        window; an exception it raises (the page's Stop) ends the job there, with nothing
+        written."""
 
-        if should_stop is not None and should_stop():
-            raise Stopped("stopped before the first window")
-        request = Request(source=str(video), duration=duration, edit=spans, prompt=tokens)
-        outcome = next(self.generator.run([request], sampling, progress=on_window))
+        started = time.perf_counter()
+        tokens = self.generator.tokenize_prompt(plan.prompt, plan.prompt_seconds) if plan.prompt else None
+        request = Request(source=str(plan.video), duration=plan.duration, edit=plan.spans, prompt=tokens)
+        outcome = next(self.generator.run([request], plan.sampling,
+                                          progress=None if progress is None else lambda _, d, t: progress(d, t)))
         if outcome.error is not None:
             raise outcome.error
         job = self.workspace.new_job()
-        original = self._original_soundtrack(video, job, duration) if edit is not None else None
-        files = _write(outcome.result, Path(video), job, audio_format, duration)
+        original = self._original_soundtrack(plan, job) if plan.kind == "edit" else None
+        files = _write(outcome.result, plan, job)
         return Soundtrack(files.video, files.audio, files.plot, outcome.result.seconds, outcome.result.windows,
                           time.perf_counter() - started, original)
 
-    def _original_soundtrack(self, video: str | os.PathLike, job: Path, duration: float | None) -> Path:
-        info = media.probe(video)
-        seconds = info.duration if duration is None else min(duration, info.duration)
-        wav = media.read_audio(video, self.generator.sample_rate, 0.0, seconds)
-        return media.write_audio(job / f"{Path(video).stem}-original.wav", wav, self.generator.sample_rate)
+    def _original_soundtrack(self, plan: SoundtrackPlan, job: Path) -> Path:
+        wav = media.read_audio(plan.video, self.generator.sample_rate, 0.0, plan.seconds)
+        return media.write_audio(job / f"{plan.video.stem}-original.wav", wav, self.generator.sample_rate)
 
-    def spectrogram(self, video: str | os.PathLike | None, height: int = 160) -> tuple[np.ndarray, float]:
-        """(uint8 ``[height, W, 3]`` picture of the upload's own soundtrack, seconds): x pixel
-        ``i`` of ``W`` is time ``i / W * seconds``, so two clicks on it give an edit span."""
+    def edit_picture(self, video: str | os.PathLike | None, spans: str = "") -> EditPicture:
+        """The upload's own soundtrack over the picture's length, with a time axis and the
+        `spans` (text, may be empty) shaded; a VabError if a span is malformed or not within
+        the clip."""
+
         info = check_upload(video, "video", self.limits.max_seconds, "a video")
         if not info.has_audio:
-            raise VabError(f"{Path(video).name}: no soundtrack to edit (the video has no audio stream)")
-        wav = media.read_audio(video, self.generator.sample_rate, 0.0, info.duration)
-        return spectrogram_image(wav, self.generator.sample_rate, height), len(wav) / self.generator.sample_rate
+            raise MediaError(video, "no soundtrack to edit (the video has no audio stream)")
+        seconds = video_seconds(video)
+        chosen = parse_spans(spans) if spans.strip() else []
+        check_spans(chosen, seconds, video)
+        wav = media.read_audio(video, self.generator.sample_rate, 0.0, seconds)
+        path, columns = spectrogram_picture(self.workspace.new_job() / f"{Path(video).stem}-soundtrack.png", wav,
+                                            self.generator.sample_rate, chosen)
+        return EditPicture(path, seconds, columns)
 
     # ------------------------------------------------------------------ search
     def search(self, query: str | os.PathLike | None, by: str = "auto", top: int = 5) -> list[Match]:
         """The `top` clips of the index whose other modality is closest to the query file's
         `by` modality (auto: video when the file has a video stream, else audio)."""
+
         if self.index is None:
-            raise VabError("no index: start vab app with --index DIR (made by vab embed)")
+            raise VabError("no index is loaded, so there is nothing to search")
         info = check_upload(query, "media", self.limits.max_seconds, "a video or audio file")
         if by == "auto":
             by = "video" if info.has_video else "audio"
         if by not in ("video", "audio"):
             raise VabError(f"search by {by!r}: expected auto, video or audio")
+        if not (info.has_video if by == "video" else info.has_audio):
+            raise MediaError(query, f"no {by} stream to search by")
+        if not 1 <= top <= len(self.index):
+            top = min(max(1, top), len(self.index))
         within = "audio" if by == "video" else "video"
         vector = self.query_embedder.embed_media(query, by)
         hits = search(self.index, vector, within, top)
@@ -270,7 +371,7 @@ class Backend:
             match = Match(rank, self.index.ids[row], self.index.paths[row],
                           list(self.index.labels[row]) if self.index.labels else [], score, within)
             try:
-                match.preview = self._preview(Path(match.path), within, job / f"{rank:02d}-{_safe(match.id)}")
+                match.preview = self._preview(Path(match.path), within, job / f"match{rank}-{_safe(match.id)}")
             except VabError as exc:
                 match.note = str(exc)
             matches.append(match)
@@ -278,6 +379,7 @@ class Backend:
 
     def _preview(self, path: Path, modality: str, stem: Path) -> Path:
         """The first window of a match: its audio as wav, or its video with its own audio as mp4."""
+
         if not path.is_file():
             raise VabError(f"{path}: not found on this machine (the index was made elsewhere?)")
         seconds = float(self.query_embedder.cfg.data.duration)
@@ -290,35 +392,45 @@ class Backend:
         return media.mux(path, wav, rate, stem.with_suffix(".mp4"), seconds)
 
     # ------------------------------------------------------------------ classify
-    def classify(self, path: str | os.PathLike | None, name: str | None = None, top: int = 5) -> dict[str, float]:
-        """{label: probability} of the `top` classes the classifier `name` gives the file's
-        first model window."""
+    def classify(self, path: str | os.PathLike | None, name: str | None = None, top: int = 5) -> Classification:
+        """The `top` classes the classifier `name` (default: the first loaded) gives the
+        file's first model window.  A file without an input that classifier reads (an audio
+        file for an audio-visual classifier) goes to the first loaded classifier that can
+        read it; with none, a MediaError says why."""
+
         if not self.classifiers:
-            raise VabError("no classifier: start vab app with --classifier DIR (from finetune/classification.py)")
-        loaded = self.classifiers[name] if name in self.classifiers else next(iter(self.classifiers.values()))
-        check_upload(path, "media", self.limits.max_seconds, "a video or audio file")
+            raise VabError("no classifier is loaded, so there is nothing to classify with")
+        chosen = self.classifiers[name] if name in self.classifiers else next(iter(self.classifiers.values()))
+        info = check_upload(path, "media", self.limits.max_seconds, "a video or audio file")
+        loaded, note = chosen, ""
+        if not chosen.reads(info):
+            fitting = [c for c in self.classifiers.values() if c.reads(info)]
+            has = "sound only" if not info.has_video else "no sound"
+            if not fitting:
+                reads = "; ".join(f"{c.name} reads {READS[c.mode]}" for c in self.classifiers.values())
+                raise MediaError(path, f"has {has}, which no loaded classifier takes ({reads})")
+            loaded = fitting[0]
+            note = f"it has {has}, so {loaded.name} ({READS[loaded.mode]}) answered instead of {chosen.name}"
         batch = loaded.reader.media_inputs(path, CLASSIFIER_INPUTS[loaded.mode])
         with torch.inference_mode():
             scores = scores_from_logits(loaded.classifier(batch), loaded.loss)[0].cpu()
         order = torch.argsort(scores, descending=True, stable=True)[:top]
-        names = loaded.classifier.label_names
-        return {names[int(i)]: float(scores[i]) for i in order}
+        names = loaded.labels
+        return Classification({names[int(i)]: float(scores[i]) for i in order}, loaded, note)
 
 
-def _write(result: GenerationResult, video: Path, job: Path, audio_format: str, duration: float | None):
+def _write(result: GenerationResult, plan: SoundtrackPlan, job: Path) -> Outputs:
     """The files `vab generate --plot` writes for one video, into the job folder."""
-    outputs = plan_outputs(job, video.stem, audio_format, mux=True, plot=True)
-    write_outputs(result, video, outputs, duration)
+
+    outputs = plan_outputs(job, plan.name, plan.audio_format, mux=True, plot=True)
+    write_outputs(result, plan.video, outputs, plan.duration)
     return outputs
 
 
-def spectrogram_image(waveform: np.ndarray, sample_rate: int, height: int = 160) -> np.ndarray:
-    """uint8 ``[height, columns, 3]``: the dB spectrogram of `waveform` (float32 ``[N]``), low
-    frequencies at the bottom, -80..0 dB on the magma colour map; one column per STFT hop."""
-    db, _ = log_spectrogram(waveform, sample_rate)
-    rows = np.linspace(0, db.shape[0] - 1, height).round().astype(int)
-    level = np.clip((db[rows[::-1]] + 80.0) / 80.0, 0.0, 1.0)
-    return (colormaps["magma"](level)[..., :3] * 255).astype(np.uint8)
+def _listed(names: list[str]) -> str:
+    """Names joined with commas, the first LISTED_LABELS of them, then how many more."""
+    shown = ", ".join(names[:LISTED_LABELS])
+    return shown + (f" and {len(names) - LISTED_LABELS} more" if len(names) > LISTED_LABELS else "")
 
 
 def _safe(name: str) -> str:

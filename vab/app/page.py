@@ -2,41 +2,73 @@
 
 Every handler here is glue: it reads the widgets, calls the backend, and shows either the
 result or one line saying what was wrong (:func:`~vab.app.uploads.one_line`), never a
-traceback.  The model-bound handlers (generate, edit, continue, search, classify) share one
-queue slot group, ``models``, of ``limits.concurrency`` slots; waiting jobs see their place
-in the queue where their result will appear.  Stop ends a running job at its next window
-(a per-session flag the backend polls) and takes a waiting one off the queue.
+traceback.  Model-bound work (generate, edit, continue, search, classify) goes through one
+:class:`~vab.app.jobs.JobQueue` of ``limits.concurrency`` slots; its handlers stream the
+job's place in the queue, its windows and the time left into the tab's status line, and
+end with the result or a final line ("stopped after window 3 of 7 ...").  While a tab's job
+waits or runs, its Generate button is off and its Stop button on; Stop sets that job's own
+flag, so the job ends at its next window and frees its slot only then.
+
+Layout: a short header, then the tabs (wrapping onto a second row on a narrow screen, never
+hidden in a menu).  The decoding settings sit in the tabs they serve (Generate, Edit,
+Continue), below the tab's button, each with a one-line hint shared with the CLI's help
+(:func:`~vab.generation.sampling.sampling_options`); they are folded on a narrow screen.
 """
 
 from __future__ import annotations
 
 import html
+import random
 import shutil
+import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr  # at module level: Gradio resolves the gr.Request / gr.SelectData hints here
 
-from vab.app.backend import AUDIO_FORMATS, Backend, Soundtrack
+from vab import media
+from vab.app.backend import AUDIO_FORMATS, Backend, EditPicture, Soundtrack, SoundtrackPlan
+from vab.app.jobs import Job, JobQueue, Stopped, Update
 from vab.app.uploads import check_upload, one_line
 from vab.errors import VabError
-from vab.generation.sampling import SamplingConfig
+from vab.generation.sampling import SamplingConfig, sampling_options
 
 #: search result slots on the page (the "matches" slider goes up to this)
 MAX_MATCHES = 10
-#: the queue slot group every model-bound handler shares
-MODELS = "models"
 #: output widgets: downloadable, and no "share" button (it posts to a hub)
 PLAYER = dict(interactive=False, buttons=["download"])
 PICTURE = dict(interactive=False, buttons=["download", "fullscreen"])
+#: below this width (CSS pixels) the settings start folded
+NARROW = 700
+#: the largest seed "new seed" draws (small enough to read and type back)
+SEED_RANGE = 1_000_000
+#: height of an upload field for a video (px): the button below it stays on a phone's first screen
+VIDEO_HEIGHT = 200
+#: height of a result video (px)
+RESULT_HEIGHT = 320
+#: the slider's range for steps (the CLI takes any number >= 1)
+STEPS_RANGE = (1, 64)
 
 CSS = """
 .vab-status p { margin: 0.2em 0; }
+.vab-status progress { width: 100%; height: 0.5em; }
 .vab-error { color: #b91c1c; font-weight: 600; }
 .vab-ok { color: #166534; }
+.vab-busy { color: #1e40af; }
+.vab-stopped { color: #92400e; font-weight: 600; }
+.vab-header p { margin: 0.1em 0; font-size: 0.9em; }
+.vab-header h1 { margin: 0 0 0.2em 0; }
+@media (max-width: 699px) {
+  .vab-header h1 { font-size: 1.4em; }
+  .vab-header p { font-size: 0.8em; }
+}
 """
 
 
+# ---------------------------------------------------------------------- status lines
 def status(text: str, failed: str | None = None) -> str:
     """The one-line status under a tab's buttons (HTML, the text escaped); `failed` names
     what failed ("upload", "generate" ...) and shows the line as an error."""
@@ -45,323 +77,492 @@ def status(text: str, failed: str | None = None) -> str:
     return f'<p class="vab-error">{html.escape(f"{failed} failed: {text}")}</p>'
 
 
-class StopFlags:
-    """One stop flag per browser session and tab: Stop sets it, that tab's running job polls it."""
-
-    def __init__(self) -> None:
-        self._flags: dict[tuple[str, str], threading.Event] = {}
-        self._lock = threading.Lock()
-
-    def _flag(self, key: tuple[str, str]) -> threading.Event:
-        with self._lock:
-            return self._flags.setdefault(key, threading.Event())
-
-    def start(self, session: str, tab: str) -> threading.Event:
-        """A job starts: its flag is cleared and returned for polling."""
-        flag = self._flag((session, tab))
-        flag.clear()
-        return flag
-
-    def stop(self, session: str, tab: str) -> None:
-        self._flag((session, tab)).set()
-
-    def finish(self, session: str, tab: str) -> None:
-        with self._lock:
-            self._flags.pop((session, tab), None)
+def busy(update: Update) -> str:
+    """A waiting or running job's line, with a bar of the windows done."""
+    bar = "" if update.fraction is None else f'<progress value="{update.fraction:.3f}" max="1"></progress>'
+    return f'<p class="vab-busy">{html.escape(update.line)}</p>{bar}'
 
 
-def build_page(backend: Backend):
+def stopped(text: str) -> str:
+    return f'<p class="vab-stopped">{html.escape(text)}</p>'
+
+
+_LOG_LOCK = threading.Lock()
+
+
+def _log(line: str) -> None:
+    """The server's log (stderr): one line per job started and ended (jobs end in their own
+    threads, so each line is written whole under a lock)."""
+    with _LOG_LOCK:
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} vab app: {line}\n")
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------- the page
+def build_page(backend: Backend) -> gr.Blocks:
     """The gr.Blocks of the app (not launched yet)."""
     limits = backend.limits
-    flags = StopFlags()
-    defaults = SamplingConfig()
+    jobs = JobQueue(limits.concurrency, limits.queue_size, log=_log)
     keep = limits.keep_seconds
+    with gr.Blocks(title="vab", analytics_enabled=False, delete_cache=(max(60, int(keep // 4)), int(keep))) as page:
+        _header(backend)
+        with gr.Tabs(overflow_behavior="wrap", elem_id="tabs"):
+            panels = [_generate_tab(backend, jobs), _edit_tab(backend, jobs), _continue_tab(backend, jobs)]
+            _search_tab(backend, jobs)
+            _classify_tab(backend, jobs)
+        _fold_on_narrow_screens(page, [p.box for p in panels])
+    # model-bound events leave Gradio's queue at once (the JobQueue holds them); the others are quick
+    page.queue(max_size=limits.queue_size + limits.concurrency)
+    return page
 
-    def describe(path: str | None, need: str) -> str:
-        if not path:
-            return ""
+
+def _header(backend: Backend) -> None:
+    limits = backend.limits
+    gr.HTML(
+        "<h1>vab: sound for silent video</h1>"
+        f"<p>{html.escape(backend.describe())}.</p>"
+        f"<p>Uploads up to {limits.max_upload_mb} MB and {limits.max_seconds / 60:g} min; {limits.concurrency} "
+        f"job(s) run at a time and up to {limits.queue_size} wait; results are deleted after "
+        f"{limits.keep_seconds / 60:g} min.</p>",
+        elem_classes="vab-header",
+    )
+
+
+def _fold_on_narrow_screens(page: gr.Blocks, boxes: list[gr.Accordion]) -> None:
+    """Open the settings once the page has loaded on a wide screen; on a narrow one (a
+    phone) they stay folded, so the upload and the button come first.  A hidden mark
+    ("laid out") tells scripts and tests that this has happened."""
+    width = gr.Number(visible=False)
+    mark = gr.HTML(visible="hidden", elem_id="laid-out")
+    page.load(lambda w: [gr.Accordion(open=bool(w) and w >= NARROW)] * len(boxes) + ["laid out"], [width],
+              [*boxes, mark], js="() => [window.innerWidth]", queue=False, api_visibility="private")
+
+
+# ---------------------------------------------------------------------- settings
+@dataclass
+class Settings:
+    """A tab's decoding settings: one widget per SamplingConfig field (in its order), then
+    seconds from the start and the download format; `box` folds them."""
+
+    box: gr.Accordion
+    widgets: list[gr.components.Component]
+
+    def read(self, values: list[Any]) -> tuple[SamplingConfig, float | None, str]:
+        """(sampling, duration or None for all, audio format) from the widgets' values."""
+        options = sampling_options()
+        sampling, (duration, audio_format) = values[: len(options)], values[len(options):]
         try:
-            info = check_upload(path, need, limits.max_seconds)
-        except Exception as exc:  # noqa: BLE001 - shown as one line, never raised to the page
-            return status(one_line(exc, [path]), "upload")
-        parts = [f"{Path(path).name}: {info.duration:.1f} s"]
-        if info.has_video:
-            parts.append(f"{info.width} x {info.height}" + (f" at {info.fps:.3g} fps" if info.fps else ""))
-        parts.append("with sound" if info.has_audio else "no sound")
-        return status(", ".join(parts))
+            fields = {o.name: o.kind(v) if o.kind is float else _integer(v) for o, v in zip(options, sampling)}
+            duration = float(duration) if duration not in (None, "") else 0.0
+        except (TypeError, ValueError, OverflowError):
+            raise VabError("settings: every field needs a number") from None
+        if duration != duration or duration < 0:
+            raise VabError(f"seconds from the start must be >= 0 (0: all of it), got {duration:g}")
+        return SamplingConfig(**fields), duration or None, str(audio_format)
 
-    def sampling_of(steps, guidance, mask_temperature, temperature, seed) -> SamplingConfig:
+
+def _integer(value: Any) -> int:
+    number = float(value)
+    if number != int(number):
+        raise ValueError(value)
+    return int(number)
+
+
+def _settings(tab: str) -> Settings:
+    """The settings panel of `tab`, generated from SamplingConfig with each field's hint;
+    the seed comes first, with a button that draws a new one."""
+    options = {o.name: o for o in sampling_options()}
+    widgets: dict[str, gr.components.Component] = {}
+    with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings") as box:
+        seed = options["seed"]
+        with gr.Row(equal_height=False):
+            widgets["seed"] = gr.Number(seed.default, precision=0, label=seed.label, info=seed.hint, scale=4,
+                                        min_width=160, elem_id=f"{tab}-seed")
+            renew = gr.Button("new seed", size="sm", scale=1, min_width=90, elem_id=f"{tab}-new-seed")
+        renew.click(lambda: random.randrange(SEED_RANGE), None, [widgets["seed"]], queue=False,
+                    api_visibility="private")
+        for option in options.values():
+            common = dict(label=option.label, info=option.hint, elem_id=f"{tab}-{option.name}")
+            if option.name == "steps":
+                widgets[option.name] = gr.Slider(*STEPS_RANGE, value=option.default, step=1, **common)
+            elif option.name != "seed":
+                widgets[option.name] = gr.Number(option.default, precision=0 if option.kind is int else None, **common)
+        duration = gr.Number(0, label="seconds from the start", elem_id=f"{tab}-duration",
+                             info="make the soundtrack of the video's first seconds only: more take longer "
+                                  "(0: all of it)")
+        audio_format = gr.Radio(list(AUDIO_FORMATS), value="wav", label="download format", elem_id=f"{tab}-format",
+                                info="the soundtrack's file: wav, or flac (lossless, about half the size)")
+    return Settings(box, [widgets[name] for name in options] + [duration, audio_format])
+
+
+# ---------------------------------------------------------------------- soundtrack jobs
+def _describe_upload(path: str | None, need: str, max_seconds: float) -> str:
+    """The status line for an upload: its length, size and frame rate, or why it cannot be used."""
+    if not path:
+        return ""
+    try:
+        info = check_upload(path, need, max_seconds)
+    except Exception as exc:  # noqa: BLE001 - shown as one line, never raised to the page
+        return status(one_line(exc, [path]), "upload")
+    parts = [f"{Path(path).name}: {info.duration:.1f} s"]
+    if info.has_video:
+        parts.append(f"{info.width} x {info.height}" + (f" at {info.fps:.3g} fps" if info.fps else ""))
+    parts.append("with sound" if info.has_audio else "no sound")
+    return status(", ".join(parts))
+
+
+def _buttons(running: bool, stopping: bool = False) -> tuple[Any, Any]:
+    """(run button, Stop button) updates: one of them on at a time."""
+    return gr.Button(interactive=not running), gr.Button(interactive=running and not stopping)
+
+
+def _done_line(track: Soundtrack, plan: SoundtrackPlan, job: Job, keep: float) -> str:
+    waited = job.started - job.submitted if job.started is not None else 0.0
+    queue = f" after {waited:.0f} s in the queue" if waited >= 1 else ""
+    return status(f"{plan.name}: {track.seconds:.1f} s of audio in {track.windows} window(s), {track.wall:.1f} s"
+                  f"{queue}; kept for {keep / 60:g} min")
+
+
+def _soundtrack_handler(kind: str, backend: Backend, jobs: JobQueue, settings: Settings, extra: int,
+                        plan_kwargs: Callable[..., dict], shown: Callable[[Soundtrack], list], results: int):
+    """The async handler of a Generate / Edit / Continue button.  Its inputs: the video,
+    `extra` more tab inputs (turned into plan_soundtrack keywords by `plan_kwargs`), then
+    the settings; its outputs: status, run button, Stop button, then `results` widgets
+    (filled by `shown`).  It streams the job's progress and ends with the result, the final
+    "stopped" line or one line saying what failed."""
+    skip = [gr.skip()] * results
+
+    async def handler(request: gr.Request, video, *values):
+        uploads = [video, *values[:extra]]
         try:
-            return SamplingConfig(steps=int(steps), guidance=float(guidance), mask_temperature=float(mask_temperature),
-                                  temperature=float(temperature), seed=int(seed))
-        except (TypeError, ValueError):
-            raise VabError("decoding settings: every field needs a number") from None
+            sampling, duration, audio_format = settings.read(list(values[extra:]))
+            plan = backend.plan_soundtrack(kind, video, sampling, duration=duration, audio_format=audio_format,
+                                           **plan_kwargs(*values[:extra]))
+            job = jobs.submit(kind, (request.session_hash, kind), plan.video.name,
+                              lambda job: backend.soundtrack(plan, job.progress), plan.windows, plan.sampling.steps)
+        except Exception as exc:  # noqa: BLE001 - one line, the buttons as they were
+            yield status(one_line(exc, uploads), kind), *_buttons(False), *skip
+            return
+        yield busy(jobs.update(job)), *_buttons(True), *[None] * results  # the last result goes
+        async for update in jobs.follow(job):
+            yield busy(update), gr.skip(), _buttons(True, job.stop.is_set())[1], *skip
+        if isinstance(job.error, Stopped):
+            yield stopped(f"{job.error}; nothing was written"), *_buttons(False), *skip
+        elif job.error is not None:
+            yield status(one_line(job.error, uploads), kind), *_buttons(False), *skip
+        else:
+            yield _done_line(job.result, plan, job, backend.limits.keep_seconds), *_buttons(False), *shown(job.result)
 
-    def run_soundtrack(tab: str, request: gr.Request, progress, video, settings, **kwargs) -> Soundtrack:
-        """backend.soundtrack with the page's settings, its progress bar and its tab's Stop button."""
-        flag = flags.start(request.session_hash, tab)
-        steps, guidance, mask_temperature, temperature, seed, duration, audio_format = settings
+    return handler
+
+
+def _wire_soundtrack(kind: str, backend: Backend, jobs: JobQueue, inputs: list, settings: Settings,
+                     plan_kwargs: Callable[..., dict], run: gr.Button, stop: gr.Button, state: gr.HTML,
+                     outputs: list, shown: Callable[[Soundtrack], list]) -> None:
+    """The run and Stop buttons of a soundtrack tab."""
+    handler = _soundtrack_handler(kind, backend, jobs, settings, len(inputs) - 1, plan_kwargs, shown, len(outputs))
+    run.click(handler, [*inputs, *settings.widgets], [state, run, stop, *outputs], api_name=kind,
+              show_progress="hidden", concurrency_limit=None)
+
+    def on_stop(request: gr.Request) -> None:
+        jobs.stop((request.session_hash, kind))  # the job's own stream says "stopping", then "stopped"
+
+    stop.click(on_stop, None, None, queue=False, api_name=f"stop_{kind}")
+
+
+def _run_buttons(tab: str, label: str) -> tuple[gr.Button, gr.Button, gr.HTML]:
+    with gr.Row():
+        run = gr.Button(label, variant="primary", elem_id=f"{tab}-button")
+        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id=f"{tab}-stop")
+    return run, stop, gr.HTML(elem_id=f"{tab}-status", elem_classes="vab-status")
+
+
+# ---------------------------------------------------------------------- tabs
+def _generate_tab(backend: Backend, jobs: JobQueue) -> Settings:
+    max_seconds = backend.limits.max_seconds
+    with gr.Tab("Generate", id="generate"):
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="generate-video")
+                examples, copies = _examples(backend)
+                run, stop, state = _run_buttons("generate", "Generate")
+                settings = _settings("generate")
+            with gr.Column():
+                result = gr.Video(label="video with its new soundtrack", **PLAYER, height=RESULT_HEIGHT,
+                                  elem_id="generate-result")
+                audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="generate-audio")
+                download = gr.File(label="download", file_count="multiple", interactive=False,
+                                   elem_id="generate-download")
+                plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="generate-plot")
+    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
+    if examples is not None:
+        examples.select(_pick_example(copies, max_seconds), None, [video, state], api_visibility="private")
+    _wire_soundtrack("generate", backend, jobs, [video], settings, lambda: {}, run, stop, state,
+                     [result, audio, download, plot],
+                     lambda t: [str(t.video), str(t.audio), [str(t.audio), str(t.video)], str(t.plot)])
+    return settings
+
+
+def _examples(backend: Backend) -> tuple[gr.Gallery | None, list[Path]]:
+    """The demo's held-out clips as thumbnails (a frame with the object in view) captioned
+    with their class, and copies of the clips in the workspace (the page serves nothing
+    from outside it): picking a thumbnail puts its copy in the upload field."""
+    shown, copies = [], []
+    folder = backend.workspace.root / "examples"
+    for example in backend.examples:
         try:
-            return backend.soundtrack(
-                video, sampling_of(steps, guidance, mask_temperature, temperature, seed),
-                duration=float(duration) if duration else None, audio_format=audio_format,
-                progress=lambda done, total: progress((done, total), desc="windows", unit="windows"),
-                should_stop=flag.is_set, **kwargs,
-            )
-        finally:
-            flags.finish(request.session_hash, tab)
+            folder.mkdir(exist_ok=True)
+            frames, _ = media.read_frames(example.path, 100.0, example.in_view, example.in_view + 0.01,
+                                          max_short_side=160)
+            thumbnail = _save_jpeg(frames[0], folder / f"{example.path.stem}.jpg")
+            copy = Path(shutil.copyfile(example.path, folder / example.path.name))
+        except (OSError, VabError, IndexError):
+            continue  # an example that cannot be read is simply not offered
+        shown.append((str(thumbnail), example.label))
+        copies.append(copy)
+    if not shown:
+        return None, []
+    return gr.Gallery(shown, label="or pick a held-out clip of the demo", columns=4, rows=1, height=150,
+                      allow_preview=False, object_fit="contain", buttons=[], elem_id="generate-examples"), copies
 
-    def done_line(track: Soundtrack, what: str) -> str:
-        return status(f"{what}: {track.seconds:.1f} s of audio in {track.windows} window(s), {track.wall:.1f} s; "
-                      f"kept for {keep / 60:g} min")
 
-    # ------------------------------------------------------------------ handlers
-    def on_generate(video, steps, guidance, mask_temperature, temperature, seed, duration, audio_format,
-                    request: gr.Request, progress=gr.Progress()):
-        settings = (steps, guidance, mask_temperature, temperature, seed, duration, audio_format)
+def _save_jpeg(frame, path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(frame).save(path, quality=90)
+    return path
+
+
+def _pick_example(copies: list[Path], max_seconds: float):
+    def pick(evt: gr.SelectData):
+        clip = str(copies[evt.index])
+        return clip, _describe_upload(clip, "video", max_seconds)
+
+    return pick
+
+
+def _edit_tab(backend: Backend, jobs: JobQueue) -> Settings:
+    max_seconds = backend.limits.max_seconds
+    with gr.Tab("Edit", id="edit"):
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="video (its own soundtrack is edited)", sources=["upload"],
+                                 height=VIDEO_HEIGHT, elem_id="edit-video")
+                picture = gr.Image(label="its soundtrack: click where a span starts, then where it ends",
+                                   **PICTURE, elem_id="edit-spectrogram")
+                spans = gr.Textbox(label="spans to regenerate (seconds)", placeholder="2.5-4.0,7-8",
+                                   info="clicked on the picture, or typed (Enter draws them)", elem_id="edit-spans")
+                note = gr.HTML(elem_id="edit-note", elem_classes="vab-status")  # what the picture and spans say
+                run, stop, state = _run_buttons("edit", "Edit")
+                settings = _settings("edit")
+            with gr.Column():
+                with gr.Row():
+                    original = gr.Audio(label="original", **PLAYER, elem_id="edit-original")
+                    audio = gr.Audio(label="edited", **PLAYER, elem_id="edit-audio")
+                result = gr.Video(label="video with the edited soundtrack", **PLAYER, height=RESULT_HEIGHT,
+                                  elem_id="edit-result")
+                plot = gr.Image(label="frames over the spectrogram, the regenerated spans shaded", **PICTURE,
+                                elem_id="edit-plot")
+        picked = gr.State(None)  # the picture's facts, the spans it shows and a span's first click
+    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
+    gr.on([video.upload, video.clear], _edit_redraw(backend, always=True), [video, spans, picked],
+          [note, picture, picked], api_visibility="private")
+    gr.on([spans.submit, spans.blur], _edit_redraw(backend, always=False), [video, spans, picked],
+          [note, picture, picked], api_visibility="private")
+    picture.select(_edit_click(backend), [video, spans, picked], [spans, note, picture, picked],
+                   api_visibility="private")
+    _wire_soundtrack("edit", backend, jobs, [video, spans], settings, lambda s: {"edit": s}, run, stop, state,
+                     [original, audio, result, plot],
+                     lambda t: [str(t.original), str(t.audio), str(t.video), str(t.plot)])
+    return settings
+
+
+def _picked(picture: EditPicture, spans: str, start: float | None = None) -> dict:
+    return {"seconds": picture.seconds, "columns": list(picture.columns), "spans": spans, "start": start}
+
+
+def _spans_line(picture: EditPicture, spans: str) -> str:
+    told = f"to regenerate: {spans} (s)" if spans.strip() else "no spans yet: click a start and an end, or type them"
+    return status(f"{picture.path.stem.removesuffix('-soundtrack')}: {picture.seconds:.2f} s; {told}")
+
+
+def _edit_redraw(backend: Backend, always: bool):
+    """The Edit picture of the upload with the typed spans drawn (a new upload: `always`;
+    typed spans: when they changed); a bad span is one red line under them."""
+
+    def redraw(video, spans, picked):
+        spans = spans or ""
+        if not video:
+            return "", None, None
+        if not always and picked and picked["spans"] == spans:
+            return gr.skip(), gr.skip(), gr.skip()  # drawn already (Enter, then a click elsewhere)
         try:
-            track = run_soundtrack("generate", request, progress, video, settings)
+            picture = backend.edit_picture(video, spans)
         except Exception as exc:  # noqa: BLE001
-            return status(one_line(exc, [video]), "generate"), None, None, None, None
-        return done_line(track, "generated"), str(track.video), str(track.audio), str(track.audio), str(track.plot)
+            return status(one_line(exc, [video]), "spans"), gr.skip(), gr.skip()
+        return _spans_line(picture, spans), str(picture.path), _picked(picture, spans)
 
-    def on_edit(video, spans, steps, guidance, mask_temperature, temperature, seed, duration, audio_format,
-                request: gr.Request, progress=gr.Progress()):
-        settings = (steps, guidance, mask_temperature, temperature, seed, duration, audio_format)
-        try:
-            if not (spans or "").strip():
-                raise VabError("no spans: type them (2.5-4.0,7-8) or click start and end on the spectrogram")
-            track = run_soundtrack("edit", request, progress, video, settings, edit=spans)
-        except Exception as exc:  # noqa: BLE001
-            return status(one_line(exc, [video]), "edit"), None, None, None, None
-        return (done_line(track, "edited"), str(track.original), str(track.audio), str(track.video),
-                str(track.plot))
+    return redraw
 
-    def on_continue(video, prompt, prompt_seconds, steps, guidance, mask_temperature, temperature, seed, duration,
-                    audio_format, request: gr.Request, progress=gr.Progress()):
-        settings = (steps, guidance, mask_temperature, temperature, seed, duration, audio_format)
-        try:
-            if not prompt:
-                raise VabError("no prompt: upload or record the audio to continue")
-            track = run_soundtrack("continue", request, progress, video, settings, prompt=prompt,
-                                   prompt_seconds=float(prompt_seconds) if prompt_seconds else None)
-        except Exception as exc:  # noqa: BLE001
-            return status(one_line(exc, [video, prompt]), "continue"), None, None, None
-        return done_line(track, "continued"), str(track.video), str(track.audio), str(track.plot)
 
-    def stopper(tab: str):
-        def on_stop(request: gr.Request):
-            flags.stop(request.session_hash, tab)
-            return status("stopping: the job ends after its current window")
+def _edit_click(backend: Backend):
+    """A click on the Edit picture: the first marks a span's start, the second its end (the
+    span is added and drawn)."""
 
-        return on_stop
-
-    def on_edit_upload(video):
-        line = describe(video, "video")
-        if not video or "vab-error" in line:
-            return line, None, None
-        try:
-            picture, seconds = backend.spectrogram(video)
-        except Exception as exc:  # noqa: BLE001
-            return status(one_line(exc, [video]), "upload"), None, None
-        return line, picture, {"seconds": seconds, "width": picture.shape[1], "start": None}
-
-    def on_spectrogram_click(spans, picked, evt: gr.SelectData):
-        if not picked or not isinstance(evt.index, (list, tuple)):
-            return spans, picked, status("upload a video first", "span")
-        t = max(0.0, min(1.0, evt.index[0] / picked["width"])) * picked["seconds"]
+    def click(video, spans, picked, evt: gr.SelectData):
+        if not picked or not video or not isinstance(evt.index, (list, tuple)):
+            return gr.skip(), status("upload a video first", "span"), gr.skip(), gr.skip()
+        t = EditPicture(Path(), picked["seconds"], tuple(picked["columns"])).time_at(evt.index[0])
         if picked["start"] is None:
-            return spans, {**picked, "start": t}, status(f"span starts at {t:.2f} s: now click its end")
+            return gr.skip(), status(f"span starts at {t:.2f} s: now click its end"), gr.skip(), {**picked, "start": t}
         a, b = sorted((picked["start"], t))
         text = ",".join(filter(None, [(spans or "").strip(), f"{a:.2f}-{b:.2f}"]))
-        return text, {**picked, "start": None}, status(f"added {a:.2f}-{b:.2f} s")
-
-    def on_search(query, by, top):
-        hidden = [gr.update(value=None, visible=False)] * (2 * MAX_MATCHES)
         try:
-            matches = backend.search(query, by, int(top))
+            drawn = backend.edit_picture(video, text)
         except Exception as exc:  # noqa: BLE001
-            return [status(one_line(exc, [query]), "search"), None, *hidden]
+            return gr.skip(), status(one_line(exc, [video]), "span"), gr.skip(), {**picked, "start": None}
+        return text, status(f"added {a:.2f}-{b:.2f} s"), str(drawn.path), _picked(drawn, text)
+
+    return click
+
+
+def _continue_tab(backend: Backend, jobs: JobQueue) -> Settings:
+    max_seconds = backend.limits.max_seconds
+    with gr.Tab("Continue", id="continue"):
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="continue-video")
+                prompt = gr.Audio(label="prompt audio to continue", sources=["upload", "microphone"],
+                                  type="filepath", elem_id="continue-prompt")
+                seconds = gr.Number(0, label="use the prompt's first seconds (0: all)", elem_id="continue-seconds")
+                run, stop, state = _run_buttons("continue", "Continue")
+                settings = _settings("continue")
+            with gr.Column():
+                result = gr.Video(label="video with the continued soundtrack", **PLAYER, height=RESULT_HEIGHT,
+                                  elem_id="continue-result")
+                audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="continue-audio")
+                plot = gr.Image(label="frames over the spectrogram, the continuation shaded", **PICTURE,
+                                elem_id="continue-plot")
+    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
+    prompt.upload(lambda a: _describe_upload(a, "audio", max_seconds), [prompt], [state], api_visibility="private")
+
+    def plan_kwargs(audio, first):
+        try:
+            first = float(first) if first not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            raise VabError("the prompt's first seconds: a number, please") from None
+        return {"prompt": audio, "prompt_seconds": first or None}
+
+    _wire_soundtrack("continue", backend, jobs, [video, prompt, seconds], settings, plan_kwargs, run, stop, state,
+                     [result, audio, plot], lambda t: [str(t.video), str(t.audio), str(t.plot)])
+    return settings
+
+
+# ---------------------------------------------------------------------- search and classify
+def _quick_handler(kind: str, jobs: JobQueue, work: Callable[..., Any], show: Callable[[Any, list], list],
+                   results: int):
+    """The async handler of Search / Classify: the work goes through the job queue (it uses
+    the models), the button is off while it waits or runs; outputs: status, button, results."""
+    skip = [gr.skip()] * results
+
+    async def handler(request: gr.Request, upload, *values):
+        try:
+            job = jobs.submit(kind, (request.session_hash, kind), Path(upload).name if upload else "(nothing)",
+                              lambda job: work(upload, *values))
+        except Exception as exc:  # noqa: BLE001 - the queue is full
+            yield status(one_line(exc, [upload]), kind), gr.skip(), *skip
+            return
+        yield busy(jobs.update(job)), gr.Button(interactive=False), *skip
+        async for update in jobs.follow(job):
+            yield busy(update), gr.skip(), *skip
+        if job.error is not None:
+            yield status(one_line(job.error, [upload]), kind), gr.Button(interactive=True), *skip
+        else:
+            line, *shown = show(job.result, [upload, *values])
+            yield line, gr.Button(interactive=True), *shown
+
+    return handler
+
+
+def _search_tab(backend: Backend, jobs: JobQueue) -> None:
+    index = backend.index
+    with gr.Tab("Search", id="search"):
+        gr.Markdown(
+            f"**The index:** {html.escape(backend.index_summary())}.  "
+            + ("Its model reads both sound and picture: a video finds the clips whose sound fits it, an audio "
+               "file the clips whose picture fits the sound." if index is not None else
+               "(`vab app --index DIR` loads one made by `vab embed`.)"),
+            elem_id="search-about",
+        )
+        with gr.Row():
+            with gr.Column():
+                query = gr.File(label="query: a video or an audio file", elem_id="search-query")
+                by = gr.Radio(["auto", "video", "audio"], value="auto", label="query by",
+                              info="auto: by the picture when the file has one, else by its sound")
+                top = gr.Slider(1, MAX_MATCHES, value=5, step=1, label="matches")
+                button = gr.Button("Search", variant="primary", elem_id="search-button",
+                                   interactive=index is not None)
+                state = gr.HTML(elem_id="search-status", elem_classes="vab-status")
+            with gr.Column():
+                table = gr.Dataframe(headers=["rank", "id", "labels", "cosine", "plays"], interactive=False,
+                                     elem_id="search-table")
+                slots = []
+                for k in range(MAX_MATCHES):
+                    slots.append(gr.Audio(visible=False, **PLAYER, elem_id=f"match-audio-{k}"))
+                    slots.append(gr.Video(visible=False, **PLAYER, elem_id=f"match-video-{k}"))
+    max_seconds = backend.limits.max_seconds
+    query.upload(lambda f: _describe_upload(f, "media", max_seconds), [query], [state], api_visibility="private")
+    work = lambda upload, how, count: backend.search(upload, how, int(count))  # noqa: E731
+    button.click(_quick_handler("search", jobs, work, _shown_matches(len(index) if index else 0), 1 + len(slots)),
+                 [query, by, top], [state, button, table, *slots], api_name="search", show_progress="hidden",
+                 concurrency_limit=None)
+
+
+def _shown_matches(size: int):
+    def show(matches, _inputs) -> list:
         rows = [[m.rank, m.id, ", ".join(m.labels), round(m.score, 4), m.note or m.modality] for m in matches]
         slots = []
         for k in range(MAX_MATCHES):
             m = matches[k] if k < len(matches) else None
             title = f"#{m.rank} {m.id} (cosine {m.score:.3f})" if m else None
-            show = m is not None and m.preview is not None
-            slots.append(gr.update(value=str(m.preview) if show and m.modality == "audio" else None, label=title,
-                                   visible=show and m.modality == "audio"))
-            slots.append(gr.update(value=str(m.preview) if show and m.modality == "video" else None, label=title,
-                                   visible=show and m.modality == "video"))
+            play = m is not None and m.preview is not None
+            slots.append(gr.update(value=str(m.preview) if play and m.modality == "audio" else None, label=title,
+                                   visible=play and m.modality == "audio"))
+            slots.append(gr.update(value=str(m.preview) if play and m.modality == "video" else None, label=title,
+                                   visible=play and m.modality == "video"))
         within = matches[0].modality if matches else "?"
-        return [status(f"{len(matches)} closest {within} clip(s) of {len(backend.index)}"), rows, *slots]
+        return [status(f"{len(matches)} closest {within} clip(s) of {size}"), rows, *slots]
 
-    def on_classify(path, name):
-        try:
-            scores = backend.classify(path, name)
-        except Exception as exc:  # noqa: BLE001
-            return status(one_line(exc, [path]), "classify"), None
-        best = next(iter(scores))
-        return status(f"{Path(path).name}: {best} ({scores[best]:.0%})"), scores
-
-    # ------------------------------------------------------------------ layout
-    examples = _serveable(backend.examples, backend.workspace.root / "examples")
-    with gr.Blocks(title="vab", analytics_enabled=False, delete_cache=(max(60, int(keep // 4)), int(keep))) as page:
-        gr.Markdown(
-            f"# vab: sound for silent video\n{html.escape(backend.describe())}.  "
-            f"Uploads up to {limits.max_upload_mb} MB and {limits.max_seconds / 60:g} min; "
-            f"{limits.concurrency} job(s) run at a time and up to {limits.queue_size} wait "
-            "(a waiting job shows its place in the queue where its result will appear); "
-            f"results are deleted after {keep / 60:g} min."
-        )
-        with gr.Accordion("Decoding settings (Generate, Edit, Continue)", open=True):
-            with gr.Row():
-                steps = gr.Slider(1, 64, value=defaults.steps, step=1, label="steps per window", elem_id="steps")
-                guidance = gr.Number(defaults.guidance, label="guidance (cfg)", elem_id="guidance")
-                mask_temperature = gr.Number(defaults.mask_temperature, label="mask temperature")
-                temperature = gr.Number(defaults.temperature, label="temperature (0 = argmax)")
-            with gr.Row():
-                seed = gr.Number(defaults.seed, precision=0, label="seed", elem_id="seed")
-                duration = gr.Number(0, label="seconds from the start (0: all)", elem_id="duration")
-                audio_format = gr.Radio(list(AUDIO_FORMATS), value="wav", label="download format")
-        settings = [steps, guidance, mask_temperature, temperature, seed, duration, audio_format]
-
-        with gr.Tabs():
-            with gr.Tab("Generate", id="generate"):
-                with gr.Row():
-                    with gr.Column():
-                        gen_video = gr.Video(label="video", sources=["upload"], elem_id="generate-video")
-                        if examples:
-                            gr.Examples([[str(p)] for p in examples], inputs=[gen_video],
-                                        label="held-out clips of the demo")
-                        with gr.Row():
-                            gen_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                            gen_stop = gr.Button("Stop", variant="stop", elem_id="generate-stop")
-                        gen_status = gr.HTML(elem_id="generate-status", elem_classes="vab-status")
-                    with gr.Column():
-                        gen_result = gr.Video(label="video with its new soundtrack", **PLAYER,
-                                              elem_id="generate-result")
-                        gen_audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="generate-audio")
-                        gen_file = gr.File(label="download", interactive=False, elem_id="generate-download")
-                gen_plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="generate-plot")
-
-            with gr.Tab("Edit", id="edit"):
-                with gr.Row():
-                    with gr.Column():
-                        edit_video = gr.Video(label="video (its own soundtrack is edited)", sources=["upload"],
-                                              elem_id="edit-video")
-                        edit_picture = gr.Image(label="its soundtrack: click a span's start, then its end",
-                                                **PICTURE, elem_id="edit-spectrogram")
-                        edit_spans = gr.Textbox(label="spans to regenerate (seconds)", placeholder="2.5-4.0,7-8",
-                                                elem_id="edit-spans")
-                        with gr.Row():
-                            edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
-                            edit_stop = gr.Button("Stop", variant="stop")
-                        edit_status = gr.HTML(elem_id="edit-status", elem_classes="vab-status")
-                    with gr.Column():
-                        with gr.Row():
-                            edit_original = gr.Audio(label="original", **PLAYER, elem_id="edit-original")
-                            edit_audio = gr.Audio(label="edited", **PLAYER, elem_id="edit-audio")
-                        edit_result = gr.Video(label="video with the edited soundtrack", **PLAYER,
-                                               elem_id="edit-result")
-                        edit_plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="edit-plot")
-                edit_picked = gr.State(None)
-
-            with gr.Tab("Continue", id="continue"):
-                with gr.Row():
-                    with gr.Column():
-                        cont_video = gr.Video(label="video", sources=["upload"], elem_id="continue-video")
-                        cont_prompt = gr.Audio(label="prompt audio to continue", sources=["upload", "microphone"],
-                                               type="filepath", elem_id="continue-prompt")
-                        cont_seconds = gr.Number(0, label="use the prompt's first seconds (0: all)")
-                        with gr.Row():
-                            cont_button = gr.Button("Continue", variant="primary", elem_id="continue-button")
-                            cont_stop = gr.Button("Stop", variant="stop")
-                        cont_status = gr.HTML(elem_id="continue-status", elem_classes="vab-status")
-                    with gr.Column():
-                        cont_result = gr.Video(label="video with the continued soundtrack", **PLAYER,
-                                               elem_id="continue-result")
-                        cont_audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="continue-audio")
-                        cont_plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="continue-plot")
-
-            with gr.Tab("Search", id="search"):
-                if backend.index is None:
-                    gr.Markdown("Start `vab app` with `--index DIR` (an index made by `vab embed`) to search it.")
-                else:
-                    gr.Markdown(f"{len(backend.index)} clips in the index; a video query finds the clips that "
-                                "sound like it looks, an audio query the videos that fit the sound.")
-                with gr.Row():
-                    with gr.Column():
-                        search_query = gr.File(label="query: a video or an audio file", elem_id="search-query")
-                        search_by = gr.Radio(["auto", "video", "audio"], value="auto", label="query by")
-                        search_top = gr.Slider(1, MAX_MATCHES, value=5, step=1, label="matches")
-                        search_button = gr.Button("Search", variant="primary", elem_id="search-button",
-                                                  interactive=backend.index is not None)
-                        search_status = gr.HTML(elem_id="search-status", elem_classes="vab-status")
-                    with gr.Column():
-                        search_table = gr.Dataframe(headers=["rank", "id", "labels", "cosine", "plays"],
-                                                    interactive=False, elem_id="search-table")
-                        slots = []
-                        for k in range(MAX_MATCHES):
-                            slots.append(gr.Audio(visible=False, **PLAYER, elem_id=f"match-audio-{k}"))
-                            slots.append(gr.Video(visible=False, **PLAYER, elem_id=f"match-video-{k}"))
-
-            with gr.Tab("Classify", id="classify"):
-                names = list(backend.classifiers)
-                if not names:
-                    gr.Markdown("Start `vab app` with `--classifier DIR` (from `finetune/classification.py`) "
-                                "to classify clips.")
-                with gr.Row():
-                    with gr.Column():
-                        cls_file = gr.File(label="a video or an audio file", elem_id="classify-file")
-                        cls_name = gr.Radio(
-                            [(f"{n} ({backend.classifiers[n].mode})", n) for n in names],
-                            value=names[0] if names else None, label="classifier (reads sound, picture or both)",
-                        )
-                        cls_button = gr.Button("Classify", variant="primary", elem_id="classify-button",
-                                               interactive=bool(names))
-                        cls_status = gr.HTML(elem_id="classify-status", elem_classes="vab-status")
-                    with gr.Column():
-                        cls_labels = gr.Label(num_top_classes=5, label="top 5", elem_id="classify-labels")
-
-        # ------------------------------------------------------------------ events
-        model_bound = dict(concurrency_id=MODELS, concurrency_limit=limits.concurrency)
-        gen_video.upload(lambda v: describe(v, "video"), [gen_video], [gen_status])
-        gen_event = gen_button.click(on_generate, [gen_video, *settings],
-                                     [gen_status, gen_result, gen_audio, gen_file, gen_plot],
-                                     api_name="generate", show_progress_on=[gen_result], **model_bound)
-        edit_video.upload(on_edit_upload, [edit_video], [edit_status, edit_picture, edit_picked])
-        edit_picture.select(on_spectrogram_click, [edit_spans, edit_picked], [edit_spans, edit_picked, edit_status])
-        edit_event = edit_button.click(on_edit, [edit_video, edit_spans, *settings],
-                                       [edit_status, edit_original, edit_audio, edit_result, edit_plot],
-                                       api_name="edit", show_progress_on=[edit_result], **model_bound)
-        cont_video.upload(lambda v: describe(v, "video"), [cont_video], [cont_status])
-        cont_prompt.upload(lambda a: describe(a, "audio"), [cont_prompt], [cont_status])
-        cont_event = cont_button.click(on_continue, [cont_video, cont_prompt, cont_seconds, *settings],
-                                       [cont_status, cont_result, cont_audio, cont_plot],
-                                       api_name="continue", show_progress_on=[cont_result], **model_bound)
-        for tab, button, event, out in (("generate", gen_stop, gen_event, gen_status),
-                                        ("edit", edit_stop, edit_event, edit_status),
-                                        ("continue", cont_stop, cont_event, cont_status)):
-            button.click(stopper(tab), None, [out], cancels=[event], queue=False)
-        search_query.upload(lambda f: describe(f, "media"), [search_query], [search_status])
-        search_button.click(on_search, [search_query, search_by, search_top], [search_status, search_table, *slots],
-                            api_name="search", show_progress_on=[search_table], **model_bound)
-        cls_file.upload(lambda f: describe(f, "media"), [cls_file], [cls_status])
-        cls_button.click(on_classify, [cls_file, cls_name], [cls_status, cls_labels], api_name="classify",
-                         show_progress_on=[cls_labels], **model_bound)
-    page.queue(max_size=limits.queue_size)
-    return page
+    return show
 
 
-def _serveable(clips: list[Path], folder: Path) -> list[Path]:
-    """Copies of the example clips in `folder` (the page serves only the workspace)."""
-    copies = []
-    for clip in clips:
-        folder.mkdir(parents=True, exist_ok=True)
-        copy = folder / clip.name
-        try:
-            shutil.copyfile(clip, copy)
-        except OSError:
-            continue  # an example that cannot be read is simply not offered
-        copies.append(copy)
-    return copies
+def _classify_tab(backend: Backend, jobs: JobQueue) -> None:
+    names = list(backend.classifiers)
+    with gr.Tab("Classify", id="classify"):
+        if names:
+            about = "  \n".join(html.escape(c.summary()) for c in backend.classifiers.values())
+            gr.Markdown(f"**Loaded:**  \n{about}  \nA classifier answers only with its own labels, whatever the "
+                        "clip shows.", elem_id="classify-about")
+        else:
+            gr.Markdown("No classifier is loaded (`vab app --classifier DIR` loads one made by "
+                        "`finetune/classification.py`).", elem_id="classify-about")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="a video or an audio file", elem_id="classify-file")
+                name = gr.Radio([(f"{n} ({backend.classifiers[n].mode})", n) for n in names],
+                                value=names[0] if names else None, label="classifier",
+                                info="a file without what it reads goes to a loaded classifier that reads it")
+                button = gr.Button("Classify", variant="primary", elem_id="classify-button", interactive=bool(names))
+                state = gr.HTML(elem_id="classify-status", elem_classes="vab-status")
+            with gr.Column():
+                labels = gr.Label(num_top_classes=5, label="top 5", elem_id="classify-labels")
+    max_seconds = backend.limits.max_seconds
+    upload.upload(lambda f: _describe_upload(f, "media", max_seconds), [upload], [state], api_visibility="private")
+
+    def show(answer, inputs) -> list:
+        best = next(iter(answer.scores))
+        line = f"{Path(inputs[0]).name}: {best} ({answer.scores[best]:.0%}) by {answer.classifier.name}"
+        return [status(line + (f"; {answer.note}" if answer.note else "")), answer.scores]
+
+    button.click(_quick_handler("classify", jobs, backend.classify, show, 1), [upload, name],
+                 [state, button, labels], api_name="classify", show_progress="hidden", concurrency_limit=None)

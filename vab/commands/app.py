@@ -21,21 +21,25 @@ examples:
 
 The page (open the printed address in a browser) has five tabs:
   Generate  upload a video (or pick a held-out clip of the demo), set the decoding settings and the seed:
-            the video with its new soundtrack, a wav / flac download and frames over the spectrogram
-  Edit      the video's own soundtrack with spans regenerated (typed as 2.5-4.0,7-8 or clicked on its
-            spectrogram), the result beside the original
+            the video with its new soundtrack, wav / mp4 downloads named clip-vab-seed0.* and frames over
+            the spectrogram
+  Edit      the video's own soundtrack over a time axis, spans regenerated (typed as 2.5-4.0,7-8 or clicked
+            on it, and drawn on it; spans past the clip's end are refused), the result beside the original
   Continue  a prompt audio (uploaded or recorded) continued along the video
-  Search    (with --index, from vab embed) the clips whose other modality best fits a query video or audio
-  Classify  (with --classifier, repeatable) the top-5 labels of a clip with their probabilities
+  Search    (with --index, from vab embed) what the index holds, and the clips whose other modality best
+            fits a query video or audio
+  Classify  (with --classifier, repeatable) what each classifier reads and the labels it knows, and the
+            top-5 labels of a clip; an audio file goes to an audio classifier when one is loaded
 
 The models are loaded once.  Generation runs window by window as `vab generate` does (a long video
 needs no more memory than a short one), and the same file and seed give the same soundtrack as
-`vab generate`.  --concurrency jobs run at once and --queue-size more wait (each sees its place in the
-queue); Stop ends a job after its current window.  Uploads are refused above --max-upload-mb and
-media above --max-seconds, with one line saying why.  Everything the page writes lives in one
-temporary folder: results are deleted --keep-minutes after they were made, and the folder when
-the server stops.  Nothing is fetched from the internet; the page binds to 127.0.0.1 unless --host
-says otherwise.
+`vab generate`.  --concurrency jobs run at once and --queue-size more wait; each job's status says
+its place in the queue, when it should start and the time left.  Stop ends a job after its current
+window, and the job keeps its slot until then.  Uploads are refused above --max-upload-mb and media
+above --max-seconds, with one line saying why.  Everything the server writes lives in one temporary
+folder: results are deleted --keep-minutes after they were made, and the folder when the server
+stops.  Nothing is fetched from the internet; the page binds to 127.0.0.1 unless --host says
+otherwise.
 """
 
 

@@ -333,7 +333,17 @@ def app_command(out: str | Path) -> str:
     return " ".join(words)
 
 
-def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
+@dataclass(frozen=True)
+class Example:
+    """A held-out clip of the demo that the web page offers: its file, its class, and a time
+    (s) when its object is in view (the page's thumbnail: some clips open on a dark frame)."""
+
+    path: Path
+    label: str
+    in_view: float
+
+
+def held_out_examples(model_dir: str | Path, count: int = 4) -> list[Example]:
     """The first `count` held-out (test split) videos of the demo whose model is `model_dir`
     (``DIR/model`` of a `vab demo` folder), one per class while classes last; [] for any
     other model directory."""
@@ -347,9 +357,15 @@ def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
     picked, seen = [], set()
     for row in rows:  # different classes first: the examples should not all sound alike
         if row.label not in seen and row.path.is_file():
-            picked.append(row.path)
+            a, b = max(row.intervals, key=lambda span: span[1] - span[0]) if row.intervals else (0.0, 0.0)
+            picked.append(Example(row.path, row.label, (a + b) / 2))  # the middle of its longest time in view
             seen.add(row.label)
     return picked[:count]
+
+
+def held_out_clips(model_dir: str | Path, count: int = 4) -> list[Path]:
+    """The files of :func:`held_out_examples`."""
+    return [example.path for example in held_out_examples(model_dir, count)]
 
 
 def _bar(title: str) -> Callable[[int, int], None]:

@@ -4,7 +4,8 @@
   the tokens of the listed time spans are regenerated and every other token is given.
   A span ``a-b`` (seconds) regenerates tokens ``[round(a * r), round(b * r))`` at frame
   rate r, rounding to the nearest token boundary with halves up (see
-  :func:`~vab.generation.windows.seconds_to_tokens`).
+  :func:`~vab.generation.windows.seconds_to_tokens`).  Every span must lie within the
+  soundtrack generated (:func:`check_spans`): a span past the end is refused, not cut.
 - Continuation (`--prompt AUDIO`): the prompt's tokens are given at the start.
 """
 
@@ -27,6 +28,8 @@ from vab.generation.windows import seconds_to_tokens
 Spans = Sequence[tuple[float, float]]
 _NUMBER = r"\s*(\d+(?:\.\d*)?|\.\d+)\s*"
 _SPAN = re.compile(_NUMBER + "-" + _NUMBER)
+#: a span may end this much after the end (seconds): lengths are shown rounded to 0.1 s
+END_SLACK = 0.05
 
 
 def parse_spans(text: str | Spans) -> list[tuple[float, float]]:
@@ -36,7 +39,7 @@ def parse_spans(text: str | Spans) -> list[tuple[float, float]]:
         for part in text.split(","):
             m = _SPAN.fullmatch(part)
             if not m:
-                raise VabError(f"--edit {text!r}: {part.strip()!r} is not a time span like 2.5-4.0 (seconds)")
+                raise VabError(f"edit spans {text!r}: {part.strip()!r} is not a time span like 2.5-4.0 (seconds)")
             spans.append((float(m.group(1)), float(m.group(2))))
     else:
         try:
@@ -51,13 +54,22 @@ def parse_spans(text: str | Spans) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
+def check_spans(spans: Spans, seconds: float, where: str | os.PathLike) -> None:
+    """A MediaError naming `where` if a span starts or ends after `seconds`, the length of
+    the soundtrack to edit (a span may end up to :data:`END_SLACK` after it)."""
+    for a, b in spans:
+        if a >= seconds:
+            raise MediaError(where, f"edit span {a:g}-{b:g} s starts after the end ({seconds:.2f} s)")
+        if b > seconds + END_SLACK:
+            raise MediaError(where, f"edit span {a:g}-{b:g} s ends after the end ({seconds:.2f} s)")
+
+
 def kept_mask(spans: Spans, total: int, frame_rate: float, levels: int, where: str | os.PathLike) -> torch.Tensor:
     """Bool ``[levels, total]``: True where a token is kept (outside every span)."""
+    check_spans(spans, total / frame_rate, where)
     keep = torch.ones(levels, total, dtype=torch.bool)
     for a, b in spans:
         lo, hi = seconds_to_tokens(a, frame_rate), min(seconds_to_tokens(b, frame_rate), total)
-        if lo >= total:
-            raise MediaError(where, f"edit span {a:g}-{b:g} s starts after the end ({total / frame_rate:.2f} s)")
         if hi <= lo:
             raise VabError(f"edit span {a:g}-{b:g} s is shorter than one audio token ({1 / frame_rate:g} s)")
         keep[:, lo:hi] = False
@@ -114,4 +126,4 @@ def _as_wave(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-__all__ = ["Spans", "parse_spans", "kept_mask", "soundtrack_tokens", "prompt_tokens"]
+__all__ = ["Spans", "parse_spans", "check_spans", "kept_mask", "soundtrack_tokens", "prompt_tokens"]

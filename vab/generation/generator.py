@@ -330,12 +330,10 @@ class Generator:
         where = str(source) if is_path else "features"
         if total < 1:
             raise VabError(f"{where}: too short ({length:.3f} s) for one audio token")
-        overlap = seconds_to_tokens(self.overlap, self.frame_rate)
-        passes = [(_Phase("coarse", model, None), coarse, self._plan(total, model, overlap, is_path))]
+        passes = [(_Phase("coarse", model, None), coarse, self._plan(total, model, is_path))]
         if self.c2f is not None:
             fine = self._features(source, self.c2f, seconds)
-            plan = self._plan(total, self.c2f, min(overlap, self.c2f.num_audio_frames - 1), is_path)
-            passes.append((_Phase("fine", self.c2f, C2F_STEPS), fine, plan))
+            passes.append((_Phase("fine", self.c2f, C2F_STEPS), fine, self._plan(total, self.c2f, is_path)))
         padded = max(total, *(w.stop for _, _, plan in passes for w in plan))
         tokens = torch.full((self.levels, padded), model.mask_id, dtype=torch.long)
         given = torch.zeros(self.levels, padded, dtype=torch.bool)
@@ -356,10 +354,18 @@ class Generator:
         noise_key = request.noise_key if request.noise_key is not None else content_key(source)
         return _Job(request, total, tokens, given, passes, started, noise_key)
 
-    def _plan(self, total: int, model: TokenModel, overlap: int, is_path: bool) -> list:
+    def windows_for(self, seconds: float) -> int:
+        """The sampler windows a video of `seconds` takes, in both passes when there is a
+        coarse-to-fine model: the total :meth:`run`'s progress counts to."""
+        total = seconds_to_tokens(seconds, self.frame_rate)
+        return sum(len(self._plan(total, model, True)) for model in (self.model, self.c2f) if model is not None)
+
+    def _plan(self, total: int, model: TokenModel, is_path: bool) -> list:
         """The windows of one pass.  Frames of a video file are read at each window's own
         times; stored features exist only on whole frames, so their windows start on frame
-        boundaries (else the frames would be off the time-ALiBi positions by up to half a frame)."""
+        boundaries (else the frames would be off the time-ALiBi positions by up to half a frame).
+        The overlap is the generator's, within the pass model's window."""
+        overlap = min(seconds_to_tokens(self.overlap, self.frame_rate), model.num_audio_frames - 1)
         align = 1 if is_path else frame_alignment(self.frame_rate, model.fps)
         return plan_windows(total, model.num_audio_frames, overlap, align)
 

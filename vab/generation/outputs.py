@@ -17,7 +17,7 @@ from typing import Any
 from vab import media
 from vab.errors import VabError
 from vab.files import InputGuard
-from vab.generation.plot import read_frame_strip, save_plot
+from vab.generation.plot import generated_spans, read_frame_strip, save_plot
 from vab.utils import atomic_path
 
 #: names tried (<name>, then <name>-vab, <name>-vab2 ...) while the files are an input or another file's outputs
@@ -137,7 +137,8 @@ def write_outputs(result, video: Path, outputs: Outputs, duration: float | None 
         written.append(media.write_audio(outputs.audio, result.waveform, result.sample_rate))
         if outputs.plot is not None:
             frames = read_frame_strip(video, result.seconds)
-            written.append(save_plot(outputs.plot, result.waveform, result.sample_rate, frames, title=video.name))
+            written.append(save_plot(outputs.plot, result.waveform, result.sample_rate, frames, title=video.name,
+                                     spans=generated_spans(result.given_mask, result.seconds)))
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
