@@ -45,6 +45,8 @@ PICTURE = dict(interactive=False, buttons=["download", "fullscreen"])
 NARROW = 700
 #: the largest seed "new seed" draws (small enough to read and type back)
 SEED_RANGE = 1_000_000
+#: the largest seed the page takes (a seed is part of the result's file name)
+SEED_MAX = 2**63 - 1
 #: height of an upload field for a video (px): the button below it stays on a phone's first screen
 VIDEO_HEIGHT = 200
 #: height of a result video (px)
@@ -176,8 +178,8 @@ def _settings(tab: str) -> Settings:
     with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings") as box:
         seed = options["seed"]
         with gr.Row(equal_height=False):
-            widgets["seed"] = gr.Number(seed.default, precision=0, label=seed.label, info=seed.hint, scale=4,
-                                        min_width=160, elem_id=f"{tab}-seed")
+            widgets["seed"] = gr.Number(seed.default, precision=0, minimum=0, maximum=SEED_MAX, label=seed.label,
+                                        info=seed.hint, scale=4, min_width=160, elem_id=f"{tab}-seed")
             renew = gr.Button("new seed", size="sm", scale=1, min_width=90, elem_id=f"{tab}-new-seed")
         renew.click(lambda: random.randrange(SEED_RANGE), None, [widgets["seed"]], queue=False,
                     api_visibility="private")
@@ -367,10 +369,11 @@ def _edit_tab(backend: Backend, jobs: JobQueue) -> Settings:
     video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
     gr.on([video.upload, video.clear], _edit_redraw(backend, always=True), [video, spans, picked],
           [note, picture, picked], api_visibility="private")
+    # the spans typed last are the ones drawn, however fast they are typed; no click is dropped
     gr.on([spans.submit, spans.blur], _edit_redraw(backend, always=False), [video, spans, picked],
-          [note, picture, picked], api_visibility="private")
+          [note, picture, picked], api_visibility="private", trigger_mode="always_last")
     picture.select(_edit_click(backend), [video, spans, picked], [spans, note, picture, picked],
-                   api_visibility="private")
+                   api_visibility="private", trigger_mode="multiple")
     _wire_soundtrack("edit", backend, jobs, [video, spans], settings, lambda s: {"edit": s}, run, stop, state,
                      [original, audio, result, plot],
                      lambda t: [str(t.original), str(t.audio), str(t.video), str(t.plot)])
