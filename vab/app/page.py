@@ -213,6 +213,19 @@ def _describe_upload(path: str | None, need: str, max_seconds: float) -> str:
     return status(", ".join(parts))
 
 
+def _tells_upload(field: gr.components.Component, state: gr.HTML, need: str, max_seconds: float) -> None:
+    """An upload into `field` is described (or refused) at once in the status line `state`."""
+    field.upload(lambda path: _describe_upload(path, need, max_seconds), [field], [state], api_visibility="private")
+
+
+def _video_field(tab: str, label: str = "video") -> gr.Video:
+    return gr.Video(label=label, sources=["upload"], height=VIDEO_HEIGHT, elem_id=f"{tab}-video")
+
+
+def _result_video(tab: str, label: str) -> gr.Video:
+    return gr.Video(label=label, **PLAYER, height=RESULT_HEIGHT, elem_id=f"{tab}-result")
+
+
 def _buttons(running: bool, stopping: bool = False) -> tuple[Any, Any]:
     """(run button, Stop button) updates: one of them on at a time."""
     return gr.Button(interactive=not running), gr.Button(interactive=running and not stopping)
@@ -285,18 +298,17 @@ def _generate_tab(backend: Backend, jobs: JobQueue) -> Settings:
     with gr.Tab("Generate", id="generate"):
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="generate-video")
+                video = _video_field("generate")
                 examples, copies = _examples(backend)
                 run, stop, state = _run_buttons("generate", "Generate")
                 settings = _settings("generate")
             with gr.Column():
-                result = gr.Video(label="video with its new soundtrack", **PLAYER, height=RESULT_HEIGHT,
-                                  elem_id="generate-result")
+                result = _result_video("generate", "video with its new soundtrack")
                 audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="generate-audio")
                 download = gr.File(label="download", file_count="multiple", interactive=False,
                                    elem_id="generate-download")
                 plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="generate-plot")
-    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
+    _tells_upload(video, state, "video", max_seconds)
     if examples is not None:
         examples.select(_pick_example(copies, max_seconds), None, [video, state], api_visibility="private")
     _wire_soundtrack("generate", backend, jobs, [video], settings, lambda: {}, run, stop, state,
@@ -348,8 +360,7 @@ def _edit_tab(backend: Backend, jobs: JobQueue) -> Settings:
     with gr.Tab("Edit", id="edit"):
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="video (its own soundtrack is edited)", sources=["upload"],
-                                 height=VIDEO_HEIGHT, elem_id="edit-video")
+                video = _video_field("edit", "video (its own soundtrack is edited)")
                 picture = gr.Image(label="its soundtrack: click where a span starts, then where it ends",
                                    **PICTURE, elem_id="edit-spectrogram")
                 spans = gr.Textbox(label="spans to regenerate (seconds)", placeholder="2.5-4.0,7-8",
@@ -361,12 +372,11 @@ def _edit_tab(backend: Backend, jobs: JobQueue) -> Settings:
                 with gr.Row():
                     original = gr.Audio(label="original", **PLAYER, elem_id="edit-original")
                     audio = gr.Audio(label="edited", **PLAYER, elem_id="edit-audio")
-                result = gr.Video(label="video with the edited soundtrack", **PLAYER, height=RESULT_HEIGHT,
-                                  elem_id="edit-result")
+                result = _result_video("edit", "video with the edited soundtrack")
                 plot = gr.Image(label="frames over the spectrogram, the regenerated spans shaded", **PICTURE,
                                 elem_id="edit-plot")
         picked = gr.State(None)  # the picture's facts, the spans it shows and a span's first click
-    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
+    _tells_upload(video, state, "video", max_seconds)
     gr.on([video.upload, video.clear], _edit_redraw(backend, always=True), [video, spans, picked],
           [note, picture, picked], api_visibility="private")
     # the spans typed last are the ones drawn, however fast they are typed; no click is dropped
@@ -434,20 +444,19 @@ def _continue_tab(backend: Backend, jobs: JobQueue) -> Settings:
     with gr.Tab("Continue", id="continue"):
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="continue-video")
+                video = _video_field("continue")
                 prompt = gr.Audio(label="prompt audio to continue", sources=["upload", "microphone"],
                                   type="filepath", elem_id="continue-prompt")
                 seconds = gr.Number(0, label="use the prompt's first seconds (0: all)", elem_id="continue-seconds")
                 run, stop, state = _run_buttons("continue", "Continue")
                 settings = _settings("continue")
             with gr.Column():
-                result = gr.Video(label="video with the continued soundtrack", **PLAYER, height=RESULT_HEIGHT,
-                                  elem_id="continue-result")
+                result = _result_video("continue", "video with the continued soundtrack")
                 audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="continue-audio")
                 plot = gr.Image(label="frames over the spectrogram, the continuation shaded", **PICTURE,
                                 elem_id="continue-plot")
-    video.upload(lambda v: _describe_upload(v, "video", max_seconds), [video], [state], api_visibility="private")
-    prompt.upload(lambda a: _describe_upload(a, "audio", max_seconds), [prompt], [state], api_visibility="private")
+    _tells_upload(video, state, "video", max_seconds)
+    _tells_upload(prompt, state, "audio", max_seconds)
 
     def plan_kwargs(audio, first):
         try:
@@ -514,7 +523,7 @@ def _search_tab(backend: Backend, jobs: JobQueue) -> None:
                     slots.append(gr.Audio(visible=False, **PLAYER, elem_id=f"match-audio-{k}"))
                     slots.append(gr.Video(visible=False, **PLAYER, elem_id=f"match-video-{k}"))
     max_seconds = backend.limits.max_seconds
-    query.upload(lambda f: _describe_upload(f, "media", max_seconds), [query], [state], api_visibility="private")
+    _tells_upload(query, state, "media", max_seconds)
     work = lambda upload, how, count: backend.search(upload, how, int(count))  # noqa: E731
     button.click(_quick_handler("search", jobs, work, _shown_matches(len(index) if index else 0), 1 + len(slots)),
                  [query, by, top], [state, button, table, *slots], api_name="search", show_progress="hidden",
@@ -560,7 +569,7 @@ def _classify_tab(backend: Backend, jobs: JobQueue) -> None:
             with gr.Column():
                 labels = gr.Label(num_top_classes=5, label="top 5", elem_id="classify-labels")
     max_seconds = backend.limits.max_seconds
-    upload.upload(lambda f: _describe_upload(f, "media", max_seconds), [upload], [state], api_visibility="private")
+    _tells_upload(upload, state, "media", max_seconds)
 
     def show(answer, inputs) -> list:
         best = next(iter(answer.scores))
