@@ -360,8 +360,7 @@ class Backend:
             raise VabError(f"search by {by!r}: expected auto, video or audio")
         if not (info.has_video if by == "video" else info.has_audio):
             raise MediaError(query, f"no {by} stream to search by")
-        if not 1 <= top <= len(self.index):
-            top = min(max(1, top), len(self.index))
+        top = min(max(1, int(top)), len(self.index))
         within = "audio" if by == "video" else "video"
         vector = self.query_embedder.embed_media(query, by)
         hits = search(self.index, vector, within, top)
