@@ -153,6 +153,7 @@ def refuses_a_text_file(page, server, tab: str, bad: Path) -> None:
     bad.write_text("not a video")
     open_page(None, server.url, tab, page=page)
     upload(page, kind[1], bad)
+    one_line_error(page, f"#{kind[0]}-status p", "upload", bad.name, "not a media file")  # told on upload, and
     page.click(f"#{kind[0]}-button")
     one_line_error(page, f"#{kind[0]}-status p", kind[0], bad.name, "not a media file")
 
@@ -368,6 +369,7 @@ def test_edit_as_a_person_uses_it(viewport, server, browser, demo_dir, clips, ar
     prompt = media.write_audio(tmp_path / "door.wav", tone(1.5, 16000, freq=300.0), 16000)
     settings(page, "continue", seed=SEED, steps=STEPS)
     upload(page, "continue-video", video)
+    wait_text(page, "#continue-status p", f"{video.name}: {CLIP_SECONDS:.1f} s")
     upload(page, "continue-prompt", prompt)
     wait_text(page, "#continue-status p", "door.wav: 1.5 s")
     page.click("#continue-button")
@@ -395,6 +397,7 @@ def test_search_and_classify_say_what_they_take_and_know(viewport, server, brows
     assert f"4 clips from {demo_dir / 'world' / 'clips'} (test split), labelled {', '.join(labels)}" in about
     assert "reads both sound and picture" in about
     upload(page, "search-query", clips[1])
+    wait_text(page, "#search-status p", f"{clips[1].name}: {CLIP_SECONDS:.1f} s")  # the upload told first
     page.click("#search-button")
     wait_text(page, "#search-status p", "4 closest audio clip(s) of 4")  # top 5 of a 4-clip index: all 4
     page.wait_for_selector("#match-audio-3 a[download]", state="attached", timeout=30_000)
@@ -420,6 +423,7 @@ def test_search_and_classify_say_what_they_take_and_know(viewport, server, brows
     for name, reads in (("classify-audio-visual", "sound and picture together"), ("classify-audio", "sound only")):
         assert f"{name} reads {reads} and knows 4 labels: {', '.join(labels)}" in about
     upload(page, "classify-file", clips[2])
+    wait_text(page, "#classify-status p", f"{clips[2].name}: {CLIP_SECONDS:.1f} s")
     page.click("#classify-button")
     line = wait_text(page, "#classify-status p", " by classify-")
     assert line.startswith(f"{clips[2].name}: ") and line.endswith(" by classify-audio-visual"), line
@@ -439,6 +443,7 @@ def test_search_and_classify_say_what_they_take_and_know(viewport, server, brows
     sound = media.write_audio(tmp_path / "sound.wav", media.read_audio(clips[2], 16000), 16000)
     open_page(None, server.url, "Classify", page=page)
     upload(page, "classify-file", sound)
+    wait_text(page, "#classify-status p", "sound.wav: 5.0 s")
     page.click("#classify-button")
     line = wait_text(page, "#classify-status p", " by classify-")
     assert "by classify-audio; it has sound only, so classify-audio (sound only) answered instead of " \
