@@ -11,83 +11,38 @@ flag, so the job ends at its next window and frees its slot only then.
 
 Layout: a short header, then the tabs (wrapping onto a second row on a narrow screen, never
 hidden in a menu).  The decoding settings sit in the tabs they serve (Generate, Edit,
-Continue), below the tab's button, each with a one-line hint shared with the CLI's help
-(:func:`~vab.generation.sampling.sampling_options`); they are folded on a narrow screen.
+Continue), below the tab's button, each with the one-line hint declared with its option
+(:mod:`vab.app.widgets`); they are folded on a narrow screen.
 """
 
 from __future__ import annotations
 
 import html
-import random
 import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr  # at module level: Gradio resolves the gr.Request / gr.SelectData hints here
 
 from vab import media
-from vab.app.backend import AUDIO_FORMATS, Backend, EditPicture, Soundtrack, SoundtrackPlan
-from vab.app.jobs import Job, JobQueue, Stopped, Update
-from vab.app.uploads import check_upload, one_line
+from vab.app.backend import Backend, EditPicture, Soundtrack, SoundtrackPlan
+from vab.app.jobs import Job, JobQueue, Stopped
+from vab.app.uploads import one_line
+from vab.app.widgets import (
+    PLAYER, Settings, busy, button_states, describe_upload, result_video, run_buttons, settings_panel, status,
+    stopped, tells_upload, video_field,
+)
 from vab.errors import VabError
-from vab.generation.sampling import SamplingConfig, sampling_options
 
 #: search result slots on the page (the "matches" slider goes up to this)
 MAX_MATCHES = 10
-#: output widgets: downloadable, and no "share" button (it posts to a hub)
-PLAYER = dict(interactive=False, buttons=["download"])
+#: picture widgets: downloadable, full screen, no "share" button (it posts to a hub)
 PICTURE = dict(interactive=False, buttons=["download", "fullscreen"])
 #: below this width (CSS pixels) the settings start folded
 NARROW = 700
-#: the largest seed "new seed" draws (small enough to read and type back)
-SEED_RANGE = 1_000_000
-#: the largest seed the page takes (a seed is part of the result's file name)
-SEED_MAX = 2**63 - 1
-#: height of an upload field for a video (px): the button below it stays on a phone's first screen
-VIDEO_HEIGHT = 200
-#: height of a result video (px)
-RESULT_HEIGHT = 320
-#: the slider's range for steps (the CLI takes any number >= 1)
-STEPS_RANGE = (1, 64)
-
-CSS = """
-.vab-status p { margin: 0.2em 0; }
-.vab-status progress { width: 100%; height: 0.5em; }
-.vab-error { color: #b91c1c; font-weight: 600; }
-.vab-ok { color: #166534; }
-.vab-busy { color: #1e40af; }
-.vab-stopped { color: #92400e; font-weight: 600; }
-.vab-header p { margin: 0.1em 0; font-size: 0.9em; }
-.vab-header h1 { margin: 0 0 0.2em 0; }
-@media (max-width: 699px) {
-  .vab-header h1 { font-size: 1.4em; }
-  .vab-header p { font-size: 0.8em; }
-}
-"""
-
-
-# ---------------------------------------------------------------------- status lines
-def status(text: str, failed: str | None = None) -> str:
-    """The one-line status under a tab's buttons (HTML, the text escaped); `failed` names
-    what failed ("upload", "generate" ...) and shows the line as an error."""
-    if failed is None:
-        return f'<p class="vab-ok">{html.escape(text)}</p>'
-    return f'<p class="vab-error">{html.escape(f"{failed} failed: {text}")}</p>'
-
-
-def busy(update: Update) -> str:
-    """A waiting or running job's line, with a bar of the windows done."""
-    bar = "" if update.fraction is None else f'<progress value="{update.fraction:.3f}" max="1"></progress>'
-    return f'<p class="vab-busy">{html.escape(update.line)}</p>{bar}'
-
-
-def stopped(text: str) -> str:
-    return f'<p class="vab-stopped">{html.escape(text)}</p>'
-
 
 _LOG_LOCK = threading.Lock()
 
@@ -140,97 +95,7 @@ def _fold_on_narrow_screens(page: gr.Blocks, boxes: list[gr.Accordion]) -> None:
               [*boxes, mark], js="() => [window.innerWidth]", queue=False, api_visibility="private")
 
 
-# ---------------------------------------------------------------------- settings
-@dataclass
-class Settings:
-    """A tab's decoding settings: one widget per SamplingConfig field (in its order), then
-    seconds from the start and the download format; `box` folds them."""
-
-    box: gr.Accordion
-    widgets: list[gr.components.Component]
-
-    def read(self, values: list[Any]) -> tuple[SamplingConfig, float | None, str]:
-        """(sampling, duration or None for all, audio format) from the widgets' values."""
-        options = sampling_options()
-        sampling, (duration, audio_format) = values[: len(options)], values[len(options):]
-        try:
-            fields = {o.name: o.kind(v) if o.kind is float else _integer(v) for o, v in zip(options, sampling)}
-            duration = float(duration) if duration not in (None, "") else 0.0
-        except (TypeError, ValueError, OverflowError):
-            raise VabError("settings: every field needs a number") from None
-        if duration != duration or duration < 0:
-            raise VabError(f"seconds from the start must be >= 0 (0: all of it), got {duration:g}")
-        return SamplingConfig(**fields), duration or None, str(audio_format)
-
-
-def _integer(value: Any) -> int:
-    number = float(value)
-    if number != int(number):
-        raise ValueError(value)
-    return int(number)
-
-
-def _settings(tab: str) -> Settings:
-    """The settings panel of `tab`, generated from SamplingConfig with each field's hint;
-    the seed comes first, with a button that draws a new one."""
-    options = {o.name: o for o in sampling_options()}
-    widgets: dict[str, gr.components.Component] = {}
-    with gr.Accordion("Settings", open=False, elem_id=f"{tab}-settings") as box:
-        seed = options["seed"]
-        with gr.Row(equal_height=False):
-            widgets["seed"] = gr.Number(seed.default, precision=0, minimum=0, maximum=SEED_MAX, label=seed.label,
-                                        info=seed.hint, scale=4, min_width=160, elem_id=f"{tab}-seed")
-            renew = gr.Button("new seed", size="sm", scale=1, min_width=90, elem_id=f"{tab}-new-seed")
-        renew.click(lambda: random.randrange(SEED_RANGE), None, [widgets["seed"]], queue=False,
-                    api_visibility="private")
-        for option in options.values():
-            common = dict(label=option.label, info=option.hint, elem_id=f"{tab}-{option.name}")
-            if option.name == "steps":
-                widgets[option.name] = gr.Slider(*STEPS_RANGE, value=option.default, step=1, **common)
-            elif option.name != "seed":
-                widgets[option.name] = gr.Number(option.default, precision=0 if option.kind is int else None, **common)
-        duration = gr.Number(0, label="seconds from the start", elem_id=f"{tab}-duration",
-                             info="make the soundtrack of the video's first seconds only: more take longer "
-                                  "(0: all of it)")
-        audio_format = gr.Radio(list(AUDIO_FORMATS), value="wav", label="download format", elem_id=f"{tab}-format",
-                                info="the soundtrack's file: wav, or flac (lossless, about half the size)")
-    return Settings(box, [widgets[name] for name in options] + [duration, audio_format])
-
-
 # ---------------------------------------------------------------------- soundtrack jobs
-def _describe_upload(path: str | None, need: str, max_seconds: float) -> str:
-    """The status line for an upload: its length, size and frame rate, or why it cannot be used."""
-    if not path:
-        return ""
-    try:
-        info = check_upload(path, need, max_seconds)
-    except Exception as exc:  # noqa: BLE001 - shown as one line, never raised to the page
-        return status(one_line(exc, [path]), "upload")
-    parts = [f"{Path(path).name}: {info.duration:.1f} s"]
-    if info.has_video:
-        parts.append(f"{info.width} x {info.height}" + (f" at {info.fps:.3g} fps" if info.fps else ""))
-    parts.append("with sound" if info.has_audio else "no sound")
-    return status(", ".join(parts))
-
-
-def _tells_upload(field: gr.components.Component, state: gr.HTML, need: str, max_seconds: float) -> None:
-    """An upload into `field` is described (or refused) at once in the status line `state`."""
-    field.upload(lambda path: _describe_upload(path, need, max_seconds), [field], [state], api_visibility="private")
-
-
-def _video_field(tab: str, label: str = "video") -> gr.Video:
-    return gr.Video(label=label, sources=["upload"], height=VIDEO_HEIGHT, elem_id=f"{tab}-video")
-
-
-def _result_video(tab: str, label: str) -> gr.Video:
-    return gr.Video(label=label, **PLAYER, height=RESULT_HEIGHT, elem_id=f"{tab}-result")
-
-
-def _buttons(running: bool, stopping: bool = False) -> tuple[Any, Any]:
-    """(run button, Stop button) updates: one of them on at a time."""
-    return gr.Button(interactive=not running), gr.Button(interactive=running and not stopping)
-
-
 def _done_line(track: Soundtrack, plan: SoundtrackPlan, job: Job, keep: float) -> str:
     waited = job.started - job.submitted if job.started is not None else 0.0
     queue = f" after {waited:.0f} s in the queue" if waited >= 1 else ""
@@ -256,17 +121,18 @@ def _soundtrack_handler(kind: str, backend: Backend, jobs: JobQueue, settings: S
             job = jobs.submit(kind, (request.session_hash, kind), plan.video.name,
                               lambda job: backend.soundtrack(plan, job.progress), plan.windows, plan.sampling.steps)
         except Exception as exc:  # noqa: BLE001 - one line, the buttons as they were
-            yield status(one_line(exc, uploads), kind), *_buttons(False), *skip
+            yield status(one_line(exc, uploads), kind), *button_states(False), *skip
             return
-        yield busy(jobs.update(job)), *_buttons(True), *[None] * results  # the last result goes
+        yield busy(jobs.update(job)), *button_states(True), *[None] * results  # the last result goes
         async for update in jobs.follow(job):
-            yield busy(update), gr.skip(), _buttons(True, job.stop.is_set())[1], *skip
+            yield busy(update), gr.skip(), button_states(True, job.stop.is_set())[1], *skip
         if isinstance(job.error, Stopped):
-            yield stopped(f"{job.error}; nothing was written"), *_buttons(False), *skip
+            yield stopped(f"{job.error}; nothing was written"), *button_states(False), *skip
         elif job.error is not None:
-            yield status(one_line(job.error, uploads), kind), *_buttons(False), *skip
+            yield status(one_line(job.error, uploads), kind), *button_states(False), *skip
         else:
-            yield _done_line(job.result, plan, job, backend.limits.keep_seconds), *_buttons(False), *shown(job.result)
+            done = _done_line(job.result, plan, job, backend.limits.keep_seconds)
+            yield done, *button_states(False), *shown(job.result)
 
     return handler
 
@@ -285,30 +151,23 @@ def _wire_soundtrack(kind: str, backend: Backend, jobs: JobQueue, inputs: list, 
     stop.click(on_stop, None, None, queue=False, api_name=f"stop_{kind}")
 
 
-def _run_buttons(tab: str, label: str) -> tuple[gr.Button, gr.Button, gr.HTML]:
-    with gr.Row():
-        run = gr.Button(label, variant="primary", elem_id=f"{tab}-button")
-        stop = gr.Button("Stop", variant="stop", interactive=False, elem_id=f"{tab}-stop")
-    return run, stop, gr.HTML(elem_id=f"{tab}-status", elem_classes="vab-status")
-
-
 # ---------------------------------------------------------------------- tabs
 def _generate_tab(backend: Backend, jobs: JobQueue) -> Settings:
     max_seconds = backend.limits.max_seconds
     with gr.Tab("Generate", id="generate"):
         with gr.Row():
             with gr.Column():
-                video = _video_field("generate")
+                video = video_field("generate")
                 examples, copies = _examples(backend)
-                run, stop, state = _run_buttons("generate", "Generate")
-                settings = _settings("generate")
+                run, stop, state = run_buttons("generate", "Generate")
+                settings = settings_panel("generate")
             with gr.Column():
-                result = _result_video("generate", "video with its new soundtrack")
+                result = result_video("generate", "video with its new soundtrack")
                 audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="generate-audio")
                 download = gr.File(label="download", file_count="multiple", interactive=False,
                                    elem_id="generate-download")
                 plot = gr.Image(label="frames over the spectrogram", **PICTURE, elem_id="generate-plot")
-    _tells_upload(video, state, "video", max_seconds)
+    tells_upload(video, state, "video", max_seconds)
     if examples is not None:
         examples.select(_pick_example(copies, max_seconds), None, [video, state], api_visibility="private")
     _wire_soundtrack("generate", backend, jobs, [video], settings, lambda: {}, run, stop, state,
@@ -350,7 +209,7 @@ def _save_jpeg(frame, path: Path) -> Path:
 def _pick_example(copies: list[Path], max_seconds: float):
     def pick(evt: gr.SelectData):
         clip = str(copies[evt.index])
-        return clip, _describe_upload(clip, "video", max_seconds)
+        return clip, describe_upload(clip, "video", max_seconds)
 
     return pick
 
@@ -360,23 +219,23 @@ def _edit_tab(backend: Backend, jobs: JobQueue) -> Settings:
     with gr.Tab("Edit", id="edit"):
         with gr.Row():
             with gr.Column():
-                video = _video_field("edit", "video (its own soundtrack is edited)")
+                video = video_field("edit", "video (its own soundtrack is edited)")
                 picture = gr.Image(label="its soundtrack: click where a span starts, then where it ends",
                                    **PICTURE, elem_id="edit-spectrogram")
                 spans = gr.Textbox(label="spans to regenerate (seconds)", placeholder="2.5-4.0,7-8",
                                    info="clicked on the picture, or typed (Enter draws them)", elem_id="edit-spans")
                 note = gr.HTML(elem_id="edit-note", elem_classes="vab-status")  # what the picture and spans say
-                run, stop, state = _run_buttons("edit", "Edit")
-                settings = _settings("edit")
+                run, stop, state = run_buttons("edit", "Edit")
+                settings = settings_panel("edit")
             with gr.Column():
                 with gr.Row():
                     original = gr.Audio(label="original", **PLAYER, elem_id="edit-original")
                     audio = gr.Audio(label="edited", **PLAYER, elem_id="edit-audio")
-                result = _result_video("edit", "video with the edited soundtrack")
+                result = result_video("edit", "video with the edited soundtrack")
                 plot = gr.Image(label="frames over the spectrogram, the regenerated spans shaded", **PICTURE,
                                 elem_id="edit-plot")
         picked = gr.State(None)  # the picture's facts, the spans it shows and a span's first click
-    _tells_upload(video, state, "video", max_seconds)
+    tells_upload(video, state, "video", max_seconds)
     gr.on([video.upload, video.clear], _edit_redraw(backend, always=True), [video, spans, picked],
           [note, picture, picked], api_visibility="private")
     # the spans typed last are the ones drawn, however fast they are typed; no click is dropped
@@ -444,19 +303,19 @@ def _continue_tab(backend: Backend, jobs: JobQueue) -> Settings:
     with gr.Tab("Continue", id="continue"):
         with gr.Row():
             with gr.Column():
-                video = _video_field("continue")
+                video = video_field("continue")
                 prompt = gr.Audio(label="prompt audio to continue", sources=["upload", "microphone"],
                                   type="filepath", elem_id="continue-prompt")
                 seconds = gr.Number(0, label="use the prompt's first seconds (0: all)", elem_id="continue-seconds")
-                run, stop, state = _run_buttons("continue", "Continue")
-                settings = _settings("continue")
+                run, stop, state = run_buttons("continue", "Continue")
+                settings = settings_panel("continue")
             with gr.Column():
-                result = _result_video("continue", "video with the continued soundtrack")
+                result = result_video("continue", "video with the continued soundtrack")
                 audio = gr.Audio(label="soundtrack", **PLAYER, elem_id="continue-audio")
                 plot = gr.Image(label="frames over the spectrogram, the continuation shaded", **PICTURE,
                                 elem_id="continue-plot")
-    _tells_upload(video, state, "video", max_seconds)
-    _tells_upload(prompt, state, "audio", max_seconds)
+    tells_upload(video, state, "video", max_seconds)
+    tells_upload(prompt, state, "audio", max_seconds)
 
     def plan_kwargs(audio, first):
         try:
@@ -523,7 +382,7 @@ def _search_tab(backend: Backend, jobs: JobQueue) -> None:
                     slots.append(gr.Audio(visible=False, **PLAYER, elem_id=f"match-audio-{k}"))
                     slots.append(gr.Video(visible=False, **PLAYER, elem_id=f"match-video-{k}"))
     max_seconds = backend.limits.max_seconds
-    _tells_upload(query, state, "media", max_seconds)
+    tells_upload(query, state, "media", max_seconds)
     work = lambda upload, how, count: backend.search(upload, how, int(count))  # noqa: E731
     button.click(_quick_handler("search", jobs, work, _shown_matches(len(index) if index else 0), 1 + len(slots)),
                  [query, by, top], [state, button, table, *slots], api_name="search", show_progress="hidden",
@@ -569,7 +428,7 @@ def _classify_tab(backend: Backend, jobs: JobQueue) -> None:
             with gr.Column():
                 labels = gr.Label(num_top_classes=5, label="top 5", elem_id="classify-labels")
     max_seconds = backend.limits.max_seconds
-    _tells_upload(upload, state, "media", max_seconds)
+    tells_upload(upload, state, "media", max_seconds)
 
     def show(answer, inputs) -> list:
         best = next(iter(answer.scores))

@@ -82,6 +82,6 @@ def _exit_on_sigterm() -> None:
 
 
 def _css() -> str:
-    from vab.app.page import CSS  # imported by serve already (Gradio, after its settings)
+    from vab.app.widgets import CSS  # imported by serve already (Gradio, after its settings)
 
     return CSS
