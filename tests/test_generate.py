@@ -293,6 +293,14 @@ def test_clear_errors_before_any_work(tmp_path, videos, model_dir, capsys):
 
 
 # ---------------------------------------------------------------------- editing and continuation
+def test_an_edit_span_past_the_end_is_refused_for_that_video_not_cut(tmp_path, videos, model_dir, capsys):
+    out = tmp_path / "o"
+    assert generate_cli(videos["short"], videos["nine"], "--checkpoint", model_dir, "--out", out, "--edit", "1-3") == 1
+    err = capsys.readouterr().err
+    assert "short.mp4: edit span 1-3 s ends after the end (2.00 s)" in " ".join(err.split())
+    assert (out / "nine.wav").is_file() and not (out / "short.wav").exists()  # the batch goes on
+
+
 def test_edit_keeps_every_other_token_bit_identical(generator, videos):
     codec, path = generator.codec, videos["nine"]
     total = seconds_to_tokens(video_seconds(path), 50)
