@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
-from vab.errors import VabError
+from vab.errors import VabError, describe
 
 
 class Stopped(VabError):
@@ -157,7 +157,7 @@ class JobQueue:
                 job.ended = time.monotonic()
                 self.pace.record(job)
                 self._turns.notify_all()
-            outcome = "done" if job.error is None else f"ended: {job.error}"
+            outcome = "done" if job.error is None else f"ended: {' '.join(describe(job.error).split())}"
             self._log(f"job {job.id} ({job.kind} {job.label}) {outcome} after {job.ended - job.started:.1f} s")
 
     def _my_turn(self, job: Job) -> bool:
