@@ -819,14 +819,18 @@ def test_gradio_missing_is_one_line_before_any_model_is_loaded(monkeypatch, tmp_
     assert 'pip install "vab[app]"' in err and "nowhere" not in err
 
 
-def test_every_sampling_option_has_a_one_line_hint_the_page_and_cli_share():
+def test_every_sampling_option_has_a_one_line_hint_the_page_and_cli_share(capsys):
     from dataclasses import fields
 
     from vab.generation.sampling import SamplingConfig, sampling_options
 
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    cli_help = " ".join(capsys.readouterr().out.split())
     options = sampling_options()
     assert [o.name for o in options] == [f.name for f in fields(SamplingConfig)]
     for option in options:
         assert option.flag.startswith("--") and option.label
         assert option.default == getattr(SamplingConfig(), option.name)
         assert option.hint and "\n" not in option.hint and len(option.hint) <= 120, option
+        assert f"{option.flag} {option.name.upper()} {option.hint}" in cli_help, option  # the page's line too

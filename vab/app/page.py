@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr  # at module level: Gradio resolves the gr.Request / gr.SelectData hints here
+from PIL import Image
 
 from vab import media
 from vab.app.backend import Backend, EditPicture, Soundtrack, SoundtrackPlan
@@ -200,8 +201,6 @@ def _examples(backend: Backend) -> tuple[gr.Gallery | None, list[Path]]:
 
 
 def _save_jpeg(frame, path: Path) -> Path:
-    from PIL import Image
-
     Image.fromarray(frame).save(path, quality=90)
     return path
 

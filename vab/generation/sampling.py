@@ -85,7 +85,8 @@ class SamplingConfig:
                                       "noise in the order tokens are settled: higher tries bolder orders, "
                                       "0 settles the surest first")
     temperature: float = _option(1.0, "temperature", "--temperature",
-                                 "spread of each drawn token: higher is more varied and noisier (0: always the likeliest)")
+                                 "spread of each drawn token: higher is more varied and noisier "
+                                 "(0: always the likeliest)")
     top_k: int = _option(0, "top-k", "--top-k",
                          "draw among the k likeliest tokens only: lower is plainer and safer (0: all)")
     top_p: float = _option(1.0, "top-p", "--top-p",
