@@ -57,17 +57,21 @@ def test_pretrain_writes_a_model_that_loads_and_validates(tiny_data, tmp_path):
     # the valid split, of the weights the run ends with (recomputed here from the saved model)
     import torch
     from vab.data.dataset import VABDataset, collate
-    from vab.training.run import masked_accuracy_validation
+    from vab.training.validation import pretraining_validation
 
     logged = {tag.removeprefix("valid/"): values[8] for tag, values in scalars(tmp_path / "run").items()
-              if tag.startswith("valid/acc@")}
+              if tag.startswith("valid/")}
     ratios, levels = ("0.3", "0.55", "0.9"), range(4)
-    assert set(logged) == {f"acc@{r}" for r in ratios} | {f"acc@{r}/level{k}" for r in ratios for k in levels}
-    assert all(0.0 <= v <= 1.0 for v in logged.values())
+    accuracies = {f"acc@{r}" for r in ratios} | {f"acc@{r}/level{k}" for r in ratios for k in levels}
+    # and the label-free content signal: full-mask loss with and without the picture, what it saves
+    content = {f"{name}{level}" for name in ("full", "blind", "picture") for level in ["", *(f"/level{k}" for k in levels)]}
+    assert set(logged) == accuracies | content
+    assert all(0.0 <= logged[k] <= 1.0 for k in accuracies) and all(logged[k] > 0 for k in content if "picture" not in k)
+    assert logged["picture"] == pytest.approx(logged["blind"] - logged["full"], abs=1e-5)
     valid = VABDataset([tiny_data], "valid", fps=model.fps, duration=model.duration, train=False, levels=model.levels)
     assert len(valid) == 4
     loader = torch.utils.data.DataLoader(valid, batch_size=4, shuffle=False, collate_fn=collate)
-    again = masked_accuracy_validation()(model.eval(), loader)
+    again = pretraining_validation()(model.eval(), loader)
     for key, value in logged.items():
         assert value == pytest.approx(again[key], abs=1e-6), key
     # the fitted codec travels with the model: the same codebooks as the data's codec

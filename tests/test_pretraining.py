@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from vab.config import load_config
 from vab.model import VAB
 from vab.training.objective import PretrainObjective, masked_accuracy, masked_correct, masked_loss
+from vab.training.validation import pretraining_validation
 
 SMALL = [
     "model.width=32", "model.layers=2", "model.expert_layers=1", "model.heads=4", "model.ffn=64",
@@ -194,6 +196,8 @@ def test_tiny_model_overfits_16_clips():
     objective = PretrainObjective(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
+    before = pretraining_validation()(model.eval(), [batch])
+    model.train()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and robust to a busy machine
     try:
@@ -211,5 +215,9 @@ def test_tiny_model_overfits_16_clips():
         with_video = masked_accuracy(model, batch, 1.0, torch.Generator().manual_seed(1)).mean()
         without = masked_accuracy(model, blind, 1.0, torch.Generator().manual_seed(1)).mean()
         assert with_video > without + 0.3, (with_video, without)
+        # the label-free content signal: nats per token the picture saves with everything masked
+        after = pretraining_validation()(model.eval(), [batch])
+        assert after["picture"] > 1.0 and after["picture"] == pytest.approx(after["blind"] - after["full"])
+        assert abs(before["picture"]) < 0.05  # an untrained model: the picture saves nothing yet
     finally:
         torch.set_num_threads(threads)

@@ -15,6 +15,7 @@ examples:
   vab synth small/ --classes 4 --train 64 --valid 8 --test 16 --seconds 2 --fps 10 --size 96
   vab extract world/manifest.csv --out data/world --duration 4 --fps 8
   vab synth hard/ --world shapes --train 320 --test 64 --seconds 3  # the class is the shape, not the colour
+  vab synth words/ --world words --train 800 --valid 64 --test 128  # a symbol and its spoken word
 
 Each clip shows one object (a shape in a colour: its class) that appears and disappears
 1-3 times at random places; its sound (tone, chord, noise band, chirp, clicks ...) plays
@@ -26,6 +27,11 @@ same settings keeps finished clips; a folder made with other settings is refused
 place are random per clip) and each class's sound varies per clip in pitch, speed, timbre
 and loudness (four speech-like vowels share one band, then a fricative, plucked notes, a
 whistle and knocks).
+
+--world words asks for a sequence: a letter-like symbol names the class and, while it is
+visible, its word is spoken (three syllables of ba / si / mu / ke; the eight words share two
+sets of syllables in four orders each, so only the order names the class) by a new speaker
+in every clip (pitch, vocal-tract length, speaking rate, voice).
 """
 
 
@@ -45,8 +51,9 @@ def register(sub, help: str) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--fps", type=float, default=8.0, help="video frames per second (default 8)")
     p.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
-    p.add_argument("--world", choices=["demo", "shapes"], default="demo",
-                   help="demo: colour + shape + fixed sound per class (default); shapes: shape only, varied sounds")
+    p.add_argument("--world", choices=["demo", "shapes", "words"], default="demo",
+                   help="demo: colour + shape + fixed sound per class (default); shapes: shape only, varied sounds; "
+                   "words: a symbol and its spoken word (order of syllables), a new speaker per clip")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same files")
     p.set_defaults(func=run)
 

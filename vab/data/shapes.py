@@ -76,7 +76,7 @@ def _syllables(t: np.ndarray, rate: float, rng: np.random.Generator, floor: floa
     return floor + (1.0 - floor) * env
 
 
-def _harmonic_source(f0: np.ndarray, sample_rate: int, tilt: float, top: float = 7000.0) -> np.ndarray:
+def harmonic_source(f0: np.ndarray, sample_rate: int, tilt: float, top: float = 7000.0) -> np.ndarray:
     """Harmonics of a time-varying fundamental `f0` ``[N]`` (Hz), amplitude k^-tilt, up to `top` Hz."""
     phase = 2 * np.pi * np.cumsum(f0) / sample_rate
     x = np.zeros_like(f0)
@@ -85,13 +85,14 @@ def _harmonic_source(f0: np.ndarray, sample_rate: int, tilt: float, top: float =
     return x
 
 
-def _filter(x: np.ndarray, sample_rate: int, gain) -> np.ndarray:
+def spectral_filter(x: np.ndarray, sample_rate: int, gain) -> np.ndarray:
     """`x` through the zero-phase filter whose gain at frequency f (Hz array) is `gain(f)`."""
     spec = np.fft.rfft(x)
     return np.fft.irfft(spec * gain(np.fft.rfftfreq(len(x), 1.0 / sample_rate)), len(x))
 
 
-def _resonances(centres, widths):
+def resonances(centres, widths):
+    """The gain function ``gain(f)`` (f in Hz) of a sum of resonances at `centres` with bandwidths `widths` (Hz)."""
     def gain(f):
         return sum(1.0 / (1.0 + ((f - c) / (w / 2)) ** 2) for c, w in zip(centres, widths))
     return gain
@@ -104,12 +105,12 @@ def family_sound(family: str, n: int, v: dict, rng: np.random.Generator, sample_
     if family in VOWELS:
         centres, widths = VOWELS[family]
         f0 = (95.0 + 150.0 * v["pitch"]) * glide * (1 + 0.03 * np.sin(2 * np.pi * 5.0 * t))
-        src = _harmonic_source(f0, sample_rate, v["tilt"])
-        x = _filter(src, sample_rate, _resonances([c * v["formant_scale"] for c in centres], widths))
+        src = harmonic_source(f0, sample_rate, v["tilt"])
+        x = spectral_filter(src, sample_rate, resonances([c * v["formant_scale"] for c in centres], widths))
         x = x * _syllables(t, 3.5 * v["speed"], rng)
     elif family == "fricative":  # a whispered "sh": noise through one broad resonance
         centre = (2200.0 + 1400.0 * v["pitch"]) * v["formant_scale"]
-        x = _filter(rng.standard_normal(n), sample_rate, _resonances([centre], [900.0 * v["tilt"]]))
+        x = spectral_filter(rng.standard_normal(n), sample_rate, resonances([centre], [900.0 * v["tilt"]]))
         x = x * _syllables(t, 3.0 * v["speed"], rng)
     elif family == "pluck":  # decaying harmonic notes, each at a random pitch within the clip's range
         x = np.zeros(n)
@@ -122,7 +123,7 @@ def family_sound(family: str, n: int, v: dict, rng: np.random.Generator, sample_
             b = min(n, int(start * sample_rate))
             local = t[a:b] - t[a]
             f0 = np.full(b - a, base * 2.0 ** (rng.integers(0, 8) / 12.0))
-            x[a:b] = _harmonic_source(f0, sample_rate, v["tilt"] + 0.4, top=5000.0) * (0.3 + 0.7 * np.exp(-local / 0.12))
+            x[a:b] = harmonic_source(f0, sample_rate, v["tilt"] + 0.4, top=5000.0) * (0.3 + 0.7 * np.exp(-local / 0.12))
     elif family == "whistle":  # a sine with slow glides and vibrato
         f = (900.0 + 900.0 * v["pitch"]) * glide * 2.0 ** (0.3 * np.sin(2 * np.pi * 0.8 * v["speed"] * t))
         f = f * (1 + 0.01 * np.sin(2 * np.pi * 6.0 * t))
@@ -131,7 +132,7 @@ def family_sound(family: str, n: int, v: dict, rng: np.random.Generator, sample_
         rate = 6.0 * v["speed"]
         x = np.zeros(n)
         centre = (250.0 + 300.0 * v["pitch"]) * v["formant_scale"]
-        burst = _filter(rng.standard_normal(n), sample_rate, _resonances([centre], [300.0]))
+        burst = spectral_filter(rng.standard_normal(n), sample_rate, resonances([centre], [300.0]))
         start = 0.0
         env = np.full(n, 0.3)
         while start < t[-1]:

@@ -35,9 +35,9 @@ import av
 import numpy as np
 
 from vab import media
-from vab.data import shapes
+from vab.data import shapes, words
 from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
-from vab.data.shapes import clip_variation, shape_classes
+from vab.data.glyphs import GLYPHS, glyph_mask
 from vab.errors import VabError
 from vab.utils import atomic_path, check_writable_dir
 
@@ -53,9 +53,10 @@ COLOURS = {
 SOUNDS = ("tone", "chord", "low-noise", "high-noise", "chirp", "clicks", "buzz", "warble")
 MAX_CLASSES = len(SHAPES)
 #: the worlds `vab synth --world` writes: ``demo`` (this module: colour and shape name the class,
-#: fixed clean sounds) and ``shapes`` (:mod:`vab.data.shapes`: only the shape names the class,
-#: colours and sounds vary per clip)
-WORLDS = ("demo", "shapes")
+#: fixed clean sounds), ``shapes`` (:mod:`vab.data.shapes`: only the shape names the class,
+#: colours and sounds vary per clip) and ``words`` (:mod:`vab.data.words`: a symbol and its spoken
+#: word, a sequence of syllables whose order names the class, by a new speaker in every clip)
+WORLDS = ("demo", "shapes", "words")
 
 
 @dataclass
@@ -73,7 +74,9 @@ def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
     if world not in WORLDS:
         raise VabError(f"--world {world}: unknown world (choose from {', '.join(WORLDS)})")
     if world == "shapes":
-        return shape_classes(classes)
+        return shapes.shape_classes(classes)
+    if world == "words":
+        return words.word_classes(classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
     names = list(COLOURS)
@@ -125,7 +128,9 @@ def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: 
 
 # ---------------------------------------------------------------------- pictures
 def _shape_mask(shape: str, size: int, half: int, cx: int, cy: int, width: int) -> np.ndarray:
-    """bool ``[size, width]`` (height = `size`): the object's pixels."""
+    """bool ``[size, width]`` (height = `size`): the object's pixels (a shape or a glyph)."""
+    if shape in GLYPHS:
+        return glyph_mask(shape, size, half, cx, cy, width)
     yy, xx = np.mgrid[0:size, 0:width]
     dx, dy = xx - cx, yy - cy
     r = half
@@ -196,6 +201,8 @@ def write_clip(
     frames = render_frames(spec, cls, seconds, fps, width, height)  # colours from spec.extra when set
     if world == "shapes":
         wav = shapes.render_audio(spec, cls, seconds)
+    elif world == "words":
+        wav = words.render_audio(spec, cls, seconds)
     else:
         wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
@@ -205,9 +212,10 @@ def write_clip(
 
 
 # ---------------------------------------------------------------------- the plan
-def _intervals(rng: np.random.Generator, frames: int, fps: float) -> list[tuple[float, float]]:
-    """1-3 visible spans of whole frames, at least 0.5 s long, separated by at least 0.25 s."""
-    shortest, gap = max(1, math.ceil(0.5 * fps)), max(1, math.ceil(0.25 * fps))
+def _intervals(rng: np.random.Generator, frames: int, fps: float, shortest_s: float = 0.5) -> list[tuple[float, float]]:
+    """1-3 visible spans of whole frames, at least `shortest_s` long (at most the clip), separated by at least 0.25 s."""
+    shortest = min(frames, max(1, math.ceil(shortest_s * fps - 1e-9)))
+    gap = max(1, math.ceil(0.25 * fps))
     for _ in range(100):
         count = int(rng.integers(1, 4))
         lengths = rng.integers(shortest, max(shortest + 1, frames // 2 + 1), size=count)
@@ -231,14 +239,15 @@ def plan_clips(
     world: str = "demo",
 ) -> list[ClipSpec]:
     """Every clip's specification; split s holds ``counts[s]`` clips with classes in turn.
-    The ``shapes`` world adds its per-clip colours and sound parameters in ``extra``."""
+    The ``shapes`` and ``words`` worlds add their per-clip colours and sound parameters in ``extra``."""
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     short = min(width, height)
+    shortest = words.SHORTEST_SPAN if world == "words" else 0.5
     specs = []
     for split in SPLITS:
         for k in range(counts.get(split, 0)):
-            intervals = _intervals(rng, frames, fps)
+            intervals = _intervals(rng, frames, fps, shortest)
             places = []
             for _ in intervals:
                 # large enough to fill several cells of a coarse (8 x 8) frame encoder
@@ -254,10 +263,13 @@ def plan_clips(
                 seed=int(rng.integers(0, 2**31 - 1)),
             ))
     if world == "shapes":  # drawn after the demo world's plan: the same timing for the same seed
-
         vary = np.random.default_rng([seed, 1])
         for spec in specs:
-            spec.extra = clip_variation(vary)
+            spec.extra = shapes.clip_variation(vary)
+    elif world == "words":  # symbols on a noisy background, a new speaker per clip
+        vary = np.random.default_rng([seed, 2])
+        for spec in specs:
+            spec.extra, spec.background = words.clip_variation(vary), "noisy"
     return specs
 
 

@@ -1,9 +1,9 @@
 """Measures of generated soundtracks that need no generated audio to train on.
 
 * Class agreement: :class:`SoundClassifier` (scikit-learn logistic regression on
-  log-mel statistics) is trained on the REAL training clips' audio only (the demo adds
-  their codec round trip, still real audio), then labels
-  each generated soundtrack; the share that names the class of the object shown.
+  log-mel statistics and on what follows what, :func:`sound_features`) is trained on the REAL
+  training clips' audio only (the demo adds their codec round trip, still real audio), then
+  labels each generated soundtrack; the share that names the class of the object shown.
 * Timing agreement: per audio frame (50 Hz), "sound present" (frame energy above a
   threshold chosen on real training clips, :func:`fit_threshold`; the demo uses their codec
   round trip, whose silence is the decoder's floor like generated audio's) against "object
@@ -31,6 +31,11 @@ from vab.evaluation.sync import sync_score
 
 FRAME_RATE = 50.0  # Hz, frames of the energy / visibility comparison
 N_MELS = 48
+ACTIVE_DB = 25.0  # a frame "sounds" within this many dB of the clip's loudest frame
+#: what follows what (:func:`order_features`): log-mel bands pooled to this many, compared at these lags (s)
+ORDER_BANDS = 12
+ORDER_LAGS = (0.1, 0.2, 0.3)
+ORDER_RANGE_DB = 40.0  # band levels below the frame's loudest band by more than this count as 0
 
 
 def _frames(wav: np.ndarray, sample_rate: int, frame_rate: float) -> torch.Tensor:
@@ -57,15 +62,37 @@ def log_mel(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     return (10 * torch.log10(spec.clamp_min(1e-10))).T.numpy()
 
 
+def order_features(mel: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """``[len(ORDER_LAGS) * ORDER_BANDS ** 2]``: what follows what.  For each lag L, the mean over
+    frames t of outer(shape[t], shape[t + L]), where shape is a frame's band levels (`mel`
+    ``[T, N_MELS]`` pooled to ORDER_BANDS bands) relative to its loudest band, mapped to [0, 1]
+    over ORDER_RANGE_DB, and 0 for frames that are not `active` (bool ``[T]``).  Mean statistics
+    cannot tell "ba-si" from "si-ba"; these can (the outer product is not symmetric in time)."""
+    width = mel.shape[1] // ORDER_BANDS
+    bands = mel[:, : width * ORDER_BANDS].reshape(len(mel), ORDER_BANDS, width).mean(axis=2)
+    shape = np.clip((bands - bands.max(axis=1, keepdims=True) + ORDER_RANGE_DB) / ORDER_RANGE_DB, 0.0, 1.0)
+    shape = shape * active[:, None]
+    out = []
+    for seconds in ORDER_LAGS:
+        lag = max(1, int(round(seconds * FRAME_RATE)))
+        pairs = max(1, int((active[:-lag] & active[lag:]).sum()))
+        out.append((shape[:-lag].T @ shape[lag:]).ravel() / pairs)
+    return np.concatenate(out)
+
+
 def sound_features(wav: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``[3 * N_MELS]``: mean and std of the log-mel frames where something sounds (within
-    25 dB of the loudest frame), and their mean shape relative to their own level, so the
-    statistics describe the sound, not how long or how loud it plays."""
+    """``[3 * N_MELS + len(ORDER_LAGS) * ORDER_BANDS ** 2]``: mean and std of the log-mel frames
+    where something sounds (within ACTIVE_DB of the loudest frame), their mean shape relative to
+    their own level, so the statistics describe the sound, not how long or how loud it plays;
+    then what follows what in time (:func:`order_features`)."""
     m = log_mel(wav, sample_rate)
     level = m.max(axis=1)
-    active = m[level >= level.max() - 25.0]
+    is_active = level >= level.max() - ACTIVE_DB
+    active = m[is_active]
     mean = active.mean(axis=0)
-    return np.concatenate([mean, active.std(axis=0), mean - mean.max()]).astype(np.float32)
+    return np.concatenate(
+        [mean, active.std(axis=0), mean - mean.max(), order_features(m, is_active)]
+    ).astype(np.float32)
 
 
 class SoundClassifier:

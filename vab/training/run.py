@@ -22,10 +22,9 @@ from vab.errors import VabError
 from vab.filenames import CODEC_FILE
 from vab.model import TokenModel
 from vab.training.engine import Trainer
-from vab.training.objective import PretrainObjective, masked_correct, unwrap
+from vab.training.objective import PretrainObjective, unwrap
+from vab.training.validation import pretraining_validation
 from vab.utils import check_writable_dir
-
-VALID_RATIOS = (0.3, 0.55, 0.9)
 
 
 def recipe_parser(description: str, default_config: str | None = None) -> argparse.ArgumentParser:
@@ -108,29 +107,6 @@ def build_model(cfg: Any, codec: AudioCodec, visual_dim: int) -> TokenModel:
         return build_token_model(cfg, [codec.codebook_vectors(k) for k in range(levels)], visual_dim, codec.frame_rate)
 
 
-def masked_accuracy_validation(ratios=VALID_RATIOS, seed: int = 1234):
-    """validate(model, loader) -> {"acc@<ratio>/level<k>", "acc@<ratio>"} at fixed mask ratios."""
-    def validate(model: torch.nn.Module, loader) -> dict[str, float]:
-        core = unwrap(model)
-        device = core.codebooks.device
-        out: dict[str, float] = {}
-        for ratio in ratios:
-            gen = torch.Generator(device=device).manual_seed(seed)
-            correct = counts = None
-            for batch in loader or []:
-                c, n = masked_correct(model, batch, ratio, gen)
-                correct = c if correct is None else correct + c
-                counts = n if counts is None else counts + n
-            if correct is None:
-                continue
-            for k, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
-                out[f"acc@{ratio}/level{core.given_levels + k}"] = c / max(n, 1)
-            out[f"acc@{ratio}"] = correct.sum().item() / max(counts.sum().item(), 1)
-        return out
-
-    return validate
-
-
 def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None = None) -> Path:
     """Masked-token pretraining (VAB or coarse-to-fine, by ``cfg.model.type``; next-token training for
     the autoregressive ``foleygen`` baseline) on the data sets
@@ -147,7 +123,7 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     if model.objective is not None:  # a model type's own (the baseline's next-token loss), validated on that loss
         objective, validate = model.objective(cfg), None
     else:
-        objective, validate = PretrainObjective(cfg), masked_accuracy_validation()
+        objective, validate = PretrainObjective(cfg), pretraining_validation()
     trainer = Trainer(
         cfg.train, model, objective, train_set, valid_set,
         collate_fn=collate, validate=validate, config=cfg, num_workers=cfg.data.num_workers,

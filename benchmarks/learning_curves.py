@@ -1,0 +1,281 @@
+"""Learning what to sound, on every world with one set of settings, one table (issue 30).
+
+For each world (a `vab synth` folder and its `vab extract` data set) and one named variant
+(the `tiny` preset as `recipes/pretrain.py --config tiny` runs it, plus the variant's overrides),
+this pretrains ONE run with a checkpoint every ``--every`` steps, then at each step of ``--eval``:
+
+* exports the checkpoint as a model directory (the EMA weights when the run keeps them);
+* generates a soundtrack for every test clip and scores it with the demo's judge
+  (:class:`vab.demo.generation.WorldJudge`, fitted once per world): class agreement, timing;
+* computes the label-free signals a user could read on the `valid` split: the trainer's own
+  validation (:func:`vab.training.validation.pretraining_validation`: masked accuracy at 0.3 /
+  0.55 / 0.9, full-mask loss with and without the picture, and what the picture saves), and a
+  generation check (soundtracks for the valid clips compared with their real audio through a
+  log-mel embedding: how often a generated clip is closer to its own clip's audio than to another's).
+
+The table gives, per world: the ceilings, class agreement along the run, steps to 80% of the
+run's final class agreement, and each signal's Spearman rank correlation with class agreement
+over the checkpoints.  Everything resumes: a finished run, export or evaluation is skipped.
+
+    python benchmarks/learning_curves.py --out /tmp/curves --variant tiny --steps 4000 --every 250 \\
+        --eval 250,500,1000,1500,2000,3000,4000 \\
+        --world demo=/tmp/demo:/tmp/demo-data --world words=/tmp/words:/tmp/words-data
+
+Results: OUT/<world>/<variant>/eval/step_XXXXXXX[-<sampling>].json, the tables in OUT/table-<variant>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from scipy.stats import spearmanr
+
+from vab import media
+from vab.config import load_config
+from vab.data.dataset import VABDataset, collate
+from vab.data.store import DataInfo
+from vab.data.synthetic import iter_split, read_truth
+from vab.demo import quality
+from vab.demo.generation import fit_judge, generate_for
+from vab.demo.probe import visual_probe
+from vab.generation.generator import Generator
+from vab.generation.sampling import SamplingConfig
+from vab.model import load_pretrained
+from vab.training import checkpoints as ckpt
+from vab.training.ema import EMA_FILE
+from vab.training.run import build_model, load_codec_for, pretrain, save_model_dir
+from vab.training.validation import pretraining_validation
+
+#: name -> overrides on top of the `tiny` preset (the README's `recipes/pretrain.py --config tiny`)
+VARIANTS: dict[str, list[str]] = {
+    "tiny": [],  # the preset as it is
+    "demo": ["codec.frame_rate=25", "codec.codebook_size=64", "train.warmup_steps=50", "train.lr=2e-3",
+             "train.mask_mean=0.75"],  # vab demo's overrides (needs data extracted with its codec)
+    "lr2e-3": ["train.lr=2e-3"],
+    "lr2e-3+warm50": ["train.lr=2e-3", "train.warmup_steps=50"],
+    "mask0.75": ["train.mask_mean=0.75"],
+    "full0.5": ["train.mask_full_prob=0.5"],
+    "levels": ["train.level_weights=[4,2,1,1]"],
+    "batch32": ["train.batch_size=32"],
+    "ema": ["train.ema=0.99"],
+}
+#: sampling settings by name: the paper's (vab generate before issue 30) and the demos' (issue 15)
+SAMPLINGS = {
+    "paper": {"guidance": 5.0, "temperature": 1.0},
+    "g2t0.5": {"guidance": 2.0, "temperature": 0.5},
+    "g1t0.5": {"guidance": 1.0, "temperature": 0.5},
+    "g3t0.5": {"guidance": 3.0, "temperature": 0.5},
+    "g2t0.75": {"guidance": 2.0, "temperature": 0.75},
+    "g2t1": {"guidance": 2.0, "temperature": 1.0},
+    "g3t0.75": {"guidance": 3.0, "temperature": 0.75},
+    "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
+}
+#: label-free signals compared (higher = better: losses enter negated)
+SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
+GENERATE_BATCH = 16
+
+
+def run_config(world: str, data: Path, folder: Path, variant: str, args: argparse.Namespace):
+    info = DataInfo.load(data)
+    return load_config("tiny", [
+        f"data.path=[{data}]", f"visual.name={info.visual['name']}", f"visual.grid={info.visual.get('grid', 8)}",
+        f"train.output_dir={folder / 'run'}", f"train.max_steps={args.steps}", f"train.checkpoint_every={args.every}",
+        "train.keep_checkpoints=0", "train.valid_every=0", "train.tracker=none", "data.num_workers=0",
+        f"train.seed={args.seed}", *VARIANTS[variant],
+    ])
+
+
+def export(cfg, checkpoint: Path, out: Path, data: Path) -> Path:
+    """The model directory of one training checkpoint (its EMA weights when it has them)."""
+    if (out / "model.safetensors").is_file():
+        return out
+    codec = load_codec_for(cfg, data)
+    model = build_model(cfg, codec, DataInfo.load(data).visual_dim)
+    ema = checkpoint / EMA_FILE
+    if ema.is_file():
+        state = {k.removeprefix("module."): v for k, v in load_file(str(ema)).items() if k.startswith("module.")}
+    else:
+        state = load_file(str(checkpoint / "model.safetensors"))
+    model.load_state_dict(state)
+    return save_model_dir(model.eval(), codec, out)
+
+
+def embedding(wavs: list[np.ndarray], sample_rate: int) -> np.ndarray:
+    """``[N, D]`` log-mel embeddings (the judge's features, no labels involved)."""
+    return np.stack([quality.sound_features(w, sample_rate) for w in wavs])
+
+
+def generation_match(generated: list[np.ndarray], real: list[np.ndarray], sample_rate: int) -> float:
+    """How often a generated clip is closer (cosine, features standardised on the real clips) to
+    its own clip's real audio than to another clip's: 0.5 = chance, 1 = always."""
+    r, g = embedding(real, sample_rate), embedding(generated, sample_rate)
+    mu, sd = r.mean(0), r.std(0) + 1e-6
+    r, g = (r - mu) / sd, (g - mu) / sd
+    r /= np.linalg.norm(r, axis=1, keepdims=True) + 1e-9
+    g /= np.linalg.norm(g, axis=1, keepdims=True) + 1e-9
+    sim = g @ r.T
+    own = np.diag(sim)[:, None]
+    others = ~np.eye(len(sim), dtype=bool)
+    return float((own > sim)[others].mean())
+
+
+def label_free(model_dir: Path, cfg, data: Path, world: Path, generator: Generator, sampling: SamplingConfig,
+               out: Path) -> dict[str, float]:
+    """The trainer's validation numbers and the generation check, on the valid split."""
+    model = generator.model
+    valid = VABDataset([str(data)], "valid", fps=cfg.data.fps, duration=cfg.data.duration, levels=cfg.model.levels,
+                       train=False)
+    loader = torch.utils.data.DataLoader(valid, batch_size=16, shuffle=False, collate_fn=collate)
+    fp32 = load_pretrained(model_dir, device="cpu").eval()  # validation as the trainer runs it (fp32)
+    numbers = pretraining_validation()(fp32, loader)
+    rows = sorted(iter_split(read_truth(world), "valid"), key=lambda r: r.id)
+    gen = generate_for(generator, rows, out, sampling)
+    sr, seconds = generator.sample_rate, float(model.duration)
+    real = [media.read_audio(r.path, sr, 0.0, seconds) for r in rows]
+    numbers["gen_match"] = generation_match(gen, real, sr)
+    return numbers
+
+
+def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, args: argparse.Namespace,
+             judges: dict) -> None:
+    cfg = run_config(name, data, folder, variant, args)
+    run = folder / "run"
+    done = {step for step, _ in ckpt.complete_checkpoints(run / "checkpoints")}
+    for step in args.eval_steps:
+        if step not in done:
+            continue
+        for sname in args.samplings:
+            path = folder / "eval" / f"step_{step:07d}-{sname}.json"
+            if path.is_file():
+                continue
+            t0 = time.perf_counter()
+            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), folder / "models" /
+                               f"step_{step:07d}", data)
+            generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH)
+            key = str(data)
+            if key not in judges:
+                judges[key] = fit_judge(world, generator.codec, float(generator.model.duration), "test")
+            judge = judges[key]
+            sampling = SamplingConfig(**SAMPLINGS[sname])
+            wavs = generate_for(generator, judge.held_out, folder / "generated" / f"{step}-{sname}", sampling)
+            row = {"world": name, "variant": variant, "step": step, "sampling": sname, **judge.score(wavs)}
+            if sname == args.samplings[0]:  # the label-free signals once per checkpoint
+                row["signals"] = label_free(model_dir, cfg, data, world, generator, sampling,
+                                            folder / "generated" / f"{step}-{sname}-valid")
+            row["eval_seconds"] = time.perf_counter() - t0
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(row, indent=1))
+            print(f"{name} {variant} step {step} {sname}: class {row['class_agreement']:.3f} "
+                  f"timing {row['timing_agreement']:.3f}", flush=True)
+
+
+def load_rows(folder: Path, sampling: str) -> list[dict]:
+    rows = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob(f"step_*-{sampling}.json"))]
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def steps_to(rows: list[dict], share: float, final: float) -> int | None:
+    """First evaluated step whose class agreement reaches `share` of `final`."""
+    return next((r["step"] for r in rows if r["class_agreement"] >= share * final), None)
+
+
+def signal_value(signals: dict, name: str) -> float:
+    return -signals[name[1:]] if name.startswith("-") else signals[name]
+
+
+def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> list[str]:
+    sname = args.samplings[0]
+    lines = [
+        f"Variant `{args.variant}` (`tiny` preset + {' '.join(VARIANTS[args.variant]) or 'nothing'}), sampling "
+        f"{sname} ({SAMPLINGS[sname]}), seed {args.seed}.",
+        "",
+        "| world | visual ceiling | codec ceiling | class agreement at steps | final / visual ceiling | timing (final) | "
+        "steps to 80% of final | " + " | ".join(f"Spearman {s}" for s in SIGNALS) + " |",
+        "|---|---:|---:|---|---:|---:|---:|" + "---:|" * len(SIGNALS),
+    ]
+    curves = []
+    for name, world, data in worlds:
+        folder = args.out / name / args.variant
+        rows = load_rows(folder, sname)
+        if not rows:
+            continue
+        probe = probes(world, data, args.out)
+        final = rows[-1]
+        curve = " / ".join(f"{r['step']}: {r['class_agreement']:.2f}" for r in rows)
+        agreement = [r["class_agreement"] for r in rows]
+        rho = []
+        for s in SIGNALS:
+            values = [signal_value(r["signals"], s) for r in rows if "signals" in r]
+            ok = len(values) == len(rows) > 2 and np.std(values) > 0 and np.std(agreement) > 0
+            rho.append(f"{spearmanr(values, agreement).statistic:.2f}" if ok else "")
+        lines.append(
+            f"| {name} | {probe:.3f} | {final['judge_on_codec_test']:.3f} | {curve} | "
+            f"{final['class_agreement'] / probe:.0%} | {final['timing_agreement']:.3f} | "
+            f"{steps_to(rows, 0.8, final['class_agreement'])} | " + " | ".join(rho) + " |"
+        )
+        curves += [f"", f"{name}, `{args.variant}`:", "",
+                   "| step | class agr. | timing | " + " | ".join(SIGNALS) + " |",
+                   "|---:|---:|---:|" + "---:|" * len(SIGNALS)]
+        for r in rows:
+            sig = r.get("signals", {})
+            curves.append(f"| {r['step']} | {r['class_agreement']:.3f} | {r['timing_agreement']:.3f} | " +
+                          " | ".join(f"{signal_value(sig, s):.4g}" if sig else "" for s in SIGNALS) + " |")
+    return lines + curves
+
+
+def probes(world: Path, data: Path, out: Path) -> float:
+    """The visual probe's test accuracy (cached in OUT/probes.json)."""
+    path = out / "probes.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if str(data) not in known:
+        known[str(data)] = visual_probe(data, world)["accuracy"]
+        path.write_text(json.dumps(known, indent=1))
+    return known[str(data)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--world", action="append", required=True, metavar="NAME=WORLD:DATA",
+                   help="a synthetic world folder and its extracted data set (repeat for each world)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--variant", default="tiny", choices=list(VARIANTS))
+    p.add_argument("--steps", type=int, default=4000, help="training steps of the run (its schedule's length)")
+    p.add_argument("--every", type=int, default=250, help="checkpoint every this many steps")
+    p.add_argument("--eval", default="250,500,1000,1500,2000,3000,4000", help="steps evaluated (comma-separated)")
+    p.add_argument("--samplings", default="g2t0.5", help=f"comma-separated, first = the one the table uses "
+                   f"({', '.join(SAMPLINGS)})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-only", action="store_true", help="print the table of what is done, run nothing")
+    args = p.parse_args()
+    args.eval_steps = [int(s) for s in args.eval.split(",") if s]
+    args.samplings = [s for s in args.samplings.split(",") if s]
+    worlds = []
+    for spec in args.world:
+        name, _, rest = spec.partition("=")
+        world, _, data = rest.partition(":")
+        worlds.append((name, Path(world), Path(data)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        judges: dict = {}
+        for name, world, data in worlds:
+            folder = args.out / name / args.variant
+            run = folder / "run"
+            last = ckpt.latest_checkpoint(run / "checkpoints")
+            if last is None or ckpt.complete_checkpoints(run / "checkpoints")[-1][0] < args.steps:
+                t0 = time.perf_counter()
+                pretrain(run_config(name, data, folder, args.variant, args), resume="auto", model_out=folder / "model")
+                (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+            evaluate(name, world, data, folder, args.variant, args, judges)
+    text = "\n".join(table(worlds, args))
+    (args.out / f"table-{args.variant}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
