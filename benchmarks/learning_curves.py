@@ -64,6 +64,8 @@ VARIANTS: dict[str, list[str]] = {
     "levels": ["train.level_weights=[4,2,1,1]"],
     "batch32": ["train.batch_size=32"],
     "ema": ["train.ema=0.99"],
+    "fps8": ["data.fps=8"],  # every stored frame (8 / s) instead of one per 0.5 s
+    "codec25": ["codec.frame_rate=25", "codec.codebook_size=64"],  # data extracted with these
 }
 #: sampling settings by name: the paper's (vab generate before issue 30) and the demos' (issue 15)
 SAMPLINGS = {
@@ -125,18 +127,19 @@ def generation_match(generated: list[np.ndarray], real: list[np.ndarray], sample
     return float((own > sim)[others].mean())
 
 
-def label_free(model_dir: Path, cfg, data: Path, world: Path, generator: Generator, sampling: SamplingConfig,
+def label_free(model_dir: Path, cfg, data: Path, world: Path, generator: Generator | None, sampling: SamplingConfig,
                out: Path) -> dict[str, float]:
-    """The trainer's validation numbers and the generation check, on the valid split."""
-    model = generator.model
+    """The trainer's validation numbers and (with a `generator`) the generation check, on the valid split."""
     valid = VABDataset([str(data)], "valid", fps=cfg.data.fps, duration=cfg.data.duration, levels=cfg.model.levels,
                        train=False)
     loader = torch.utils.data.DataLoader(valid, batch_size=16, shuffle=False, collate_fn=collate)
     fp32 = load_pretrained(model_dir, device="cpu").eval()  # validation as the trainer runs it (fp32)
     numbers = pretraining_validation()(fp32, loader)
+    if generator is None:
+        return numbers
     rows = sorted(iter_split(read_truth(world), "valid"), key=lambda r: r.id)
     gen = generate_for(generator, rows, out, sampling)
-    sr, seconds = generator.sample_rate, float(model.duration)
+    sr, seconds = generator.sample_rate, float(generator.model.duration)
     real = [media.read_audio(r.path, sr, 0.0, seconds) for r in rows]
     numbers["gen_match"] = generation_match(gen, real, sr)
     return numbers
@@ -147,6 +150,15 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
     cfg = run_config(name, data, folder, variant, args)
     run = folder / "run"
     done = {step for step, _ in ckpt.complete_checkpoints(run / "checkpoints")}
+    for step in sorted(set(args.signal_steps) - set(args.eval_steps)):  # signals only, no generation
+        path = folder / "eval" / f"signals_{step:07d}.json"
+        if step in done and not path.is_file():
+            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), folder / "models" /
+                               f"step_{step:07d}", data)
+            row = {"world": name, "variant": variant, "step": step,
+                   "signals": label_free(model_dir, cfg, data, world, None, SamplingConfig(), folder)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(row, indent=1))
     for step in args.eval_steps:
         if step not in done:
             continue
@@ -222,10 +234,13 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
         curves += [f"", f"{name}, `{args.variant}`:", "",
                    "| step | class agr. | timing | " + " | ".join(SIGNALS) + " |",
                    "|---:|---:|---:|" + "---:|" * len(SIGNALS)]
-        for r in rows:
+        only = [json.loads(p.read_text()) for p in (folder / "eval").glob("signals_*.json")]
+        for r in sorted(rows + only, key=lambda r: r["step"]):
             sig = r.get("signals", {})
-            curves.append(f"| {r['step']} | {r['class_agreement']:.3f} | {r['timing_agreement']:.3f} | " +
-                          " | ".join(f"{signal_value(sig, s):.4g}" if sig else "" for s in SIGNALS) + " |")
+            scores = (f"{r['class_agreement']:.3f} | {r['timing_agreement']:.3f}" if "class_agreement" in r else " | ")
+            curves.append(f"| {r['step']} | {scores} | " +
+                          " | ".join(f"{signal_value(sig, s):.4g}" if s in sig or s[1:] in sig else "" for s in SIGNALS)
+                          + " |")
     return lines + curves
 
 
@@ -248,12 +263,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4000, help="training steps of the run (its schedule's length)")
     p.add_argument("--every", type=int, default=250, help="checkpoint every this many steps")
     p.add_argument("--eval", default="250,500,1000,1500,2000,3000,4000", help="steps evaluated (comma-separated)")
+    p.add_argument("--signal-steps", default="", help="more steps at which only the label-free signals are "
+                   "computed (no generation: no class agreement, no generation check)")
     p.add_argument("--samplings", default="g2t0.5", help=f"comma-separated, first = the one the table uses "
                    f"({', '.join(SAMPLINGS)})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="print the table of what is done, run nothing")
     args = p.parse_args()
     args.eval_steps = [int(s) for s in args.eval.split(",") if s]
+    args.signal_steps = [int(s) for s in args.signal_steps.split(",") if s]
     args.samplings = [s for s in args.samplings.split(",") if s]
     worlds = []
     for spec in args.world:

@@ -565,3 +565,57 @@ def test_vab_and_baseline_decay_exactly_their_weight_matrices():
     decay, keep = param_groups(wrapper, 0.1)
     assert {"vab.mask_embed", "vab.modality", "head.bias"} <= set(keep["names"])
     assert "vab.mask_embed" not in decay["names"] and "head.weight" in decay["names"]
+
+
+# ---------------------------------------------------------------- stopping on a plateau
+def scripted_validation(values: list[float], seen: list):
+    """validate(model, loader): the next of `values` as "valid/score", remembering the weights it saw."""
+    def validate(model, loader):
+        seen.append(weights(model))
+        return {"score": values[len(seen) - 1]}
+    return validate
+
+
+def test_patience_stops_on_a_plateau_and_returns_the_best_weights(tmp_path, capsys):
+    seen: list = []
+    trainer = make_trainer(tmp_path / "run", max_steps=20, valid_every=2, patience=2, monitor="valid/score",
+                           validate=scripted_validation([1.0, 3.0, 2.5, 2.9, 9.0], seen))
+    returned = trainer.fit()
+    # validations at steps 2, 4, 6, 8: the best at step 4, then two without a new best -> stop at 8
+    assert trainer.state.step == 8 and len(seen) == 4
+    assert (trainer.plateau.best, trainer.plateau.best_step) == (3.0, 4)
+    assert_identical(weights(returned), seen[1])
+    out = capsys.readouterr().out
+    assert "step 8: stopped; the model returned is the one of step 4 (valid/score 3, the best validation)" in out
+    assert "not above its best 3 (step 4) for 2 validation(s) (stopping after 2)" in out
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+def test_without_patience_the_run_goes_on_and_keeps_its_last_weights(tmp_path, capsys):
+    seen: list = []
+    trainer = make_trainer(tmp_path / "run", max_steps=8, valid_every=2, monitor="valid/score",
+                           validate=scripted_validation([1.0, 3.0, 2.5, 2.9], seen))
+    returned = trainer.fit()
+    assert trainer.state.step == 8 and trainer.plateau.best_step == 4
+    assert_identical(weights(returned), seen[-1])
+    assert "step 4: valid/score 3, the best so far" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_a_resumed_run_remembers_its_best(tmp_path):
+    values = [1.0, 3.0, 2.5, 2.9, 9.0, 9.0]
+    seen: list = []
+    trainer = make_trainer(tmp_path / "run", max_steps=6, valid_every=2, checkpoint_every=2, patience=2,
+                           monitor="valid/score", validate=scripted_validation(values, seen))
+    trainer.fit()  # validations at 2, 4, 6: best at 4, one without
+    again: list = []
+    resumed = make_trainer(tmp_path / "run", max_steps=20, valid_every=2, patience=2, monitor="valid/score",
+                           validate=scripted_validation(values[3:], again))
+    returned = resumed.fit(resume=True)
+    assert resumed.state.step == 8 and resumed.plateau.best_step == 4  # the second miss comes at step 8
+    assert_identical(weights(returned), seen[1])
+
+
+def test_patience_needs_a_number_to_follow(tmp_path):
+    with pytest.raises(ConfigError, match="train.patience=2: this run has no validation number"):
+        make_trainer(tmp_path / "run", patience=2)

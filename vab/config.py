@@ -154,6 +154,9 @@ class TrainConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+    # stop once this many validations in a row brought no new best of the run's monitored number
+    # (pretraining: valid/picture) and keep the weights of the best one; 0 = train to max_steps
+    patience: int = 0
     tracker: str = "tensorboard"
     # masking and augmentation (paper section 3.2, appendix B.3)
     mask_mean: float = 0.55
@@ -341,6 +344,7 @@ RULES: dict[str, Bound] = {
     "train.betas": BELOW_ONE, "train.warmup_steps": NON_NEGATIVE, "train.max_steps": COUNT,
     "train.clip_grad": NON_NEGATIVE, "train.ema": BELOW_ONE, "train.log_every": COUNT,
     "train.valid_every": NON_NEGATIVE, "train.checkpoint_every": NON_NEGATIVE, "train.max_nonfinite": COUNT,
+    "train.patience": NON_NEGATIVE,
     "train.mask_mean": FRACTION, "train.mask_std": NON_NEGATIVE, "train.visual_dropout": FRACTION,
     "train.mask_full_prob": FRACTION, "train.level_weights": NON_NEGATIVE,
     "train.mixup_prob": FRACTION, "train.roll_prob": FRACTION,

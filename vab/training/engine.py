@@ -60,6 +60,13 @@ Semantics
   non-finite gradient norm): the step is skipped (gradients zeroed, no update)
   with a warning; after `cfg.max_nonfinite` in a row a checkpoint is saved and
   `NonFiniteLossError` (a VabError) is raised.  The count restarts on resume.
+- Stopping on a plateau: `monitor` (a validation number, higher is better, e.g.
+  "valid/picture") is followed over validations (:class:`vab.training.stopping.Plateau`);
+  a line after each validation says how it compares with its best.  With `cfg.patience`
+  > 0 the run stops once that many validations in a row brought no new best, and
+  `fit` returns the weights of the best validation (kept in RUN/best.safetensors, so a
+  resumed run still has them).  With patience 0 the run goes to `max_steps` and ends
+  with its last weights.
 - Ctrl-C / SIGTERM: the current optimizer step is finished, a checkpoint saved
   and `TrainingInterrupted` (a VabError) raised; a second Ctrl-C aborts at once.
 - Run directory RUN (`run_dir` or `cfg.output_dir`): RUN/config.yaml,
@@ -100,6 +107,7 @@ from accelerate.utils import (
     set_seed,
 )
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
@@ -113,7 +121,8 @@ from vab.training.epoch_order import EpochSampler
 from vab.training.optim import apply_hyperparameters, build_adamw
 from vab.training.rng import derive_seed, isolated_rng, load_generator, make_generator, save_generator
 from vab.training.schedule import cosine_schedule, restart_from
-from vab.utils import check_writable_dir, launched_processes, launched_without_gpu
+from vab.training.stopping import BEST_FILE, Plateau
+from vab.utils import atomic_path, check_writable_dir, launched_processes, launched_without_gpu
 
 Objective = Callable[..., "tuple[Tensor, dict[str, float]]"]
 Validate = Callable[[nn.Module, "DataLoader | None"], "dict[str, float]"]
@@ -145,6 +154,7 @@ class TrainState:
     batch_size: int = 0
     grad_accum: int = 1
     seed: int = 0
+    plateau: dict | None = None  # Plateau.state() of the monitored validation number
 
     def position(self) -> tuple[int, int, int]:
         return (self.step, self.epoch, self.batch_in_epoch)
@@ -194,6 +204,8 @@ class Trainer:
     parameters without gradients) unless a DistributedDataParallelKwargs handler
     is given.  `num_workers`: data-loading worker processes (e.g. cfg.data.num_workers).
     The constructor seeds python / numpy / torch from `cfg.seed` (plus the process index).
+    `monitor`: the validation number (e.g. "valid/picture", higher is better) followed for
+    stopping on a plateau (`cfg.patience`); None: no number is followed and patience is refused.
     """
 
     def __init__(
@@ -210,12 +222,17 @@ class Trainer:
         trainable: Callable[[str, nn.Parameter], bool] | None = None,
         config: Any = None,
         num_workers: int = 0,
+        monitor: str | None = None,
     ):
         self.cfg = cfg
         self.objective = objective
         self.validate_fn = validate
         self.run_dir = Path(run_dir if run_dir is not None else cfg.output_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        patience = int(getattr(cfg, "patience", 0))
+        if patience > 0 and not (monitor and (valid_set is not None or validate is not None)):
+            raise ConfigError(f"train.patience={patience}: this run has no validation number to follow "
+                              "(it needs a monitored validation and a validation set)")
         _check_inputs(cfg, self.run_dir, train_set)
 
         parameters = sum(p.numel() for p in model.parameters())
@@ -251,6 +268,7 @@ class Trainer:
         self._lr = float(cfg.lr)
         self._validated_at: int | None = None
         self._status = ""  # short text next to the progress bar
+        self.plateau = Plateau(monitor, patience) if monitor else None
         self._reset_accumulators()
         self._console = TrainConsole(acc.is_main_process, cfg.max_steps, 0)
 
@@ -335,6 +353,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.save(staging)
             saved = TrainState(**asdict(self.state))
+            saved.plateau = self.plateau.state() if self.plateau is not None else None
             if saved.batch_in_epoch >= self.batches_per_epoch:
                 saved.epoch, saved.batch_in_epoch = saved.epoch + 1, 0
             (staging / ckpt.STATE_FILE).write_text(json.dumps(asdict(saved), indent=2))
@@ -362,7 +381,18 @@ class Trainer:
         metrics = {(k if k.startswith("valid/") else f"valid/{k}"): v for k, v in merged.items()}
         self._validated_at = self.state.step
         self._record(metrics)
+        if self.plateau is not None:
+            if self.plateau.update(self.state.step, metrics) and self.plateau.patience > 0:
+                self._save_best()
+            self._console.print(self.plateau.describe(self.state.step))
         return metrics
+
+    def _save_best(self) -> None:
+        """RUN/best.safetensors: the evaluation weights of the best validation (main process)."""
+        if self.accelerator.is_main_process:
+            with atomic_path(self.run_dir / BEST_FILE) as tmp:
+                save_model(self.eval_model, str(tmp))
+        self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ the loop
     def _train(self) -> None:
@@ -370,7 +400,7 @@ class Trainer:
         step_items = cfg.batch_size * self.world_size
         inside = False
         try:
-            while state.step < cfg.max_steps:
+            while state.step < cfg.max_steps and not self._plateaued:
                 self.sampler.set_position(state.epoch, state.batch_in_epoch * step_items)
                 self.train_loader.set_epoch(state.epoch)
                 if self._epoch_aware:  # data-set randomness keyed by (seed, epoch, item)
@@ -379,7 +409,7 @@ class Trainer:
                 for batch in self.train_loader:
                     state.batch_in_epoch += 1
                     self._micro_items += step_items
-                    if self._micro_step(batch) and state.step >= cfg.max_steps:
+                    if self._micro_step(batch) and (state.step >= cfg.max_steps or self._plateaued):
                         return
                 inside = False
                 state.epoch += 1
@@ -467,11 +497,21 @@ class Trainer:
         if not last and cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
             self._timed(self._save_and_report)
 
+    @property
+    def _plateaued(self) -> bool:
+        return self.plateau is not None and self.plateau.should_stop
+
     def _finish(self) -> None:
         if self._validates and self._validated_at != self.state.step:
             self.run_validation()
         if self._saved_at != self.state.position():
             self._save_and_report()
+        if self.plateau is not None and self.plateau.patience > 0 and self.plateau.best_step >= 0:
+            load_model(self.eval_model, str(self.run_dir / BEST_FILE))
+            stopped = "stopped" if self._plateaued else "ended"
+            self._console.print(
+                f"step {self.state.step}: {stopped}; the model returned is the one of step {self.plateau.best_step} "
+                f"({self.plateau.monitor} {self.plateau.best:.4g}, the best validation)")
 
     # ------------------------------------------------------------------ logging
     def _reset_accumulators(self) -> None:
@@ -625,6 +665,8 @@ class Trainer:
             self.ema.load(folder)
         apply_hyperparameters(self._raw_optimizer, cfg.lr, cfg.weight_decay, cfg.betas)
         restart_from(self._raw_scheduler, cfg.lr)
+        if self.plateau is not None and saved.plateau:
+            self.plateau.load(saved.plateau)
         saved.nonfinite_in_row = 0
         saved.grad_accum, saved.seed = cfg.grad_accum, cfg.seed
         self.state = saved

@@ -23,7 +23,7 @@ from vab.filenames import CODEC_FILE
 from vab.model import TokenModel
 from vab.training.engine import Trainer
 from vab.training.objective import PretrainObjective, unwrap
-from vab.training.validation import pretraining_validation
+from vab.training.validation import CONTENT_SIGNAL, pretraining_validation
 from vab.utils import check_writable_dir
 
 
@@ -121,12 +121,12 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
     codec = load_codec_for(cfg, paths[0])
     model = build_model(cfg, codec, info.visual_dim)
     if model.objective is not None:  # a model type's own (the baseline's next-token loss), validated on that loss
-        objective, validate = model.objective(cfg), None
+        objective, validate, monitor = model.objective(cfg), None, None
     else:
-        objective, validate = PretrainObjective(cfg), pretraining_validation()
+        objective, validate, monitor = PretrainObjective(cfg), pretraining_validation(), f"valid/{CONTENT_SIGNAL}"
     trainer = Trainer(
         cfg.train, model, objective, train_set, valid_set,
-        collate_fn=collate, validate=validate, config=cfg, num_workers=cfg.data.num_workers,
+        collate_fn=collate, validate=validate, config=cfg, num_workers=cfg.data.num_workers, monitor=monitor,
     )
     trained = trainer.fit(resume=resume)
     out = Path(model_out or Path(trainer.run_dir) / "model")
@@ -139,9 +139,17 @@ def pretrain(cfg: Any, resume: bool | str = False, model_out: str | Path | None 
 def training_record(trainer: Any, train_set: Any, task: str = "pretraining", *, init: str | Path | None = None,
                     details: dict[str, Any] | None = None) -> TrainingRecord:
     """What the model card says of a finished run: each data set's path and training clips,
-    the steps taken and the last validation numbers (main process: the one holding them)."""
+    the steps taken and the validation numbers of the weights written (main process: the one
+    holding them): the last validation, or the best one when the run kept its best weights."""
     data = getattr(train_set, "base", train_set)  # the class-balanced view wraps the data set
-    last = next((row for row in reversed(trainer.history) if any(k.startswith("valid/") for k in row)), {})
+    validations = [row for row in trainer.history if any(k.startswith("valid/") for k in row)]
+    last = validations[-1] if validations else {}
+    plateau = getattr(trainer, "plateau", None)
+    details = dict(details or {})
+    if plateau is not None and plateau.patience > 0 and plateau.best_step >= 0:
+        last = next((row for row in validations if row["step"] == plateau.best_step), {})
+        details["weights of step"] = plateau.best_step
+        details[f"best {plateau.monitor}"] = round(plateau.best, 6)
     return TrainingRecord(
         task=task,
         data=[(str(path), sum(1 for n, _ in data.index if n == i)) for i, path in enumerate(data.paths)],
@@ -149,5 +157,5 @@ def training_record(trainer: Any, train_set: Any, task: str = "pretraining", *, 
         steps=int(trainer.state.step),
         validation={k.removeprefix("valid/"): float(v) for k, v in last.items() if k.startswith("valid/")},
         init=None if init is None else str(init),
-        details=dict(details or {}),
+        details=details,
     )
