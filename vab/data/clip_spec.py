@@ -10,6 +10,7 @@ import numpy as np
 SAMPLE_RATE = 16000  # Hz, the written audio
 RAMP_SECONDS = 0.005  # fade in / out at each on / off switch (no clicks)
 SHAPES = ("square", "disc", "triangle", "cross", "ring", "diamond", "hbar", "vbar")
+MIN_CONTRAST = 90.0  # summed |RGB difference| between an object drawn in a random colour and its background
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,12 @@ def gate(intervals: list[tuple[float, float]], n: int, sample_rate: int) -> np.n
         if b < n:
             g[b - len(up) : b] = np.minimum(g[b - len(up) : b], up[::-1])
     return g
+
+
+def contrasting_colours(rng: np.random.Generator) -> dict[str, list[int]]:
+    """A random object ``colour`` and ``background_colour`` (RGB lists) at least MIN_CONTRAST apart."""
+    while True:
+        colour = rng.integers(0, 256, size=3)
+        background = rng.integers(0, 256, size=3)
+        if np.abs(colour - background).sum() >= MIN_CONTRAST:
+            return {"colour": [int(v) for v in colour], "background_colour": [int(v) for v in background]}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
+from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, contrasting_colours, gate
 from vab.errors import VabError
 
 #: class c pairs SHAPES[c] with SOUND_FAMILIES[c]
@@ -33,7 +33,6 @@ VOWELS = {
     "vowel-u": ((300.0, 870.0, 2240.0), (60.0, 90.0, 170.0)),
     "vowel-ae": ((660.0, 1720.0, 2410.0), (80.0, 110.0, 170.0)),
 }
-MIN_CONTRAST = 90.0  # summed |RGB difference| between the shape and its background
 
 
 def shape_classes(classes: int = 8) -> list[ObjectClass]:
@@ -47,14 +46,9 @@ def shape_classes(classes: int = 8) -> list[ObjectClass]:
 # ---------------------------------------------------------------------- per-clip variation
 def clip_variation(rng: np.random.Generator) -> dict:
     """The random per-clip parameters of a clip of this world (JSON-able)."""
-    while True:
-        colour = rng.integers(0, 256, size=3)
-        background = rng.integers(0, 256, size=3)
-        if np.abs(colour - background).sum() >= MIN_CONTRAST:
-            break
+    colours = contrasting_colours(rng)
     return {
-        "colour": [int(v) for v in colour],
-        "background_colour": [int(v) for v in background],
+        **colours,
         "pitch": float(rng.uniform(0.0, 1.0)),  # 0..1 within the family's pitch range
         "speed": float(rng.uniform(0.7, 1.5)),  # syllable / note rate factor
         "tilt": float(rng.uniform(0.6, 1.6)),  # spectral tilt exponent of harmonic sources

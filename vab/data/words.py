@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, gate
+from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, gate
 from vab.data.glyphs import GLYPHS
 from vab.data.shapes import harmonic_source, resonances, spectral_filter
 from vab.errors import VabError
@@ -47,7 +47,6 @@ VOWEL_SECONDS = 0.15
 PAUSE_SECONDS = 0.2
 SHORTEST_SPAN = 1.0  # seconds a symbol stays visible at least (a word at the slowest rate: 0.9 s)
 RAMP = 0.01  # seconds of fade at each segment's ends
-MIN_CONTRAST = 90.0  # summed |RGB difference| between the symbol and its background
 
 
 def word_classes(classes: int = 8) -> list[ObjectClass]:
@@ -61,15 +60,10 @@ def word_classes(classes: int = 8) -> list[ObjectClass]:
 
 def clip_variation(rng: np.random.Generator) -> dict:
     """The random per-clip parameters (JSON-able): colours and the speaker."""
-    while True:
-        colour = rng.integers(0, 256, size=3)
-        background = rng.integers(0, 256, size=3)
-        if np.abs(colour - background).sum() >= MIN_CONTRAST:
-            break
+    colours = contrasting_colours(rng)
     pitch = float(rng.uniform(0.0, 1.0))
     return {
-        "colour": [int(v) for v in colour],
-        "background_colour": [int(v) for v in background],
+        **colours,
         "f0": float(85.0 * (300.0 / 85.0) ** pitch),  # Hz, log-uniform from a low male to a child
         # higher voices tend to come with shorter vocal tracts (higher formants)
         "formant_scale": float(0.85 + 0.35 * (0.6 * pitch + 0.4 * rng.uniform(0.0, 1.0))),
