@@ -37,19 +37,19 @@ from safetensors.torch import load_file
 from scipy.stats import spearmanr
 
 from vab import media
+from vab.checkpoint import load_model, save_model_dir
 from vab.config import load_config
 from vab.data.dataset import VABDataset, collate
 from vab.data.store import DataInfo
 from vab.data.synthetic import iter_split, read_truth
 from vab.demo import quality
-from vab.demo.generation import fit_judge, generate_for
+from vab.demo.soundtracks import fit_judge, generate_for
 from vab.demo.probe import visual_probe
 from vab.generation.generator import Generator
 from vab.generation.sampling import SamplingConfig
-from vab.model import load_pretrained
 from vab.training import checkpoints as ckpt
 from vab.training.ema import EMA_FILE
-from vab.training.run import build_model, load_codec_for, pretrain, save_model_dir
+from vab.training.run import build_model, load_codec_for, pretrain
 from vab.training.validation import pretraining_validation
 
 #: name -> overrides on top of the `tiny` preset (the README's `recipes/pretrain.py --config tiny`)
@@ -133,7 +133,7 @@ def label_free(model_dir: Path, cfg, data: Path, world: Path, generator: Generat
     valid = VABDataset([str(data)], "valid", fps=cfg.data.fps, duration=cfg.data.duration, levels=cfg.model.levels,
                        train=False)
     loader = torch.utils.data.DataLoader(valid, batch_size=16, shuffle=False, collate_fn=collate)
-    fp32 = load_pretrained(model_dir, device="cpu").eval()  # validation as the trainer runs it (fp32)
+    fp32 = load_model(model_dir, device="cpu").eval()  # validation as the trainer runs it (fp32)
     numbers = pretraining_validation()(fp32, loader)
     if generator is None:
         return numbers
