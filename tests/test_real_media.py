@@ -205,7 +205,8 @@ def test_app_result_is_in_sync(corpus, clicker, name, tmp_path):
 
     item = corpus[name]
     with Workspace(parent=tmp_path) as workspace:
-        result = Backend(clicker, workspace).soundtrack(str(item.path), SamplingConfig(steps=1))
+        backend = Backend(clicker, workspace)
+        result = backend.soundtrack(backend.plan_soundtrack("generate", str(item.path), SamplingConfig(steps=1)))
         assert result.seconds == pytest.approx(item.seconds, abs=0.5 / 50)
         check_sync(result.video, item)
         assert np.allclose(onsets(media.read_audio(result.audio, RATE), RATE), item.flashes, atol=SYNC)
@@ -218,8 +219,8 @@ def test_app_refuses_a_file_longer_than_its_limit_in_one_line(corpus, clicker, t
 
     with Workspace(parent=tmp_path) as workspace:
         with pytest.raises(MediaError, match=r"too long \(1802 s; this page takes up to 1800 s\)"):
-            Backend(clicker, workspace, Limits(max_seconds=1800)).soundtrack(
-                str(corpus["long_30min"].path), SamplingConfig(steps=1))
+            Backend(clicker, workspace, Limits(max_seconds=1800)).plan_soundtrack(
+                "generate", str(corpus["long_30min"].path), SamplingConfig(steps=1))
 
 
 # ---------------------------------------------------------------------- extraction and embedding

@@ -256,6 +256,6 @@ def test_unwritable_outputs_of_commands_are_refused_before_work(blocker, tmp_pat
     assert vab_main(["embed", str(clip), "--checkpoint", str(model), "--out", str(index)]) == 0
     capsys.readouterr()
     assert vab_main(["curate", str(index), "--threshold", "0", "--out", str(blocker / "kept.jsonl")]) == 2
-    assert "cannot write output here" in capsys.readouterr().err
+    assert "cannot write --out kept.jsonl here" in capsys.readouterr().err
     assert vab_main(["generate", str(clip), "--checkpoint", str(model), "--out", str(blocker / "o"), *FAST_ARGS]) == 2
     assert "cannot write to the output folder" in capsys.readouterr().err
