@@ -30,7 +30,8 @@ def test_load_pretrained_round_trip_and_errors(tmp_path):
     cfg = load_config("tiny", SMALL)
     torch.manual_seed(0)
     model = vab.VAB.from_config(cfg, [torch.randn(32, 16) for _ in range(4)], 192, 50.0)
-    save_model(model, tmp_path / "m")
+    assert vab.save_pretrained is save_model  # the public name of the one writer of model directories
+    vab.save_pretrained(model, tmp_path / "m")
     loaded = vab.load_pretrained(tmp_path / "m")
     assert type(loaded) is vab.VAB
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -5,6 +5,7 @@ The small public API (imported lazily, so ``import vab`` stays cheap for the CLI
     import vab
     model = vab.load_pretrained("runs/tiny/model")        # any model directory
     model = vab.load_pretrained("org/vab-encodec@v1")     # or a Hugging Face Hub id [@revision]
+    vab.save_pretrained(model, "my-model")                 # config.yaml + model.safetensors + README.md
     result = vab.generate(model, "clip.mp4")               # GenerationResult: waveform [N], sample_rate, tokens [K, T]
     cfg = vab.load_config("tiny", ["train.lr=1e-4"])       # a preset, YAML file or model directory + overrides
 """
@@ -23,6 +24,7 @@ _LAZY = {
     "Generator": ("vab.generation.generator", "Generator"),
     "SamplingConfig": ("vab.generation.sampling", "SamplingConfig"),
     "load_config": ("vab.config", "load_config"),
+    "save_pretrained": ("vab.checkpoint", "save_model"),
     "VabError": ("vab.errors", "VabError"),
 }
 
