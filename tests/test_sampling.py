@@ -19,8 +19,10 @@ from vab.generation.sampling import (
     SamplingConfig,
     coarse_to_fine,
     draw_tokens,
+    SCHEDULES,
     filter_logits,
     guide_logits,
+    guided_step,
     mask_noise_scale,
     mask_schedule,
     sample_tokens,
@@ -120,6 +122,27 @@ def test_mask_schedule_values():
     assert batched.shape == (3, 16)
     for row, n0 in zip(batched.tolist(), (100, 3, 0)):
         assert row == mask_schedule(n0, 16).tolist()
+
+
+def test_other_schedules():
+    assert mask_schedule(100, 4, "linear").tolist() == [75, 50, 25, 0]
+    assert mask_schedule(100, 4, "square").tolist() == [93, 75, 43, 0]
+    assert mask_schedule(100, 4, "cubic").tolist() == [98, 87, 57, 0]
+    assert mask_schedule(100, 4, "arccos").tolist() == [83, 66, 46, 0]  # floor(100 arccos(r) / (pi/2))
+    assert mask_schedule(100, 4, "cosine").tolist() == mask_schedule(100, 4).tolist()
+    for name in SCHEDULES:  # every schedule ends with nothing masked and commits each step
+        sched = mask_schedule(torch.tensor([500, 3]), 8, name)
+        assert (sched[:, -1] == 0).all() and (sched[:, 1:] <= sched[:, :-1]).all()
+        assert sched[0, 0] < 500 and sched[1].tolist() == [2, 1, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="schedule"):
+        mask_schedule(10, 4, "exp")
+
+
+def test_sampler_follows_the_schedule(model):
+    rec = Recorder(model)
+    sample_tokens(rec, features_for(model, 1), cfg=SamplingConfig(steps=4, schedule="linear"))
+    n0 = model.levels * model.num_audio_frames  # 200
+    assert [masked_counts(c["tokens"][:1], model.mask_id)[0] for c in rec.calls] == [n0, 150, 100, 50]
 
 
 def test_mask_noise_scale_anneals_linearly_to_zero():
@@ -226,6 +249,42 @@ def test_guidance_one_is_conditional_only_and_zero_unconditional_only(model):
     assert not torch.equal(w0, w1)
     guided = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=5.0))
     assert not torch.equal(guided, w1) and not torch.equal(guided, w0)
+
+
+def test_guidance_interval_skips_the_unconditional_rows_outside_it(model):
+    f = features_for(model, 2)
+    assert [guided_step(SamplingConfig(steps=8, guidance_stop=0.5), i) for i in range(8)] == [True] * 4 + [False] * 4
+    assert [guided_step(SamplingConfig(steps=4, guidance_start=0.25, guidance_stop=0.75), i)
+            for i in range(4)] == [False, True, True, False]
+    assert not any(guided_step(SamplingConfig(steps=4, guidance=1.0), i) for i in range(4))
+    rec = Recorder(model)
+    early = sample_tokens(rec, f, cfg=SamplingConfig(steps=6, guidance_stop=0.5))
+    rows = [c["tokens"].shape[0] for c in rec.calls]
+    assert rows == [4, 4, 4, 2, 2, 2]  # [cond ; uncond] on the first half, the conditional rows alone after
+    assert all(c["drop"] is None for c in rec.calls[3:])
+    # the whole interval is the default; an interval with no step in it is guidance 1
+    assert torch.equal(sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.0, guidance_stop=1.0)),
+                       sample_tokens(model, f, cfg=SamplingConfig(steps=6)))
+    never = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.9))
+    assert torch.equal(never, sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=1.0)))
+    everywhere = sample_tokens(model, f, cfg=SamplingConfig(steps=6))
+    assert not torch.equal(early, everywhere) and not torch.equal(early, never)
+
+
+def test_logits_read_at_the_masked_positions_only_match_the_full_read(model):
+    """The sampler asks the model for the masked positions' logits alone: the same numbers,
+    in the order of logits[masked], as the full read-out."""
+    tokens = torch.randint(0, model.codebook_size, (3, model.levels, model.num_audio_frames))
+    where = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(2)) < 0.4
+    tokens[where] = model.mask_id
+    f = features_for(model, 3)
+    drop = torch.tensor([False, True, False])
+    with torch.no_grad():
+        full = model(tokens, f, drop_visual=drop)
+        rows = model(tokens, f, drop_visual=drop, where=where)
+    torch.testing.assert_close(rows, full[where], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="where"):
+        model(tokens, f, where=where[:, :2])
 
 
 # ---------------------------------------------------------------- randomness
@@ -356,7 +415,8 @@ def test_coarse_to_fine_keeps_coarse_and_fills_fine():
 # ---------------------------------------------------------------- bad input
 def test_bad_settings_and_inputs(model):
     for bad in ({"steps": 0}, {"top_p": 0.0}, {"top_p": 1.5}, {"temperature": -1.0}, {"top_k": -2},
-                {"mask_temperature": -0.1}, {"guidance": float("nan")}):
+                {"mask_temperature": -0.1}, {"guidance": float("nan")}, {"guidance_start": 0.5, "guidance_stop": 0.5},
+                {"guidance_stop": 1.5}, {"guidance_start": -0.1}, {"schedule": "exp"}):
         with pytest.raises(VabError, match="sampling"):
             SamplingConfig(**bad)
     f = features_for(model, 2)

@@ -81,7 +81,7 @@ class Settings:
         options = sampling_options()
         sampling, (duration, audio_format) = values[: len(options)], values[len(options):]
         try:
-            fields = {o.name: o.kind(v) if o.kind is float else _integer(v) for o, v in zip(options, sampling)}
+            fields = {o.name: _integer(v) if o.kind is int else o.kind(v) for o, v in zip(options, sampling)}
             duration = float(duration) if duration not in (None, "") else 0.0
         except (TypeError, ValueError, OverflowError):
             raise VabError("settings: every field needs a number") from None
@@ -114,6 +114,8 @@ def settings_panel(tab: str) -> Settings:
             common = dict(label=option.label, info=option.hint, elem_id=f"{tab}-{option.name}")
             if option.name == "steps":
                 widgets[option.name] = gr.Slider(*STEPS_RANGE, value=option.default, step=1, **common)
+            elif option.choices:
+                widgets[option.name] = gr.Dropdown(list(option.choices), value=option.default, **common)
             elif option.name != "seed":
                 widgets[option.name] = gr.Number(option.default, precision=0 if option.kind is int else None, **common)
         duration = gr.Number(0, label="seconds from the start", elem_id=f"{tab}-duration",

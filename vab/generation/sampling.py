@@ -4,7 +4,9 @@ Every position that is not given starts as [MASK].  Steps are counted
 ``i = 0 .. N-1`` (``N = steps``); at step i, for each example b separately:
 
 1. one forward (with classifier-free guidance: one batched ``[cond ; uncond]`` forward,
-   combined by :func:`guide_logits`);
+   combined by :func:`guide_logits`; outside the guidance interval, steps with
+   ``not guidance_start <= i / N < guidance_stop``, the conditional forward alone, w = 1,
+   so those steps cost half);
 2. every position still masked draws a token from ``softmax(filtered logits / temperature)``
    (:func:`filter_logits`: top-k, then top-p; temperature 0 = argmax);
 3. confidence = ``log p(drawn token) + tau * (1 - (i + 1) / N) * Gumbel``, with ``log p``
@@ -13,8 +15,9 @@ Every position that is not given starts as [MASK].  Steps are counted
    ``mask_temperature``, so the noise anneals linearly to exactly 0 at the last step;
 4. of the positions masked at this step, the ``n_i`` least confident are masked again
    and the others are committed for good, with ``n_i`` from :func:`mask_schedule`:
-   ``floor(N0_b * cos(pi/2 * (i + 1) / N))``, ``N0_b`` = the positions example b had to
-   generate, at least one committed per step while any remain, ``n_{N-1} = 0``.
+   ``floor(N0_b * gamma((i + 1) / N))``, ``N0_b`` = the positions example b had to
+   generate, at least one committed per step while any remain, ``n_{N-1} = 0``; gamma is
+   the schedule (:data:`SCHEDULES`; the paper's ``cos(pi/2 * r)`` by default).
 
 docs/ARCHITECTURE.md counts steps from 1 (``cos(pi/2 * i/N)``, ``1 - i/N``): the same numbers.
 Given positions (prompt audio, edit spans kept, coarse levels, the overlap of a
@@ -50,11 +53,11 @@ Progress = Callable[[int, int], None]
 C2F_STEPS = 36
 
 
-def _option(default, label: str, flag: str, hint: str):
+def _option(default, label: str, flag: str, hint: str, choices: tuple[str, ...] = ()):
     """A SamplingConfig field with what its users show of it: the page's `label`, the CLI's
     `flag`, and a one-line `hint` saying what raising the value does (the CLI's help and the
-    page's text under the setting are both this line)."""
-    return field(default=default, metadata={"label": label, "flag": flag, "hint": hint})
+    page's text under the setting are both this line); `choices` for a field of names."""
+    return field(default=default, metadata={"label": label, "flag": flag, "hint": hint, "choices": choices})
 
 
 #: the range of each bounded sampling setting: the paper's values sit far inside (16-36 steps,
@@ -63,6 +66,18 @@ def _option(default, label: str, flag: str, hint: str):
 #: is what torch.Generator.manual_seed takes
 SAMPLING_LIMITS = {"steps": (1, 1000), "guidance": (-100.0, 100.0), "mask_temperature": (0.0, 1000.0),
                    "temperature": (0.01, 100.0), "seed": (-(2**63), 2**63 - 1)}
+
+
+#: masked share after a fraction r in (0, 1] of the steps (gamma of MaskGIT): 1 at r = 0, 0 at r = 1.
+#: cosine (the paper's) and the power curves commit few tokens early and many late; linear evenly;
+#: arccos many early
+SCHEDULES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "cosine": lambda r: torch.cos(math.pi / 2 * r),
+    "linear": lambda r: 1 - r,
+    "square": lambda r: 1 - r**2,
+    "cubic": lambda r: 1 - r**3,
+    "arccos": lambda r: torch.arccos(r) / (math.pi / 2),
+}
 
 
 @dataclass
@@ -80,6 +95,18 @@ class SamplingConfig:
     guidance: float = _option(5.0, "guidance", "--cfg",
                               "how closely the sound follows the picture: higher follows it more strictly and "
                               "varies less (1: no guidance)")
+    # guidance acts on the steps i (0-based) of N with start <= i / N < stop; elsewhere the
+    # conditional forward alone (w = 1), which skips the unconditional rows: half the work
+    guidance_start: float = _option(0.0, "guidance from", "--guidance-start",
+                                    "share of the steps done before guidance starts: higher is faster and "
+                                    "follows the picture less (0: from the first)")
+    guidance_stop: float = _option(1.0, "guidance until", "--guidance-stop",
+                                   "share of the steps after which guidance stops: lower is faster and "
+                                   "follows the picture less (1: to the last)")
+    # masked share after each step (SCHEDULES)
+    schedule: str = _option("cosine", "schedule", "--schedule",
+                            "how many tokens each pass settles: cosine few early and many late, linear evenly, "
+                            "arccos many early", choices=tuple(SCHEDULES))
     # tau of the Gumbel noise on confidences, annealed linearly to 0 at the last step
     mask_temperature: float = _option(22.5, "mask temperature", "--mask-temperature",
                                       "noise in the order tokens are settled: higher tries bolder orders, "
@@ -109,6 +136,11 @@ class SamplingConfig:
             low, high = SAMPLING_LIMITS[name]
             if not low <= getattr(self, name) <= high:  # NaN too
                 problems.append(f"{words} must be in [{low:g}, {high:g}] (got {getattr(self, name)!r})")
+        if not 0 <= self.guidance_start < self.guidance_stop <= 1:  # NaN too
+            problems.append("the guidance interval must satisfy 0 <= start < stop <= 1 "
+                            f"(got {self.guidance_start!r} .. {self.guidance_stop!r})")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         low, high = SAMPLING_LIMITS["temperature"]
         if not (self.temperature == 0 or low <= self.temperature <= high):
             problems.append(f"temperature must be 0 (the likeliest token) or in [{low:g}, {high:g}] "
@@ -127,21 +159,23 @@ class SamplingConfig:
 @dataclass(frozen=True)
 class SamplingOption:
     """One field of :class:`SamplingConfig` as its users show it: `name` (the field),
-    `label` (the page), `flag` (the CLI), `hint` (one line, both), `default` and `kind`."""
+    `label` (the page), `flag` (the CLI), `hint` (one line, both), `default`, `kind` and,
+    for a field of names, its `choices`."""
 
     name: str
     label: str
     flag: str
     hint: str
-    default: int | float
+    default: int | float | str
     kind: type
+    choices: tuple[str, ...] = ()
 
 
 def sampling_options() -> list[SamplingOption]:
     """The fields of :class:`SamplingConfig` in declaration order, with their labels and hints."""
-    kinds = {"int": int, "float": float}
+    kinds = {"int": int, "float": float, "str": str}
     return [SamplingOption(f.name, f.metadata["label"], f.metadata["flag"], f.metadata["hint"], f.default,
-                           kinds[f.type] if isinstance(f.type, str) else f.type)
+                           kinds[f.type] if isinstance(f.type, str) else f.type, f.metadata["choices"])
             for f in fields(SamplingConfig)]
 
 
@@ -151,8 +185,10 @@ def add_sampling_arguments(group: Any, defaults: SamplingConfig | None = None) -
     defaults = defaults or SamplingConfig()
     for option in sampling_options():
         value = getattr(defaults, option.name)
+        shown = f"one of {', '.join(option.choices)}; default {value}" if option.choices else f"default {value:g}"
         group.add_argument(option.flag, type=option.kind, default=value, dest=option.name,
-                           help=f"{option.hint} (default {value:g})")
+                           choices=option.choices or None, metavar=option.name.upper(),
+                           help=f"{option.hint} ({shown})")
 
 
 def sampling_from_args(args: argparse.Namespace, **changes: Any) -> SamplingConfig:
@@ -161,20 +197,23 @@ def sampling_from_args(args: argparse.Namespace, **changes: Any) -> SamplingConf
 
 
 # ---------------------------------------------------------------------- pieces
-def mask_schedule(num_masked: int | torch.Tensor, steps: int) -> torch.Tensor:
+def mask_schedule(num_masked: int | torch.Tensor, steps: int, schedule: str = "cosine") -> torch.Tensor:
     """Positions still masked after each step: ``[..., steps]`` long for ``num_masked``
     (N0, an int or a long tensor of any shape).
 
-    ``n_i = min(floor(N0 * cos(pi/2 * (i + 1) / steps)), n_{i-1} - 1)`` clamped at 0,
-    with ``n_{-1} = N0``: the cosine schedule, committing at least one position per
-    step while any remain; the last entry is 0.
+    ``n_i = min(floor(N0 * gamma((i + 1) / steps)), n_{i-1} - 1)`` clamped at 0,
+    with ``n_{-1} = N0`` and gamma the `schedule` (:data:`SCHEDULES`; cosine:
+    ``cos(pi/2 * r)``), committing at least one position per step while any remain;
+    the last entry is 0.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1 (got {steps})")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r} (expected one of {', '.join(SCHEDULES)})")
     n0 = torch.as_tensor(num_masked, dtype=torch.long).cpu()
     frac = torch.arange(1, steps + 1, dtype=torch.float64) / steps
     # the tolerance makes exact products floor to themselves: 10 * cos(pi/3) is 5 (not 4.999...)
-    target = torch.floor(n0[..., None].double() * torch.cos(math.pi / 2 * frac) + 1e-6).long()
+    target = torch.floor(n0[..., None].double() * SCHEDULES[schedule](frac) + 1e-6).long()
     target[..., -1] = 0  # cos(pi/2) is 6e-17 in floating point, not 0
     out = torch.empty_like(target)
     prev = n0
@@ -188,6 +227,12 @@ def mask_noise_scale(mask_temperature: float, step: int, steps: int) -> float:
     """Scale of the Gumbel noise on confidences at step ``step`` (0-based) of ``steps``:
     ``tau * (1 - (step + 1) / steps)``, linear, exactly 0 at the last step."""
     return mask_temperature * (steps - step - 1) / steps
+
+
+def guided_step(cfg: SamplingConfig, step: int) -> bool:
+    """True if step `step` (0-based) of ``cfg.steps`` runs the unconditional rows for guidance
+    (``guidance_start <= step / steps < guidance_stop``, and a guidance other than 1)."""
+    return cfg.guidance != 1 and cfg.guidance_start <= step / cfg.steps < cfg.guidance_stop
 
 
 def guide_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -277,7 +322,7 @@ def sample_tokens(
 
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     masked = tokens[:, first:] == model.mask_id  # [B, L, T]; L = predicted levels
-    schedule = mask_schedule(masked.flatten(1).sum(1), steps).to(device)  # [B, N]
+    schedule = mask_schedule(masked.flatten(1).sum(1), steps, cfg.schedule).to(device)  # [B, N]
     positions = torch.arange(masked[0].numel(), device=device)
 
     was_training = model.training
@@ -286,10 +331,11 @@ def sample_tokens(
         for i in range(steps):
             counts = masked.flatten(1).sum(1).tolist()
             if sum(counts):  # later steps of a finished batch have nothing to do
-                cond, uncond = _forward(model, tokens, features, cfg.guidance)
-                rows = cond[masked].float()  # [M, V], example-major order
+                guidance = cfg.guidance if guided_step(cfg, i) else 1.0
+                cond, uncond = _masked_logits(model, tokens, features, guidance, masked)
+                rows = cond.float()  # [M, V], example-major order
                 if uncond is not None:
-                    rows = guide_logits(rows, uncond[masked].float(), cfg.guidance)
+                    rows = guide_logits(rows, uncond.float(), guidance)
                 noise = torch.cat(
                     [torch.rand(2, n, generator=g) for n, g in zip(counts, generators)], dim=1
                 ).to(device)
@@ -355,19 +401,29 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _forward(
-    model: nn.Module, tokens: torch.Tensor, features: torch.Tensor | None, guidance: float
+def _masked_logits(
+    model: nn.Module, tokens: torch.Tensor, features: torch.Tensor | None, guidance: float, masked: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(conditional or only logits, unconditional logits or None), ``[B, L, T, V]`` each."""
+    """(conditional or only logits, unconditional logits or None) at the `masked` positions
+    ``[B, L, T]``: ``[M, V]`` each, in the order of ``logits[masked]``.  A model with
+    ``reads_positions`` computes the read-out there alone; any other is read in full."""
     batch = tokens.shape[0]
     if features is None or guidance == 1:
-        return model(tokens, features), None
+        return _read(model, masked, tokens, features), None
     if guidance == 0:
         # the same null-visual input as the unconditional half of a guided forward
-        return model(tokens, features, drop_visual=torch.ones(batch, dtype=torch.bool, device=tokens.device)), None
+        drop = torch.ones(batch, dtype=torch.bool, device=tokens.device)
+        return _read(model, masked, tokens, features, drop_visual=drop), None
     drop = torch.arange(2 * batch, device=tokens.device) >= batch
-    both = model(torch.cat([tokens, tokens]), torch.cat([features, features]), drop_visual=drop)
-    return both[:batch], both[batch:]
+    both = _read(model, torch.cat([masked, masked]), torch.cat([tokens, tokens]), torch.cat([features, features]),
+                 drop_visual=drop)
+    return both.chunk(2)  # example-major: the conditional rows' positions, then the same again
+
+
+def _read(model: nn.Module, where: torch.Tensor, *args: torch.Tensor | None, **kwargs: torch.Tensor) -> torch.Tensor:
+    if getattr(model, "reads_positions", False):
+        return model(*args, **kwargs, where=where)
+    return model(*args, **kwargs)[where]
 
 
 def _batch_and_length(
@@ -454,9 +510,11 @@ __all__ = [
     "draw_tokens",
     "filter_logits",
     "guide_logits",
+    "guided_step",
     "gumbel",
     "mask_noise_scale",
     "mask_schedule",
     "model_device",
+    "SCHEDULES",
     "sample_tokens",
 ]

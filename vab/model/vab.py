@@ -19,7 +19,7 @@ from torch import nn
 from vab.errors import ConfigError, VabError
 from vab.config import VABModelConfig
 from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions
-from vab.model.multiway import MultiwayLayer, token_logits
+from vab.model.multiway import MultiwayLayer, compute_dtype, token_logits
 
 #: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
 VISUAL_POOLS = ("frames", "mean")
@@ -37,6 +37,8 @@ class VAB(TokenModel):
 
     model_type = "vab"
     EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
+    #: forward(..., where=mask) returns the logits of the masked positions only (the sampler asks)
+    reads_positions = True
     NO_DECAY_VECTORS = ("mask_embed", "null_visual", "modality")
 
     def __init__(self, m: VABModelConfig, inputs: Inputs):
@@ -132,18 +134,35 @@ class VAB(TokenModel):
         if self.alibi == "none":
             return None
         device = device or self.slopes.device
-        key = (num_visual, num_audio, str(device))
-        bias = self._bias_cache.get(key)
-        if bias is None:
+
+        def build() -> torch.Tensor:
+            positions = alibi_positions(num_visual, num_audio, self.fps, self.frame_rate, self.alibi)
+            return alibi_bias(positions, self.slopes.detach().cpu()).to(device)
+
+        return self._cached((num_visual, num_audio, str(device)), build)
+
+    def attention_mask(self, num_visual: int, num_audio: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """The ALiBi bias as SDPA takes it: ``[1, H, F+T, F+T]`` in `dtype` (cached, like
+        :meth:`attention_bias`, so a sampler's steps do not convert it again in every layer)."""
+        if self.alibi == "none":
+            return None
+        return self._cached(
+            (num_visual, num_audio, str(device), dtype),
+            lambda: self.attention_bias(num_visual, num_audio, device).to(dtype)[None],
+        )
+
+    def _cached(self, key: tuple, build) -> torch.Tensor:
+        # made under inference mode, a tensor cannot be saved for a later training step's backward
+        key = (*key, torch.is_inference_mode_enabled())
+        value = self._bias_cache.get(key)
+        if value is None:
             if len(self._bias_cache) > 8:
                 self._bias_cache.clear()
-            positions = alibi_positions(num_visual, num_audio, self.fps, self.frame_rate, self.alibi)
-            bias = alibi_bias(positions, self.slopes.detach().cpu()).to(device)
-            self._bias_cache[key] = bias
-        return bias
+            value = self._bias_cache[key] = build()
+        return value
 
     def _run(self, h: torch.Tensor, num_visual: int, layers: int | None = None) -> torch.Tensor:
-        bias = self.attention_bias(num_visual, h.shape[1] - num_visual, h.device)
+        bias = self.attention_mask(num_visual, h.shape[1] - num_visual, h.device, compute_dtype(h))
         for layer in self.layers[: layers if layers is not None else len(self.layers)]:
             h = layer(h, num_visual, bias)
         return h
@@ -153,15 +172,18 @@ class VAB(TokenModel):
         tokens: torch.Tensor,
         features: torch.Tensor | None = None,
         drop_visual: torch.Tensor | None = None,
+        where: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Tokens ``[B, K, T]`` (``mask_id`` where masked), features ``[B, F, D]`` or None
         (null visual embedding for all), ``drop_visual [B]`` bool -> logits
-        ``[B, levels - given_levels, T, codebook_size]`` for the predicted levels."""
+        ``[B, levels - given_levels, T, codebook_size]`` for the predicted levels; with
+        `where` (bool ``[B, levels - given_levels, T]``) only ``logits[where]``, ``[M, V]``,
+        computed for those positions alone."""
         audio = self.embed_audio(tokens)
         visual = self.embed_visual(features, drop_visual, batch=audio.shape[0])
         num_visual = visual.shape[1]
         h = self._run(torch.cat([visual, audio], dim=1), num_visual)
-        return token_logits(self.final_norm, self.heads, h[:, num_visual:])
+        return token_logits(self.final_norm, self.heads, h[:, num_visual:], where)
 
     def encode_audio(self, tokens: torch.Tensor) -> torch.Tensor:
         """Audio alone through the first ``expert_layers`` layers (audio experts) -> ``[B, T, W]``."""
