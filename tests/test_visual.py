@@ -109,6 +109,7 @@ def reference(path, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def clip_cfg(path, **kw) -> VisualConfig:
+    kw.setdefault("precision", "fp32")  # compared with open_clip's own fp32 forward
     return VisualConfig(name="clip", model=TINY, pretrained=None, path=str(path), device="cpu", **kw)
 
 
@@ -178,6 +179,25 @@ def test_clip_bf16_close_to_fp32(tiny):
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
     with pytest.raises(ConfigError, match="visual.precision"):
         build_visual_encoder(clip_cfg(tiny / "tiny.safetensors", precision="fp8"))
+
+
+def test_clip_auto_precision_is_bf16_where_the_cpu_has_it(tiny, monkeypatch):
+    import vab.visual.clip as clip_module
+
+    frames = smooth_frames(2, 32, 32)
+    fp32 = build_visual_encoder(clip_cfg(tiny / "tiny.safetensors")).encode(frames)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(clip_module, "cpu_has_native_bf16", lambda native=native: native)
+        enc = build_visual_encoder(clip_cfg(tiny / "tiny.safetensors", precision="auto"))
+        assert enc.precision == expected
+        out = enc.encode(frames)
+        assert out.dtype == torch.float32
+        assert torch.nn.functional.cosine_similarity(out, fp32).min() > 0.99
+        assert torch.equal(out, fp32) == (expected == "fp32")
+    # half precision keeps the norms in float32: only the matrix products' weights are bf16
+    enc = build_visual_encoder(clip_cfg(tiny / "tiny.safetensors", precision="bf16"))
+    kinds = {type(m).__name__: p.dtype for m in enc.visual.modules() for p in m.parameters(recurse=False)}
+    assert kinds["Linear"] == torch.bfloat16 and kinds["LayerNorm"] == torch.float32
 
 
 def test_clip_local_dir_uses_its_preprocess_config(tiny, tmp_path):

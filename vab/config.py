@@ -60,7 +60,7 @@ class VisualConfig:
     grid: int = 8  # pixels: frames reduced to grid x grid x 3 colours; hog, hog-colour: finest cell grid
     batch_size: int = 64  # frames per encoder call
     device: str = "auto"
-    precision: str = "auto"  # auto = fp16 on GPU, fp32 on CPU
+    precision: str = "auto"  # auto = fp16 on GPU, bf16 on a CPU with native bf16, else fp32
 
 
 @dataclass
