@@ -60,33 +60,52 @@ CHEAP = ("tiny",)
 FIT_SECONDS = 30.0  # synthetic audio the tiny case's spectral codec is fitted on (1500 frames for 256 centroids)
 
 
+def flop_counter():
+    """``FlopCounterMode`` that also counts the CPU's fused attention kernel (torch has no formula
+    for ``_scaled_dot_product_flash_attention_for_cpu``: QK^T and AV, as for the GPU kernels)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_flash(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash})
+
+
 class ForwardClock:
     """Times every forward of `model` (set as an instance attribute, so the sampler calls it
-    unchanged).  After `limit` real forwards (0 = no limit) it hands back the last logits
-    instead of running the network."""
+    unchanged).  After `limit` real forwards (0 = no limit) of a given number of rows (a guided
+    step runs 2B rows, an unguided one B) it hands back the last logits of that size instead of
+    running the network; a read-out at the masked positions (`where`) gets as many rows as it asks."""
 
     def __init__(self, model: VAB, limit: int = 0):
         self.model, self.limit = model, limit
         self.real: list[float] = []  # seconds of each real forward
         self.real_cpu: list[float] = []  # CPU seconds of this process in each real forward
-        self.replayed = 0
+        self.real_rows: list[int] = []  # rows of each real forward
+        self.replayed_rows: list[int] = []  # rows of each replayed forward
         self.replay_seconds = 0.0
-        self._last: torch.Tensor | None = None
+        self._last: dict[int, torch.Tensor] = {}
 
     def __enter__(self) -> "ForwardClock":
         network = self.model.forward
 
         def forward(*args, **kwargs):
             start = time.perf_counter()
-            if self.limit and len(self.real) >= self.limit:
-                out = self._last
-                self.replayed += 1
+            rows = int(args[0].shape[0])
+            if self.limit and self.real_rows.count(rows) >= self.limit:
+                out = self._last[rows]
+                where = kwargs.get("where")
+                if where is not None:  # as many rows as this step reads, from the last real ones
+                    out = out[torch.arange(int(where.sum())) % out.shape[0]]
+                self.replayed_rows.append(rows)
                 self.replay_seconds += time.perf_counter() - start
             else:
                 cpu = time.process_time()
-                out = self._last = network(*args, **kwargs)
+                out = self._last[rows] = network(*args, **kwargs)
                 self.real.append(time.perf_counter() - start)
                 self.real_cpu.append(time.process_time() - cpu)
+                self.real_rows.append(rows)
             return out
 
         self.model.forward = forward
@@ -97,6 +116,10 @@ class ForwardClock:
         self.model = self._last = None  # results outlive the case's models
 
     @property
+    def replayed(self) -> int:
+        return len(self.replayed_rows)
+
+    @property
     def calls(self) -> int:
         return len(self.real) + self.replayed
 
@@ -105,10 +128,21 @@ class ForwardClock:
         """Wall seconds actually spent inside forward calls."""
         return sum(self.real) + self.replay_seconds
 
+    def mean(self, rows: int, clock: str = "wall") -> float:
+        """Mean seconds of the real forwards of `rows` rows (`clock`: wall or cpu)."""
+        times = self.real if clock == "wall" else self.real_cpu
+        picked = [t for t, r in zip(times, self.real_rows) if r == rows]
+        return sum(picked) / len(picked)
+
+    def estimate(self, clock: str = "wall") -> float:
+        """Seconds every call would have taken as a real forward: the real ones, plus each
+        replayed call at the mean of the real forwards of its size (linear extrapolation)."""
+        times = self.real if clock == "wall" else self.real_cpu
+        return sum(times) + sum(self.mean(r, clock) for r in self.replayed_rows)
+
     @property
     def estimated(self) -> float:
-        """Seconds every call would have taken as a real forward (linear extrapolation)."""
-        return sum(self.real) / len(self.real) * self.calls
+        return self.estimate("wall")
 
 
 @dataclass

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vab.config import load_config  # noqa: E402
 from vab.model import VAB  # noqa: E402
 from vab.generation.sampling import SamplingConfig, sample_tokens  # noqa: E402
+from vab.visual import visual_dim as vab_visual_dim  # noqa: E402
 
 # (frame rate Hz, codebook size, codebook vector dim) of each codec's token space
 CODEC_SHAPES = {"encodec": (75.0, 1024, 128), "dac": (50.0, 1024, 8)}
@@ -43,11 +44,8 @@ def codec_shape(cfg) -> tuple[float, int, int]:
 
 
 def visual_dim(cfg) -> int:
-    if cfg.visual.name == "pixels":
-        return cfg.visual.grid**2 * 3
-    import open_clip
-
-    return int((open_clip.get_model_config(cfg.visual.model) or {}).get("embed_dim", 768))
+    """The preset's frame-feature size (its own encoder's, without weights)."""
+    return vab_visual_dim(cfg.visual)
 
 
 class TimedModel(nn.Module):

@@ -1,37 +1,48 @@
-"""Generation speed: VAB (parallel masked decoding) against the autoregressive FoleyGen
-baseline at the same width and depth, on the same machine, in the same run.
+"""Generation speed end to end: VAB (parallel masked decoding) against the autoregressive
+FoleyGen baseline at the same width and depth, on the same machine, in the same run, from
+video files to written soundtracks.
 
-    python eval/speed.py                                  # tiny pair fully, paper-size pair extrapolated
-    python eval/speed.py --pairs tiny --repeat 3          # about a minute on an idle machine
-    python eval/speed.py --pairs paper --measure-steps 2 --ar-measure-steps 8 --out runs/eval/speed
-    python eval/speed.py --precisions fp32 bf16 int8    # each number format, both models alike
+    python eval/speed.py --pairs tiny                                   # about a minute on an idle machine
+    python eval/speed.py --pairs paper --batch-sizes 1 --precisions fp32 bf16 int8
+    python eval/speed.py --pairs paper --batch-sizes 1 4 8 --clips 8 --models vab   # clips per minute
+    python eval/speed.py --pairs paper --steps 8 --guidance-interval 0 0.5          # a sampling variant
 
-Pairs (random weights: timing does not depend on them):
+What is timed is what `vab generate clips/ --out out/` does for each clip after the models are
+loaded: read the frames of the 10-s video (PyAV, at the model's fps), encode them with the
+preset's frame encoder (`vab-encodec`: EVA02-L-14 through open_clip; `tiny`: hog-colour), sample
+the tokens, decode them with the codec, and write the wav and the muxed mp4
+(`vab.generation.generator.Generator` and `vab.generation.outputs.write_outputs`).  Each stage
+is reported per clip; "end to end" is the wall time from the first frame read to the last file
+written, over the number of clips.  The videos (--clips of them, distinct, 640x360 H.264 at
+25 fps, no audio track) are made once per run in OUT/videos.
+
+Pairs (random weights everywhere, codec and frame encoder included: timing does not depend on them):
 
 - `tiny`: `tiny` against `foleygen-tiny` (4-s windows, so a 10-s clip takes 3 overlapping
   windows; spectral codec fitted on synthetic audio, Griffin-Lim decoding).
 - `paper`: `vab-encodec` (24 layers, 1024 wide, 12 with modality experts) against
-  `foleygen-encodec` (the same 24 x 1024 decoder, no experts); EnCodec 24 kHz, random init,
-  T = 750 tokens per 10-s window.
+  `foleygen-encodec` (the same 24 x 1024 decoder, no experts); EnCodec 24 kHz, T = 750 tokens
+  per 10-s window; EVA02-L-14 (304M) on 10 frames.
 
-For each batch size (default 1 and 8) and each model of a pair in turn (so a change of load
-hits both alike; --repeat N keeps the fastest of N runs), a fresh subprocess builds the model and
-codec and runs the real generation path (`vab.generation.generator.Generator` on random 10-s frame
-features: frame encoding is excluded, token sampling and codec decoding are included, fp32,
-inference mode, in each of `--precisions`: fp32, bf16 autocast, or int8 with both models'
-Transformer linears quantized alike, :mod:`vab.model.quantize`); its peak resident memory
-(`ru_maxrss`) is that process's high-water mark:
-weights, activations, key-value cache and the torch runtime (about 0.5 GB of it is the torch
-import).  Settings: VAB 16 steps, guidance 5 (the paper's); FoleyGen guidance 3, top-k 256
-(FoleyGen's), one step per delayed token (T + K - 1 = 753 for EnCodec).
+Each model and format runs in a fresh subprocess (peak resident memory is that process's
+high-water mark).  Formats: the generation's `--precision` (fp32, bf16, int8); the frame
+encoder runs in fp32 in the fp32 rows and in its `auto` format (bf16 on a CPU with native bf16)
+in the others.  VAB samples with `vab generate`'s defaults unless --steps / --guidance /
+--guidance-interval / --schedule say otherwise; FoleyGen with guidance 3, top-k 256 (its
+paper's), one step per delayed token (T + K - 1 = 753 for EnCodec).
 
-Paper-size rows are extrapolated, as benchmarks/generation_speed.py does (its
-ForwardClock): only the first --measure-steps VAB forwards and the first
---ar-measure-steps FoleyGen steps run the network, later calls reuse the last logits, so the
-sampler still does all of its own work and only forward time is scaled.  VAB's forwards all
-cost the same; a FoleyGen step attends to a cache that grows with the position, so its cost
-is taken as linear in the position: the same number of steps is also timed at the end of the
-sequence (after a prefill of the cache) and the mean of start and end is used.
+--measure-steps N (VAB) and --ar-measure-steps N (FoleyGen): only the first N forwards of each
+size run the network, later calls reuse their logits, so the sampler still does all of its own
+work and only forward time is extrapolated (a VAB forward costs the same at every step; a
+FoleyGen step attends to a cache that grows with the position, so the same number of steps is
+also timed at the end of the sequence and the mean of start and end is used).  0 = every
+forward for real (the default for VAB; FoleyGen's default is 8, as its 753 steps dominate the
+run).  The table says which rows were extrapolated.
+
+The forward's achieved rate (FLOPs of one forward counted by ``FlopCounterMode``, over the CPU
+seconds of the real forwards) is set against the peak of the format's own kernel measured in
+the same process with the same threads (a 2048^3 ``torch.mm`` in fp32 / bf16, the dynamic int8
+Linear vab uses): "of peak".  The frame encoder's likewise.
 """
 
 from __future__ import annotations
@@ -43,28 +54,126 @@ import platform
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = {"tiny": ("tiny", "foleygen-tiny"), "paper": ("vab-encodec", "foleygen-encodec")}
-CHEAP = ("tiny",)  # pairs timed over every step
+MODELS = ("vab", "foleygen")  # --models: which of each pair
+CHEAP = ("tiny",)  # pairs whose FoleyGen runs every step by default
 FORMATS = ("fp32", "bf16", "int8")  # --precisions (explicit formats: auto would hide which one ran)
+#: stages of one clip, in the order the work happens, and the key of each in a row
+STAGES = {"decode video": "decode_video_s", "encode frames": "encode_s", "sample": "sample_s",
+          "decode audio": "decode_audio_s", "write": "write_s"}
+VIDEO_SIZE, VIDEO_FPS = (640, 360), 25
+
+
+# ---------------------------------------------------------------------- the input videos
+def make_videos(folder: Path, count: int, seconds: float) -> list[Path]:
+    """`count` distinct silent H.264 clips of `seconds` (a moving square over a gradient, each
+    clip its own colours and path), made once and reused."""
+    import av
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    w, h = VIDEO_SIZE
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(count):
+        path = folder / f"clip{i:02d}-{seconds:g}s.mp4"
+        paths.append(path)
+        if path.is_file():
+            continue
+        rng = np.random.default_rng(i)
+        base = (rng.uniform(0, 255, 3)[None, None] * (0.5 + 0.5 * xx[..., None] / w)).astype(np.uint8)
+        colour = rng.integers(0, 256, 3, dtype=np.uint8)
+        tmp = path.with_suffix(".tmp.mp4")
+        with av.open(str(tmp), "w") as out:
+            stream = out.add_stream("libx264", rate=Fraction(VIDEO_FPS))
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"preset": "veryfast"}
+            for f in range(int(round(seconds * VIDEO_FPS))):
+                img = base.copy()
+                cx = int((0.1 + 0.8 * (0.5 + 0.5 * np.sin(f / 20 + i))) * w)
+                cy = int((0.1 + 0.8 * (0.5 + 0.5 * np.cos(f / 15 + i))) * h)
+                img[max(cy - 40, 0) : cy + 40, max(cx - 40, 0) : cx + 40] = colour
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        tmp.rename(path)
+    return paths
 
 
 # ---------------------------------------------------------------------- child: one measurement
+def encoder_config(preset: str, precision: str):
+    """The preset's frame encoder with random weights (no download), in fp32 for the fp32 rows
+    and in its `auto` format otherwise."""
+    from vab.config import load_config
+
+    cfg = load_config(preset).visual
+    cfg.pretrained, cfg.path, cfg.device = None, None, "cpu"
+    cfg.precision = "fp32" if precision == "fp32" else "auto"
+    return cfg
+
+
+def forward_flops(model, batch: int, rows: int) -> float:
+    """FLOPs of one forward of `rows` rows (of `batch` examples) on fully masked tokens."""
+    import torch
+
+    from generation_speed import flop_counter
+    from sampler_overhead import random_condition
+
+    features, given, given_mask = random_condition(model, batch)
+    tokens = torch.full((batch, model.levels, model.num_audio_frames), model.mask_id, dtype=torch.long)
+    if given is not None:
+        tokens = torch.where(given_mask, given, tokens)
+    k = rows // batch
+    with torch.inference_mode(), flop_counter() as counter:
+        model(tokens.repeat(k, 1, 1), features.repeat(k, 1, 1), drop_visual=torch.arange(rows) >= batch)
+    return float(counter.get_total_flops())
+
+
+def encoder_flops(visual, frame) -> float:
+    """FLOPs of encoding one frame."""
+    from generation_speed import flop_counter
+
+    with flop_counter() as counter:
+        visual.encode(frame)
+    return float(counter.get_total_flops())
+
+
+class Clocked:
+    """Wraps a callable and adds up its wall and CPU seconds."""
+
+    def __init__(self, fn):
+        self.fn, self.wall, self.cpu = fn, 0.0, 0.0
+
+    def __call__(self, *args, **kwargs):
+        w, c = time.perf_counter(), time.process_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.wall += time.perf_counter() - w
+            self.cpu += time.process_time() - c
+
+
 def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> dict:
-    """Generate `batch` clips of `args.seconds` with `preset` (random weights); `limit` real
-    forwards (0 = all).  Returns timings, memory and what was extrapolated."""
+    """Generate soundtracks for `args.clips` videos with `preset` (random weights) at `batch`
+    videos at a time, writing them as `vab generate` does; `limit` real forwards per size
+    (0 = all).  Returns per-clip stage times, memory and what was extrapolated."""
     import resource
 
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from generation_speed import ForwardClock, make_codec, make_model, warm_up
+    from precision_speed import peaks
 
-    from vab.config import VisualConfig
     from vab.generation.generator import Generator, Request
+    from vab.generation.outputs import plan_outputs, write_outputs
     from vab.generation.sampling import SamplingConfig
+    from vab.model.quantize import prepare_for_inference
     from vab.visual import build_visual_encoder
 
     if args.threads:
@@ -74,71 +183,114 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     model = make_model(preset, codec)
     autoregressive = bool(getattr(model, "autoregressive", False))
     guidance = args.ar_guidance if autoregressive else args.guidance
+    visual = build_visual_encoder(encoder_config(preset, args.precision))
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
     # as Generator.from_pretrained loads a model for this format (int8 layers, or bf16 weights), before
     # the clock wraps the forward: the Generator then keeps this very model
-    from vab.model.quantize import prepare_for_inference
-
-    params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
     model = prepare_for_inference(model, args.precision, inplace=True)
-    with generator_autocast(args.precision):
-        warm_up(model, guidance)
+    generator = Generator(model, codec=codec, visual=visual, precision=args.precision, batch_size=batch)
+    videos = sorted(Path(args.videos).glob("clip*.mp4"))[: args.clips]
+    frame = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    with autocast(args.precision):
+        warm_up(model, guidance)  # the first forward allocates its activations; no later one does
+        visual.encode(frame)
+        flops = {} if autoregressive else {rows: forward_flops(model, batch, rows) for rows in (batch, 2 * batch)}
+    frame_flops = encoder_flops(visual, frame)
+    built_s = time.perf_counter() - wall0
     built_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    sampling = (
-        SamplingConfig(guidance=guidance, top_k=min(args.top_k, model.codebook_size), seed=0)
-        if autoregressive else SamplingConfig(steps=args.steps, guidance=guidance, seed=0)
-    )
-    torch.manual_seed(1)
-    frames = int(round(args.seconds * model.fps))
-    requests = [Request(torch.randn(frames, model.visual_dim)) for _ in range(batch)]
-    # features are given, so the frame encoder is never called (the pixels encoder stands in for CLIP)
-    generator = Generator(model, codec=codec, visual=build_visual_encoder(VisualConfig(name="pixels")),
-                          precision=args.precision, batch_size=batch)
+    if autoregressive:
+        sampling = SamplingConfig(guidance=guidance, top_k=min(args.top_k, model.codebook_size), seed=0)
+    else:
+        sampling = SamplingConfig(steps=args.steps, guidance=guidance, guidance_start=args.guidance_interval[0],
+                                  guidance_stop=args.guidance_interval[1], schedule=args.schedule, seed=0)
+
+    out = Path(args.out) / "outputs" / f"{preset}-b{batch}-{args.precision}"
+    requests = [Request(v, key=plan_outputs(out, v.stem)) for v in videos]
+    encode = visual.encode = Clocked(visual.encode)
+    write = Clocked(write_outputs)
     clock = ForwardClock(model, limit)
-    with torch.inference_mode(), clock:
+    results = []
+    with clock:
         start, cpu_start = time.perf_counter(), time.process_time()
-        outcomes = list(generator.run(requests, sampling))
+        for outcome in generator.run(requests, sampling):
+            if outcome.error is not None:
+                raise outcome.error
+            write(outcome.result, Path(outcome.request.source), outcome.request.key)
+            results.append(outcome.result)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for outcome in outcomes:
-        if outcome.error is not None:
-            raise outcome.error
-    result = outcomes[0].result
-    mean_start = sum(clock.real) / len(clock.real)
-    mean_end = mean_start
-    if clock.replayed and autoregressive:
-        with generator_autocast(args.precision):
-            mean_end = time_last_steps(model, batch, guidance, len(clock.real))
-    forward_estimate = clock.calls * (mean_start + mean_end) / 2
-    extra = forward_estimate - clock.inside  # forward seconds the replayed calls would have cost
-    # the same in CPU seconds (robust on a shared machine), the end-of-window steps scaled alike
-    cpu_forward = sum(clock.real_cpu) / len(clock.real_cpu) * (mean_start + mean_end) / 2 / mean_start
-    cpu_total = cpu + clock.replayed * cpu_forward
-    return {
+
+    # forwards the clock replayed, at what they would have cost
+    if autoregressive:
+        mean_start = sum(clock.real) / len(clock.real)
+        mean_end = mean_start
+        if clock.replayed:
+            with autocast(args.precision):
+                mean_end = time_last_steps(model, batch, guidance, len(clock.real))
+        scale = (mean_start + mean_end) / 2 / mean_start
+        extra = clock.calls * mean_start * scale - clock.inside
+        extra_cpu = clock.replayed * sum(clock.real_cpu) / len(clock.real_cpu) * scale
+    else:
+        extra = clock.estimate("wall") - clock.inside
+        extra_cpu = clock.estimate("cpu") - sum(clock.real_cpu)
+    n = len(results)
+    features = sum(r.timings["features"] for r in results)
+    stages = {
+        "decode_video_s": (features - encode.wall) / n,
+        "encode_s": encode.wall / n,
+        "sample_s": (sum(r.timings["sampling"] for r in results) + extra) / n,
+        "decode_audio_s": sum(r.timings["decode"] for r in results) / n,
+        "write_s": write.wall / n,
+    }
+    total = wall + extra
+    row = {
         "preset": preset,
         "model": "FoleyGen (autoregressive)" if autoregressive else "VAB (masked, parallel)",
         "params_m": params_m,
         "batch": batch,
+        "clips": n,
         "precision": args.precision,
-        "clip_seconds": result.seconds,
-        "windows": result.windows,
+        "encoder": getattr(visual, "name", "?"),
+        "encoder_precision": getattr(visual, "precision", "fp32"),
+        "sampling": {k: v for k, v in vars(sampling).items()},
+        "clip_seconds": results[0].seconds,
+        "windows": results[0].windows,
         "forwards": clock.calls,
         "forwards_real": len(clock.real),
         "extrapolated": bool(clock.replayed),
-        "forward_start_s": mean_start,
-        "forward_end_s": mean_end,
+        **stages,
+        "other_s": total / n - sum(stages.values()),
         "wall_s": wall,
-        "total_s": wall + extra,
-        "seconds_per_clip": (wall + extra) / batch,
-        "cpu_seconds_per_clip": cpu_total / batch,
-        "decode_s": sum(o.result.timings["decode"] for o in outcomes),
+        "total_s": total,
+        "seconds_per_clip": total / n,
+        "clips_per_minute": 60 * n / total,
+        "cpu_seconds_per_clip": (cpu + extra_cpu) / n,
+        "build_s": built_s,
         "built_rss_mb": built_kb / 1024,
         "peak_rss_mb": peak_kb / 1024,
         "cores_used": (time.process_time() - cpu0) / (time.perf_counter() - wall0),
         "threads": torch.get_num_threads(),
     }
+    # achieved rates: FLOPs per CPU second of the real forwards and of the encoder calls, against
+    # the format's kernel peak in the same process (CPU seconds too, so a shared machine's
+    # scheduling does not count as slowness)
+    peak = peaks(reps=args.peak_reps) if args.peak_reps else {}
+    kernel = args.precision if args.precision in peak else None
+    if flops and clock.real_cpu:
+        done = sum(flops[r] for r in clock.real_rows)
+        row["forward_gflops"] = done / sum(clock.real_cpu) / 1e9
+        row["forward_of_peak"] = row["forward_gflops"] / peak[kernel] if kernel else None
+    frames = sum(int(round(r.seconds * model.fps)) for r in results)  # frames encoded (one window: all of them)
+    row["encoder_gflops"] = frame_flops * frames / max(encode.cpu, 1e-9) / 1e9 if frame_flops else None
+    encoder_kernel = {"bf16": "bf16", "fp32": "fp32"}.get(row["encoder_precision"])
+    row["encoder_of_peak"] = (
+        row["encoder_gflops"] / peak[encoder_kernel] if row["encoder_gflops"] and peak and encoder_kernel else None
+    )
+    row["peaks_gflops"] = peak
+    return row
 
 
-def generator_autocast(precision: str):
+def autocast(precision: str):
     """The autocast the Generator runs its sampler under for `precision` (none for fp32 / int8)."""
     import contextlib
 
@@ -170,21 +322,31 @@ def time_last_steps(model, batch: int, guidance: float, n: int) -> float:
 
 
 def child_main(args: argparse.Namespace) -> int:
-    limit = 0
-    if args.child not in {p for pair in CHEAP for p in PAIRS[pair]}:
-        limit = args.ar_measure_steps if args.child.startswith("foleygen") else args.measure_steps
+    if args.child.startswith("foleygen"):
+        cheap = args.child in {PAIRS[p][1] for p in CHEAP}
+        limit = args.ar_measure_steps if args.ar_measure_steps is not None else (0 if cheap else 8)
+    else:
+        limit = args.measure_steps
     print(json.dumps(measure(args.child, args.child_batch, args, limit)))
     return 0
 
 
 # ---------------------------------------------------------------------- parent: run, report
-def run_child(preset: str, batch: int, precision: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", preset, "--child-batch", str(batch),
-           "--seconds", str(args.seconds), "--steps", str(args.steps), "--guidance", str(args.guidance),
+def child_command(preset: str, batch: int, precision: str, args: argparse.Namespace) -> list[str]:
+    cmd = [sys.executable, __file__, "--child", preset, "--child-batch", str(batch), "--precision", precision,
+           "--videos", str(args.videos), "--clips", str(args.clips), "--out", str(args.out),
+           "--steps", str(args.steps), "--guidance", str(args.guidance),
+           "--guidance-interval", *map(str, args.guidance_interval), "--schedule", args.schedule,
            "--ar-guidance", str(args.ar_guidance), "--top-k", str(args.top_k),
-           "--measure-steps", str(args.measure_steps), "--ar-measure-steps", str(args.ar_measure_steps),
-           "--threads", str(args.threads), "--precision", precision]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+           "--measure-steps", str(args.measure_steps), "--threads", str(args.threads),
+           "--peak-reps", str(args.peak_reps)]
+    if args.ar_measure_steps is not None:
+        cmd += ["--ar-measure-steps", str(args.ar_measure_steps)]
+    return cmd
+
+
+def run_child(preset: str, batch: int, precision: str, args: argparse.Namespace) -> dict:
+    proc = subprocess.run(child_command(preset, batch, precision, args), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise SystemExit(f"measuring {preset} at batch {batch} in {precision} failed:\n{tail}")
@@ -214,6 +376,21 @@ def speedups(rows: list[dict], clock: str = "wall") -> dict[tuple[str, int, str]
     return out
 
 
+def lead_over_fastest(rows: list[dict], default: str, clock: str = "wall") -> dict[tuple[str, int], tuple[float, str]]:
+    """(pair, batch) -> (FoleyGen's fastest format's seconds / VAB's in the `default` format,
+    that FoleyGen format)."""
+    key = CLOCKS[clock]
+    out = {}
+    for pair, (vab, ar) in PAIRS.items():
+        for r in rows:
+            if r["preset"] == vab and r["precision"] == default:
+                theirs = [x for x in rows if x["preset"] == ar and x["batch"] == r["batch"]]
+                if theirs:
+                    best = min(theirs, key=lambda x: x[key])
+                    out[(pair, r["batch"])] = (best[key] / r[key], best["precision"])
+    return out
+
+
 def format_gains(rows: list[dict], clock: str = "wall") -> dict[tuple[str, int, str], float]:
     """(preset, batch, precision) -> fp32 seconds / this format's seconds (same preset and batch)."""
     key = CLOCKS[clock]
@@ -225,84 +402,69 @@ def format_gains(rows: list[dict], clock: str = "wall") -> dict[tuple[str, int, 
     return out
 
 
+def _rate(r: dict, kind: str) -> str:
+    rate, share = r.get(f"{kind}_gflops"), r.get(f"{kind}_of_peak")
+    if rate is None:
+        return ""
+    return f"{rate:.0f}" + (f" ({share:.0%})" if share is not None else "")
+
+
 def markdown(rows: list[dict], header: dict, gains: dict) -> str:
+    clock = header.get("clock", "wall")
+    default = header.get("default_format", "bf16")
     lines = [
         f"`{header['command']}`",
         "",
         f"{header['machine']}; load average {header['load_start']:.2f} at the start, {header['load_end']:.2f} "
-        f"at the end. {header['seconds']:g}-s clips from random frame features (frame encoding excluded, "
-        "codec decoding included), random weights; \"vs fp32\" is the same model and batch in fp32 over this format; "
-        f"ratios by {header.get('clock', 'wall')} time.",
+        f"at the end. {header['seconds']:g}-s videos ({VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} H.264) to written wav + mp4, "
+        f"random weights; seconds per clip (wall) by stage; \"vs fp32\" is the same model and batch in fp32 over this "
+        f"format; ratios by {clock} time; GFLOP/s per CPU second (\"of peak\": over the format's own kernel).",
         "",
-        "| pair | model | preset | params | batch | format | timing | windows | forwards | s per clip | CPU s per clip | "
+        "| pair | model | batch | format (encoder) | timing | end to end s / clip | "
+        + " | ".join(STAGES) + " | clips / min | forward GFLOP/s (of peak) | encoder GFLOP/s (of peak) | "
         "peak RSS | CPU cores used | vs fp32 | FoleyGen / VAB |",
-        "|---|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---|---|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|---:|---:|---:|---:|",
     ]
-    faster = format_gains(rows, header.get("clock", "wall"))
+    faster = format_gains(rows, clock)
     for r in rows:
         gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
         vs = faster.get((r["preset"], r["batch"], r["precision"]))
+        stages = " | ".join(f"{r.get(key, float('nan')):.2f}" for key in STAGES.values())
         lines.append(
-            f"| {r['pair']} | {r['model']} | {r['preset']} | {r['params_m']:.{0 if r['params_m'] >= 10 else 1}f}M | "
-            f"{r['batch']} | {r['precision']} | {timing_label(r)} | {r['windows']} | {r['forwards']} | "
-            f"{r['seconds_per_clip']:.2f} s | {r.get('cpu_seconds_per_clip', float('nan')):.2f} s | "
-            f"{r['peak_rss_mb']:.0f} MB | {r['cores_used']:.2f} of {r['threads']} | "
-            f"{f'{vs:.2f}x' if vs is not None else ''} | {f'{gain:.2f}x' if gain is not None else ''} |"
+            f"| {r['pair']} | {r['model']} [{r['preset']}] | {r['batch']} | {r['precision']} "
+            f"({r.get('encoder', '?')} {r.get('encoder_precision', '?')}) | {timing_label(r)} | "
+            f"**{r['seconds_per_clip']:.2f}** | {stages} | {r.get('clips_per_minute', float('nan')):.1f} | "
+            f"{_rate(r, 'forward')} | {_rate(r, 'encoder')} | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['cores_used']:.2f} of {r['threads']} | {f'{vs:.2f}x' if vs is not None else ''} | "
+            f"{f'{gain:.2f}x' if gain is not None else ''} |"
         )
+    leads = lead_over_fastest(rows, default, clock)
+    if leads:
+        lines.append("")
+        for (pair, batch), (lead, fmt) in sorted(leads.items()):
+            lines.append(f"- {pair}, batch {batch}: VAB in the default format ({default}) is **{lead:.2f}x** "
+                         f"ahead of FoleyGen's fastest format here ({fmt}).")
     lines += ["", header["notes"]]
     return "\n".join(lines) + "\n"
 
 
 NOTES = """\
-"FoleyGen / VAB" is FoleyGen's seconds per clip over VAB's at the same batch size: above 1, VAB
-is faster.  The paper's 17x is on an A6000 GPU at batch 1.  There, one autoregressive step
-(2 rows with guidance, one new position) leaves the GPU almost idle: its time is kernel launches
-and reading the weights once, so FoleyGen pays that latency 753 times per 10-s clip, while each
-of VAB's 16 forwards processes all 760 positions at close to the same latency.  Counted in
-work, VAB does more, not less: 16 full passes over [10 frames ; 750 tokens] against one pass of
-763 cached positions, about 16x FoleyGen's arithmetic (attention aside).  A 2-core CPU has no
-idle parallelism to exploit: a VAB forward is compute-bound and costs about its FLOPs, so VAB's
-16 passes take about as long as 16 x 760 token-forwards, while a FoleyGen step costs reading
-the weights plus one position's arithmetic.  So on this CPU the speed-up shrinks or reverses,
-and batching helps FoleyGen (its per-step weight reads are shared by 8 clips) more than VAB
-(already compute-bound at batch 1).  Rows with "CPU cores used" well below the thread count
-ran while other processes shared the cores; their wall times are inflated, and unevenly: with
-more than one thread every parallel operation waits for its slowest thread, which a busy
-machine deschedules for milliseconds, and FoleyGen's ~750 steps x ~250 small operations pay
-that far more often than VAB's 16 large forwards (--threads 1 avoids the stall)."""
-
-
-def print_rich(rows: list[dict], gains: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="generation speed: VAB vs the autoregressive baseline (seconds per 10-s clip)")
-    for name, justify in [("pair", "left"), ("model", "left"), ("params", "right"), ("batch", "right"),
-                          ("format", "left"), ("timing", "left"), ("s / clip", "right"), ("peak RSS", "right"),
-                          ("cores", "right"), ("FoleyGen / VAB", "right")]:
-        table.add_column(name, justify=justify)
-    for r in rows:
-        gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
-        table.add_row(r["pair"], f"{r['model']} [{r['preset']}]", f"{r['params_m']:.1f}M", str(r["batch"]),
-                      r["precision"], timing_label(r), f"{r['seconds_per_clip']:.2f}", f"{r['peak_rss_mb']:.0f} MB",
-                      f"{r['cores_used']:.2f}", f"{gain:.2f}x" if gain is not None else "")
-    Console().print(table)
+"FoleyGen / VAB" is FoleyGen's seconds per clip over VAB's at the same batch size and format: above
+1, VAB is faster.  Both pay the same video decoding, frame encoding, audio decoding and writing;
+they differ in sampling.  VAB's forwards each process all [frames ; tokens] positions (about 16x
+FoleyGen's arithmetic at 16 guided steps), FoleyGen's 753 cached steps one position each: a CPU
+runs a big forward at close to its peak and a one-position step far below it, so VAB's lead is
+that its matrix products use the cores, and grows as its steps and guided rows shrink.  Rows with
+"CPU cores used" well below the thread count ran while other processes shared the cores; their
+wall times are inflated (FoleyGen's ~750 steps x ~250 small operations pay that most)."""
 
 
 def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     from vab.errors import VabError
 
-    if args.measure_steps < 1 or args.ar_measure_steps < 2:
-        raise VabError("--measure-steps must be >= 1 and --ar-measure-steps >= 2")
-    if args.threads < 0:
-        raise VabError("--threads must be >= 0")
-    if args.repeat < 1:
-        raise VabError("--repeat must be >= 1")
-    if any(b < 1 for b in args.batch_sizes):
-        raise VabError("--batch-sizes must be >= 1")
-    bad = [p for p in args.precisions if p not in FORMATS]
-    if bad:
-        raise VabError(f"--precisions: {', '.join(bad)} not among {', '.join(FORMATS)}")
+    check_args(args)
+    from vab.precision import resolve_generation_precision  # imports torch: not before the checks
+
     header = {
         "command": " ".join(["python eval/speed.py", *argv]).strip(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -310,30 +472,35 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
         "load_start": os.getloadavg()[0],
         "seconds": args.seconds,
         "clock": args.clock,
+        "default_format": resolve_generation_precision("auto", "cpu"),
     }
+    out = Path(args.out)
+    args.videos = out / "videos"
+    make_videos(args.videos, args.clips, args.seconds)
     rows = []
-    for pair in args.pairs:
+    presets = [(pair, preset) for pair in args.pairs for preset, kind in zip(PAIRS[pair], MODELS)
+               if kind in args.models]
+    for pair, preset in presets:
         # the two models and the formats alternate, so a change of machine load hits them alike
         for batch in args.batch_sizes:
-            for preset in PAIRS[pair]:
-                for precision in args.precisions:
-                    t0 = time.perf_counter()
-                    runs = [run_child(preset, batch, precision, args) for _ in range(args.repeat)]
-                    row = min(runs, key=lambda r: r[CLOCKS[args.clock]])
-                    row["pair"], row["repeat"] = pair, args.repeat
-                    rows.append(row)
-                    print(f"  {preset} batch {batch} {precision}: {row['seconds_per_clip']:.2f} s per clip "
-                          f"({timing_label(row)}, best of {args.repeat}; measured in {time.perf_counter() - t0:.0f} s)",
-                          flush=True)
+            for precision in args.precisions:
+                t0 = time.perf_counter()
+                runs = [run_child(preset, batch, precision, args) for _ in range(args.repeat)]
+                row = min(runs, key=lambda r: r[CLOCKS[args.clock]])
+                row["pair"], row["repeat"] = pair, args.repeat
+                rows.append(row)
+                print(f"  {preset} batch {batch} {precision}: {row['seconds_per_clip']:.2f} s per clip end to end "
+                      f"({timing_label(row)}, best of {args.repeat}; measured in {time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+    if not rows:
+        raise VabError("nothing measured: check --pairs and --models")
     header["load_end"] = os.getloadavg()[0]
     header["notes"] = NOTES
     gains = speedups(rows, args.clock)
-    print_rich(rows, gains)
     text = markdown(rows, header, gains)
     print(text)
-    from vab.utils import atomic_path  # imports torch: only after the children are done
+    from vab.utils import atomic_path
 
-    out = Path(args.out)
     with atomic_path(out / "speed.json") as tmp:
         tmp.write_text(json.dumps({"header": header, "rows": rows,
                                    "speedups": {f"{p}@batch{b}@{f}": g for (p, b, f), g in gains.items()}}, indent=2))
@@ -343,31 +510,71 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """One-line errors for bad options, before anything is made."""
+    from vab.errors import VabError
+    from vab.generation.sampling import SamplingConfig
+
+    if args.measure_steps < 0 or (args.ar_measure_steps is not None and args.ar_measure_steps < 2):
+        raise VabError("--measure-steps must be >= 0 and --ar-measure-steps >= 2")
+    if args.threads < 0:
+        raise VabError("--threads must be >= 0")
+    if args.repeat < 1:
+        raise VabError("--repeat must be >= 1")
+    if any(b < 1 for b in args.batch_sizes):
+        raise VabError("--batch-sizes must be >= 1")
+    if args.clips < 1:
+        raise VabError("--clips must be >= 1")
+    if not args.seconds > 0:
+        raise VabError("--seconds must be > 0")
+    bad = [p for p in args.precisions if p not in FORMATS]
+    if bad:
+        raise VabError(f"--precisions: {', '.join(bad)} not among {', '.join(FORMATS)}")
+    SamplingConfig(steps=args.steps, guidance=args.guidance, guidance_start=args.guidance_interval[0],
+                   guidance_stop=args.guidance_interval[1], schedule=args.schedule)
+
+
 def parser() -> argparse.ArgumentParser:
+    from vab.generation.sampling import SCHEDULES, SamplingConfig
+
+    defaults = SamplingConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--seconds", type=float, default=10.0, help="clip length to generate")
-    p.add_argument("--steps", type=int, default=16, help="VAB decoding steps")
-    p.add_argument("--guidance", type=float, default=5.0, help="VAB guidance")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                   help="which model of each pair (default both)")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
+    p.add_argument("--clips", type=int, default=1,
+                   help="videos generated per measurement (a folder of that many clips); clips per minute "
+                   "at a batch size needs at least that many")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each video")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="VAB decoding steps")
+    p.add_argument("--guidance", type=float, default=defaults.guidance, help="VAB guidance")
+    p.add_argument("--guidance-interval", nargs=2, type=float, metavar=("START", "STOP"),
+                   default=[defaults.guidance_start, defaults.guidance_stop],
+                   help="VAB: guidance on the steps i with START <= i / steps < STOP")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=defaults.schedule, help="VAB mask schedule")
     p.add_argument("--ar-guidance", type=float, default=3.0, help="FoleyGen guidance")
     p.add_argument("--top-k", type=int, default=256, help="FoleyGen top-k")
-    p.add_argument("--measure-steps", type=int, default=2, help="real VAB forwards in the paper-size rows")
-    p.add_argument("--ar-measure-steps", type=int, default=8,
-                   help="real FoleyGen steps in the paper-size rows (and as many at the end of the window)")
+    p.add_argument("--measure-steps", type=int, default=0,
+                   help="real VAB forwards of each size, the rest extrapolated (0 = all, the default)")
+    p.add_argument("--ar-measure-steps", type=int, default=None,
+                   help="real FoleyGen steps (and as many at the end of the window); default 8 for the paper "
+                   "pair, all for tiny")
     p.add_argument("--repeat", type=int, default=1, help="runs per model and batch size, the fastest kept")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads per measurement (0 = torch's default); 1 avoids the per-operation "
-                   "thread-synchronisation stalls a busy machine adds, which hit FoleyGen's many small steps hardest")
-    p.add_argument("--precisions", nargs="+", default=["fp32"], metavar="FORMAT",
-                   help=f"number formats to measure, each for both models ({', '.join(FORMATS)}; default fp32)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per measurement (0 = torch's default)")
+    p.add_argument("--precisions", nargs="+", default=["bf16"], metavar="FORMAT",
+                   help=f"generation number formats to measure, each for both models ({', '.join(FORMATS)}; "
+                   "default bf16)")
+    p.add_argument("--peak-reps", type=int, default=3,
+                   help="repetitions of each kernel-peak measurement in every child (0 = no peaks)")
     p.add_argument("--clock", choices=list(CLOCKS), default="wall",
-                   help="what the ratios compare: wall seconds, or the process's CPU seconds (with --threads 1, "
-                   "robust when other jobs share the machine: wall time then mostly measures the scheduler)")
-    p.add_argument("--out", default="runs/eval/speed", help="folder for speed.json and speed.md")
+                   help="what the ratios compare: wall seconds, or the process's CPU seconds (robust when "
+                   "other jobs share the machine)")
+    p.add_argument("--out", default="runs/eval/speed", help="folder for the videos, outputs, speed.json and speed.md")
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)  # internal: the child's format
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one preset in this process
     p.add_argument("--child-batch", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--videos", help=argparse.SUPPRESS)
     return p
 
 

@@ -52,7 +52,7 @@ def test_each_format_is_compared_with_fp32_and_both_models_in_the_same_format():
     assert speed.format_gains(rows)[("foleygen-encodec", 1, "bf16")] == 2.0
     header = {"command": "c", "machine": "x", "load_start": 1.0, "load_end": 2.0, "seconds": 10.0, "notes": "n"}
     text = speed.markdown(rows, header, gains)
-    assert "| bf16 |" in text and "| 4.00x | 4.00x |" in text
+    assert "| bf16 (" in text and "| 4.00x | 4.00x |" in text
 
 
 def test_unknown_format_is_a_one_line_error(capsys):
@@ -67,3 +67,26 @@ def test_cpu_clock_compares_cpu_seconds():
             dict(_row("vab-encodec", 1, 100.0, True, "bf16"), cpu_seconds_per_clip=4.0)]
     assert speed.format_gains(rows, "cpu")[("vab-encodec", 1, "bf16")] == 2.5
     assert speed.format_gains(rows)[("vab-encodec", 1, "bf16")] == 1.0
+
+
+def test_lead_is_taken_over_the_baselines_fastest_format():
+    speed = _speed()
+    rows = [_row("vab-encodec", 1, 10.0, precision="bf16"), _row("vab-encodec", 1, 40.0),
+            _row("foleygen-encodec", 1, 60.0, precision="bf16"), _row("foleygen-encodec", 1, 90.0),
+            _row("foleygen-encodec", 1, 45.0, precision="int8")]
+    assert speed.lead_over_fastest(rows, "bf16") == {("paper", 1): (4.5, "int8")}
+    header = {"command": "c", "machine": "x", "load_start": 1.0, "load_end": 2.0, "seconds": 10.0, "notes": "n",
+              "default_format": "bf16"}
+    assert "**4.50x** ahead of FoleyGen's fastest format here (int8)" in speed.markdown(rows, header, {})
+
+
+def test_benchmark_videos_are_distinct_clips_of_the_asked_length(tmp_path):
+    from vab.generation.features import video_seconds
+
+    speed = _speed()
+    paths = speed.make_videos(tmp_path / "videos", 2, 0.4)
+    assert [p.name for p in paths] == ["clip00-0.4s.mp4", "clip01-0.4s.mp4"]
+    assert all(abs(video_seconds(p) - 0.4) < 0.05 for p in paths)
+    assert paths[0].read_bytes() != paths[1].read_bytes()
+    before = paths[0].stat().st_mtime_ns
+    assert speed.make_videos(tmp_path / "videos", 1, 0.4) == paths[:1] and paths[0].stat().st_mtime_ns == before
