@@ -125,6 +125,25 @@ def before_fix(model):
     return patched()
 
 
+def chunked_attention(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`SelfAttention.forward` as explicit products over blocks of `CHUNK` queries (scores,
+    bias and softmax in the compute dtype), the --attention chunks experiment: the CPU's fused
+    kernel ran at ~70 GFLOP/s in bf16 on a CPU without AMX."""
+    b, length, width = x.shape
+    q, k, v = self.qkv(x).view(b, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+    kt = k.transpose(-1, -2) * (width // self.heads) ** -0.5
+    y = torch.empty_like(q)
+    for s in range(0, length, CHUNK):
+        scores = torch.matmul(q[:, :, s : s + CHUNK], kt)
+        if bias is not None:
+            scores += bias[..., s : s + CHUNK, :].to(scores.dtype)
+        y[:, :, s : s + CHUNK] = torch.matmul(scores.softmax(-1), v)
+    return self.out(y.transpose(1, 2).reshape(b, length, width))
+
+
+CHUNK = 128
+
+
 def compile_layer(model, args_, fmt: str, repeat: int) -> dict[str, float]:
     """One expert layer (the first) eager against torch.compile (inductor with freezing)."""
     import torch._inductor.config as inductor
@@ -155,8 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also torch.compile one expert layer")
+    p.add_argument("--attention", choices=["sdpa", "chunks"], default="sdpa",
+                   help="sdpa (the model's) or chunks (explicit products over blocks of 128 queries: an experiment)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.attention == "chunks":
+        from vab.model.multiway import SelfAttention
+
+        SelfAttention.forward = chunked_attention
     model = make_model(args.preset, make_codec(args.preset))
     flops_kind = flops_by_kind(model, inputs(model, args.rows))  # counted on the float model
     model = prepare_for_inference(model, args.format, inplace=True)
@@ -170,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = profile(model, args_, args.format)
     total_flops = sum(flops_kind.values())
     kernel = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}[args.format]
-    print(f"{args.preset}, {args.format}, {args.rows} rows, {torch.get_num_threads()} thread(s); "
+    print(f"{args.preset}, {args.format}, {args.rows} rows, {torch.get_num_threads()} thread(s), attention "
+          f"{args.attention}; "
           f"peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     print(f"\none forward: {cpu:.3f} CPU s ({wall:.3f} wall s), {total_flops / 1e9:.0f} GFLOP, "
           f"{total_flops / cpu / 1e9:.0f} GFLOP/s per CPU s = {total_flops / cpu / 1e9 / peak[kernel]:.0%} of the "

@@ -48,6 +48,7 @@ Linear vab uses): "of peak".  The frame encoder's likewise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -149,6 +150,9 @@ class Clocked:
     def __init__(self, fn):
         self.fn, self.wall, self.cpu = fn, 0.0, 0.0
 
+    def __get__(self, obj, owner=None):  # set on a class, it clocks the method of each instance
+        return self if obj is None else functools.partial(self, obj)
+
     def __call__(self, *args, **kwargs):
         w, c = time.perf_counter(), time.process_time()
         try:
@@ -170,6 +174,8 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     from generation_speed import ForwardClock, make_codec, make_model, warm_up
     from precision_speed import peaks
 
+    import vab.generation.generator as generator_module
+    from vab.generation.features import VideoFeatures
     from vab.generation.generator import Generator, Request
     from vab.generation.outputs import plan_outputs, write_outputs
     from vab.generation.sampling import SamplingConfig
@@ -206,7 +212,11 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
 
     out = Path(args.out) / "outputs" / f"{preset}-b{batch}-{args.precision}"
     requests = [Request(v, key=plan_outputs(out, v.stem)) for v in videos]
+    # a clock (wall and CPU seconds) on each stage of the Generator's own path
+    features = VideoFeatures.window = Clocked(VideoFeatures.window)  # reading frames, then encoding them
     encode = visual.encode = Clocked(visual.encode)
+    sample = generator._sample = Clocked(generator._sample)
+    decode = generator_module.decode_chunked = Clocked(generator_module.decode_chunked)
     write = Clocked(write_outputs)
     clock = ForwardClock(model, limit)
     results = []
@@ -234,14 +244,15 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
         extra = clock.estimate("wall") - clock.inside
         extra_cpu = clock.estimate("cpu") - sum(clock.real_cpu)
     n = len(results)
-    features = sum(r.timings["features"] for r in results)
-    stages = {
-        "decode_video_s": (features - encode.wall) / n,
-        "encode_s": encode.wall / n,
-        "sample_s": (sum(r.timings["sampling"] for r in results) + extra) / n,
-        "decode_audio_s": sum(r.timings["decode"] for r in results) / n,
-        "write_s": write.wall / n,
-    }
+    stages, cpu_stages = {}, {}
+    for key, (w, c) in {
+        "decode_video_s": (features.wall - encode.wall, features.cpu - encode.cpu),
+        "encode_s": (encode.wall, encode.cpu),
+        "sample_s": (sample.wall + extra, sample.cpu + extra_cpu),
+        "decode_audio_s": (decode.wall, decode.cpu),
+        "write_s": (write.wall, write.cpu),
+    }.items():
+        stages[key], cpu_stages[f"cpu_{key}"] = w / n, c / n
     total = wall + extra
     row = {
         "preset": preset,
@@ -259,6 +270,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
         "forwards_real": len(clock.real),
         "extrapolated": bool(clock.replayed),
         **stages,
+        **cpu_stages,
         "other_s": total / n - sum(stages.values()),
         "wall_s": wall,
         "total_s": total,
@@ -417,8 +429,8 @@ def markdown(rows: list[dict], header: dict, gains: dict) -> str:
         "",
         f"{header['machine']}; load average {header['load_start']:.2f} at the start, {header['load_end']:.2f} "
         f"at the end. {header['seconds']:g}-s videos ({VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} H.264) to written wav + mp4, "
-        f"random weights; seconds per clip (wall) by stage; \"vs fp32\" is the same model and batch in fp32 over this "
-        f"format; ratios by {clock} time; GFLOP/s per CPU second (\"of peak\": over the format's own kernel).",
+        f"random weights; seconds per clip ({clock}) end to end and by stage; \"vs fp32\" is the same model and batch "
+        f"in fp32 over this format; GFLOP/s per CPU second (\"of peak\": over the format's own kernel).",
         "",
         "| pair | model | batch | format (encoder) | timing | end to end s / clip | "
         + " | ".join(STAGES) + " | clips / min | forward GFLOP/s (of peak) | encoder GFLOP/s (of peak) | "
@@ -429,11 +441,12 @@ def markdown(rows: list[dict], header: dict, gains: dict) -> str:
     for r in rows:
         gain = gains.get((r["pair"], r["batch"], r["precision"])) if r["preset"] == PAIRS[r["pair"]][0] else None
         vs = faster.get((r["preset"], r["batch"], r["precision"]))
-        stages = " | ".join(f"{r.get(key, float('nan')):.2f}" for key in STAGES.values())
+        prefix = "cpu_" if clock == "cpu" else ""
+        stages = " | ".join(f"{r.get(prefix + key, float('nan')):.2f}" for key in STAGES.values())
         lines.append(
             f"| {r['pair']} | {r['model']} [{r['preset']}] | {r['batch']} | {r['precision']} "
             f"({r.get('encoder', '?')} {r.get('encoder_precision', '?')}) | {timing_label(r)} | "
-            f"**{r['seconds_per_clip']:.2f}** | {stages} | {r.get('clips_per_minute', float('nan')):.1f} | "
+            f"**{r[CLOCKS[clock]]:.2f}** | {stages} | {r.get('clips_per_minute', float('nan')):.1f} | "
             f"{_rate(r, 'forward')} | {_rate(r, 'encoder')} | {r['peak_rss_mb']:.0f} MB | "
             f"{r['cores_used']:.2f} of {r['threads']} | {f'{vs:.2f}x' if vs is not None else ''} | "
             f"{f'{gain:.2f}x' if gain is not None else ''} |"
