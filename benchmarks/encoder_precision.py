@@ -15,8 +15,9 @@ with the features.
    the world extracted again with a CLIP encoder (`--check-model`, random weights saved once to
    OUT/clip.safetensors so that extraction and generation use the same network) in fp32, the
    `tiny` model pretrained on those features with the demo's settings, then every held-out clip
-   generated with the encoder in fp32 and in bf16 (same model, same seeds) and scored with the
-   demo's judge: class and timing agreement, FAD (log-mel) against the real audio.
+   generated (bf16 generation, the demos' guidance 2 and temperature 0.5) with the encoder in
+   fp32 and in bf16 (same model, same seeds) and scored with the demo's judge: class and timing
+   agreement, FAD (log-mel) against the real audio (`sampling_quality.WorldScorer`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def generation_check(demo: Path, out: Path, model: str, steps: int) -> dict:
     from vab.data.store import META_FILE, DataInfo
     from vab.demo.pipeline import TINY_OVERRIDES
     from vab.training.run import pretrain
-    from sampling_quality import score_world
+    from sampling_quality import WorldScorer, generate
 
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "clip.safetensors"
@@ -112,17 +113,18 @@ def generation_check(demo: Path, out: Path, model: str, steps: int) -> dict:
         config = OmegaConf.load(bf16_dir / "config.yaml")
         config.visual.precision = "bf16"
         OmegaConf.save(config, bf16_dir / "config.yaml")
-    world = out / "world"
-    if not world.exists():
-        world.symlink_to((demo / "world").resolve())
-    results = {}
+    from vab.demo.generation import GENERATE_BATCH
+    from vab.generation.generator import Generator
+    from vab.generation.sampling import SamplingConfig
+
+    sampling = SamplingConfig(guidance=2.0, temperature=0.5)  # the demos'
+    results, scorer = {}, None
     for name, folder in (("fp32", model_dir), ("bf16", bf16_dir)):
-        link = out / f"as-demo-{name}"
-        link.mkdir(exist_ok=True)
-        for part, target in (("world", world), ("model", folder)):
-            if not (link / part).exists():
-                (link / part).symlink_to(target.resolve())
-        results[name] = score_world(link, out / f"generated-{name}", None, "bf16")
+        generator = Generator.from_pretrained(folder, device="cpu", batch_size=GENERATE_BATCH)
+        assert generator.visual.precision == name
+        if scorer is None:
+            scorer = WorldScorer(demo / "world", generator.codec, float(generator.model.duration))
+        results[name] = scorer.score(generate(generator, scorer, sampling))
         print(f"  encoder {name}: {results[name]}", flush=True)
     return results
 

@@ -7,8 +7,10 @@ FAD) against the reference: fp32, 16 steps, cosine schedule, guidance on every s
     python benchmarks/sampling_quality.py --demo /tmp/demo --out /tmp/sq --only fp32-16,bf16-16,s8,s8-g0-0.5
 
 Every variant generates a soundtrack for each held-out clip of each world with that world's
-trained `vab demo` model (`vab.demo.generation.generate_and_score`: the demo's judge for class
-and timing agreement) and measures the FAD of log-mel statistics against the real held-out audio.
+trained `vab demo` model (`vab.generation.generator.Generator`, as `vab generate` does, the
+files not written), scored with the demo's judge (class and timing agreement, fitted once per
+world as `vab.demo.generation.generate_and_score` fits it) and by the FAD of log-mel statistics
+against the real held-out audio.
 Guidance and temperature are the demos' (2 and 0.5; `--guidance` / `--temperature` to change),
 the rest of the sampling settings `SamplingConfig`'s.  "forward rows" is what a variant costs in
 model forwards relative to the reference: (steps + guided steps) / (16 + 16); seconds at paper
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,6 +54,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "s8-g0-0.25": ({"steps": 8, "guidance_stop": 0.25}, "bf16"),
     "s6-g0-0.5": ({"steps": 6, "guidance_stop": 0.5}, "bf16"),
     "s4-g0-0.5": ({"steps": 4, "guidance_stop": 0.5}, "bf16"),
+    "s4-g0-0.25": ({"steps": 4, "guidance_stop": 0.25}, "bf16"),
+    "s4-unguided": ({"steps": 4, "guidance": 1.0}, "bf16"),
+    "s2": ({"steps": 2}, "bf16"),
+    "s2-g0-0.5": ({"steps": 2, "guidance_stop": 0.5}, "bf16"),
     "int8-16": ({}, "int8"),
 }
 REFERENCE = "fp32-16"
@@ -65,42 +72,71 @@ def forward_rows(sampling) -> float:
     return (sampling.steps + guided) / 32
 
 
-def score_world(demo: Path, folder: Path, sampling, precision: str) -> dict:
-    """Generate for the held-out clips of the demo folder `demo` (its world and model) into
-    `folder` and score them (`sampling` None: `SamplingConfig()`): class and timing agreement (the demo's judge), FAD of log-mel
-    statistics against the real held-out audio, and the stage's wall and CPU seconds."""
-    from vab import media
-    from vab.data.synthetic import iter_split, read_truth
-    from vab.demo.generation import generate_and_score
-    from vab.evaluation.metrics import frechet_audio_distance
-    from vab.evaluation.scorers.logmel import LogMelEmbedder
+class WorldScorer:
+    """What scoring a demo world's held-out clips needs that no generated audio changes, made once
+    per world: the demo's judge (fitted on real training audio and its codec round trip, as
+    `vab.demo.generation.generate_and_score` fits it), the energy threshold, the clips'
+    visibility, and the log-mel statistics of the real held-out audio for the FAD."""
 
-    scorer = LogMelEmbedder()
-    sr = scorer.sample_rate
-    held_out = sorted(iter_split(read_truth(demo / "world"), "test"), key=lambda r: r.id)
+    def __init__(self, world: Path, codec, seconds: float):
+        from vab.data.synthetic import iter_split, read_truth, visibility
+        from vab.demo import quality
+        from vab.demo.generation import JUDGE_CLIPS, _real_audio
+        from vab.evaluation.scorers.logmel import LogMelEmbedder
 
-    def embed(paths: list[Path]) -> np.ndarray:
-        return np.concatenate([scorer.embed_at(media.read_audio(p, sr, 0.0, None), sr) for p in paths])
+        truth = read_truth(world)
+        self.held_out = sorted(iter_split(truth, "test"), key=lambda r: r.id)
+        train = sorted(iter_split(truth, "train"), key=lambda r: r.id)[:JUDGE_CLIPS]
+        self.sr = sr = int(codec.sample_rate)
+        real_train = _real_audio(train, sr, seconds)
+        with torch.inference_mode():
+            coded = list(codec.decode(codec.encode(torch.from_numpy(np.stack(real_train))[:, None]))[:, 0].numpy())
+        self.judge = quality.SoundClassifier(sr).fit(real_train + coded, [r.label for r in train] * 2)
+        frames = int(round(seconds * quality.FRAME_RATE))
+        self.visible = [visibility(r.intervals, frames, quality.FRAME_RATE) for r in self.held_out]
+        self.threshold = quality.fit_threshold([quality.frame_energy_db(w, sr) for w in coded],
+                                               [visibility(r.intervals, frames, quality.FRAME_RATE) for r in train])
+        self.logmel = LogMelEmbedder()
+        self.real = self.embed(_real_audio(self.held_out, sr, seconds))
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    result = generate_and_score(demo / "model", demo / "world", folder, plots=0, sampling=sampling, precision=precision)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    real = embed([r.path for r in held_out])
-    generated = embed([folder / f"{r.id}.wav" for r in held_out])
-    return {
-        "class_agreement": result["class_agreement"], "timing_agreement": result["timing_agreement"],
-        "fad_logmel": frechet_audio_distance(real, generated), "stage_seconds": seconds, "stage_cpu_seconds": cpu,
-        "precision": result["precision"], "clips": result["clips"],
-    }
+    def embed(self, wavs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([self.logmel.embed_at(w, self.sr) for w in wavs])
+
+    def score(self, wavs: list[np.ndarray]) -> dict[str, float]:
+        """Class and timing agreement and FAD of one soundtrack per held-out clip (in id order)."""
+        from vab.demo import quality
+        from vab.evaluation.metrics import frechet_audio_distance
+
+        timing = quality.timing_scores([quality.frame_energy_db(w, self.sr) for w in wavs], self.visible,
+                                       self.threshold)
+        return {"class_agreement": quality.agreement(self.judge.predict(wavs), [r.label for r in self.held_out]),
+                "timing_agreement": timing.agreement, "fad_logmel": frechet_audio_distance(self.real, self.embed(wavs))}
+
+
+def generate(generator, scorer: WorldScorer, sampling) -> list[np.ndarray]:
+    """One soundtrack per held-out clip of the scorer's world (id order), as `vab generate` makes it."""
+    from vab.generation.generator import Request
+
+    requests = [Request(source=str(r.path), key=r.id) for r in scorer.held_out]
+    out = {}
+    for outcome in generator.run(requests, sampling):
+        if outcome.error is not None:
+            raise outcome.error
+        out[outcome.request.key] = outcome.result.waveform
+    return [out[r.id] for r in scorer.held_out]
 
 
 def run(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, dict]]:
+    from vab.demo.generation import GENERATE_BATCH
+    from vab.generation.generator import Generator
     from vab.generation.sampling import SamplingConfig
 
     results: dict[str, dict[str, dict]] = {}
     for demo in args.demo:
         world = demo.name
         results[world] = {}
+        generators: dict[str, Generator] = {}
+        scorer = None
         for name in names:
             path = args.out / world / f"{name}.json"
             settings, precision = VARIANTS[name]
@@ -108,8 +144,18 @@ def run(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, dict]
             if path.is_file():
                 row = json.loads(path.read_text())
             else:
-                row = score_world(demo, args.out / world / name, sampling, precision)
-                row.update(variant=name, settings=settings, format=precision, rows=forward_rows(sampling))
+                if precision not in generators:
+                    generators[precision] = Generator.from_pretrained(demo / "model", device="cpu", precision=precision,
+                                                                      batch_size=GENERATE_BATCH)
+                generator = generators[precision]
+                if scorer is None:
+                    scorer = WorldScorer(demo / "world", generator.codec, float(generator.model.duration))
+                t0, c0 = time.perf_counter(), time.process_time()
+                wavs = generate(generator, scorer, sampling)
+                seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+                row = {**scorer.score(wavs), "variant": name, "settings": settings, "format": precision,
+                       "rows": forward_rows(sampling), "generate_seconds": seconds, "generate_cpu_seconds": cpu,
+                       "clips": len(wavs)}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(row, indent=1))
             results[world][name] = row
