@@ -31,18 +31,27 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vab.config import VisualConfig  # noqa: E402
+from sampling_quality import WorldScorer, generate  # noqa: E402
+from vab import media  # noqa: E402
+from vab.config import VisualConfig, load_config  # noqa: E402
+from vab.data.store import META_FILE, DataInfo  # noqa: E402
+from vab.data.synthetic import iter_split, read_truth  # noqa: E402
+from vab.demo.pipeline import TINY_OVERRIDES  # noqa: E402
+from vab.demo.soundtracks import GENERATE_BATCH  # noqa: E402
+from vab.generation.generator import Generator  # noqa: E402
+from vab.generation.sampling import SamplingConfig  # noqa: E402
+from vab.training.run import pretrain  # noqa: E402
+from vab.visual.clip import ClipEncoder, load_clip_visual  # noqa: E402
 
 
 def world_frames(world: Path, clips: int, fps: float = 1.0) -> torch.Tensor:
     """uint8 ``[clips x frames, H, W, 3]``: the frames of the first test clips at `fps`."""
-    from vab import media
-    from vab.data.synthetic import iter_split, read_truth
-
     rows = sorted(iter_split(read_truth(world), "test"), key=lambda r: r.id)[:clips]
     frames = [torch.as_tensor(media.read_frames(r.path, fps, 0.0, None)[0]) for r in rows]
     return torch.cat(frames)
@@ -50,8 +59,6 @@ def world_frames(world: Path, clips: int, fps: float = 1.0) -> torch.Tensor:
 
 def feature_check(frames: torch.Tensor, model: str, repeat: int) -> dict:
     """Cosine of bf16 features to fp32 ones and the CPU seconds of each (one thread)."""
-    from vab.visual.clip import ClipEncoder, load_clip_visual
-
     torch.manual_seed(0)
     visual, pcfg, dim = load_clip_visual(VisualConfig(name="clip", model=model, pretrained=None))
     state = {k: v.clone() for k, v in visual.state_dict().items()}
@@ -75,14 +82,6 @@ def generation_check(demo: Path, out: Path, model: str, steps: int) -> dict:
     """Extract `demo`'s world with a random-weight CLIP `model` in fp32, pretrain on it, generate
     with the encoder in fp32 and bf16; the scores of each."""
     import open_clip
-    from omegaconf import OmegaConf
-    from safetensors.torch import save_file
-
-    from vab.config import load_config
-    from vab.data.store import META_FILE, DataInfo
-    from vab.demo.pipeline import TINY_OVERRIDES
-    from vab.training.run import pretrain
-    from sampling_quality import WorldScorer, generate
 
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "clip.safetensors"
@@ -113,10 +112,6 @@ def generation_check(demo: Path, out: Path, model: str, steps: int) -> dict:
         config = OmegaConf.load(bf16_dir / "config.yaml")
         config.visual.precision = "bf16"
         OmegaConf.save(config, bf16_dir / "config.yaml")
-    from vab.demo.generation import GENERATE_BATCH
-    from vab.generation.generator import Generator
-    from vab.generation.sampling import SamplingConfig
-
     sampling = SamplingConfig(guidance=2.0, temperature=0.5)  # the demos'
     results, scorer = {}, None
     for name, folder in (("fp32", model_dir), ("bf16", bf16_dir)):

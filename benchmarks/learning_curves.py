@@ -6,7 +6,7 @@ this pretrains ONE run with a checkpoint every ``--every`` steps, then at each s
 
 * exports the checkpoint as a model directory (the EMA weights when the run keeps them);
 * generates a soundtrack for every test clip and scores it with the demo's judge
-  (:class:`vab.demo.generation.WorldJudge`, fitted once per world): class agreement, timing;
+  (:class:`vab.demo.soundtracks.WorldJudge`, fitted once per world): class agreement, timing;
 * computes the label-free signals a user could read on the `valid` split: the trainer's own
   validation (:func:`vab.training.validation.pretraining_validation`: masked accuracy at 0.3 /
   0.55 / 0.9, full-mask loss with and without the picture, and what the picture saves), and a

@@ -9,7 +9,7 @@ FAD) against the reference: fp32, 16 steps, cosine schedule, guidance on every s
 Every variant generates a soundtrack for each held-out clip of each world with that world's
 trained `vab demo` model (`vab.generation.generator.Generator`, as `vab generate` does, the
 files not written), scored with the demo's judge (class and timing agreement, fitted once per
-world as `vab.demo.generation.generate_and_score` fits it) and by the FAD of log-mel statistics
+world as `vab.demo.soundtracks.fit_judge` fits it) and by the FAD of log-mel statistics
 against the real held-out audio.
 Guidance and temperature are the demos' (2 and 0.5; `--guidance` / `--temperature` to change),
 the rest of the sampling settings `SamplingConfig`'s.  "forward rows" is what a variant costs in
@@ -33,6 +33,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vab.demo.soundtracks import GENERATE_BATCH, _real_audio, fit_judge  # noqa: E402
+from vab.evaluation.metrics import frechet_audio_distance  # noqa: E402
+from vab.evaluation.scorers.logmel import LogMelEmbedder  # noqa: E402
+from vab.generation.generator import Generator, Request  # noqa: E402
+from vab.generation.sampling import SamplingConfig, guided_step  # noqa: E402
 
 #: name -> (SamplingConfig settings on top of the demos', generation format)
 VARIANTS: dict[str, tuple[dict, str]] = {
@@ -66,57 +72,33 @@ BOUND = 0.03
 
 def forward_rows(sampling) -> float:
     """Model rows per window relative to the reference's 16 guided steps (32 rows)."""
-    from vab.generation.sampling import guided_step
-
     guided = sum(guided_step(sampling, i) for i in range(sampling.steps))
     return (sampling.steps + guided) / 32
 
 
 class WorldScorer:
-    """What scoring a demo world's held-out clips needs that no generated audio changes, made once
-    per world: the demo's judge (fitted on real training audio and its codec round trip, as
-    `vab.demo.generation.generate_and_score` fits it), the energy threshold, the clips'
-    visibility, and the log-mel statistics of the real held-out audio for the FAD."""
+    """A demo world's judge (:func:`vab.demo.soundtracks.fit_judge`: class and timing agreement,
+    fitted once per world) and the log-mel statistics of its real held-out audio for the FAD."""
 
     def __init__(self, world: Path, codec, seconds: float):
-        from vab.data.synthetic import iter_split, read_truth, visibility
-        from vab.demo import quality
-        from vab.demo.generation import JUDGE_CLIPS, _real_audio
-        from vab.evaluation.scorers.logmel import LogMelEmbedder
-
-        truth = read_truth(world)
-        self.held_out = sorted(iter_split(truth, "test"), key=lambda r: r.id)
-        train = sorted(iter_split(truth, "train"), key=lambda r: r.id)[:JUDGE_CLIPS]
-        self.sr = sr = int(codec.sample_rate)
-        real_train = _real_audio(train, sr, seconds)
-        with torch.inference_mode():
-            coded = list(codec.decode(codec.encode(torch.from_numpy(np.stack(real_train))[:, None]))[:, 0].numpy())
-        self.judge = quality.SoundClassifier(sr).fit(real_train + coded, [r.label for r in train] * 2)
-        frames = int(round(seconds * quality.FRAME_RATE))
-        self.visible = [visibility(r.intervals, frames, quality.FRAME_RATE) for r in self.held_out]
-        self.threshold = quality.fit_threshold([quality.frame_energy_db(w, sr) for w in coded],
-                                               [visibility(r.intervals, frames, quality.FRAME_RATE) for r in train])
+        self.judge = fit_judge(world, codec, seconds)
+        self.held_out = self.judge.held_out
+        self.sr = self.judge.sample_rate
         self.logmel = LogMelEmbedder()
-        self.real = self.embed(_real_audio(self.held_out, sr, seconds))
+        self.real = self.embed(_real_audio(self.held_out, self.sr, seconds))
 
     def embed(self, wavs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([self.logmel.embed_at(w, self.sr) for w in wavs])
 
     def score(self, wavs: list[np.ndarray]) -> dict[str, float]:
         """Class and timing agreement and FAD of one soundtrack per held-out clip (in id order)."""
-        from vab.demo import quality
-        from vab.evaluation.metrics import frechet_audio_distance
-
-        timing = quality.timing_scores([quality.frame_energy_db(w, self.sr) for w in wavs], self.visible,
-                                       self.threshold)
-        return {"class_agreement": quality.agreement(self.judge.predict(wavs), [r.label for r in self.held_out]),
-                "timing_agreement": timing.agreement, "fad_logmel": frechet_audio_distance(self.real, self.embed(wavs))}
+        scores = self.judge.score(wavs)
+        return {"class_agreement": scores["class_agreement"], "timing_agreement": scores["timing_agreement"],
+                "fad_logmel": frechet_audio_distance(self.real, self.embed(wavs))}
 
 
 def generate(generator, scorer: WorldScorer, sampling) -> list[np.ndarray]:
     """One soundtrack per held-out clip of the scorer's world (id order), as `vab generate` makes it."""
-    from vab.generation.generator import Request
-
     requests = [Request(source=str(r.path), key=r.id) for r in scorer.held_out]
     out = {}
     for outcome in generator.run(requests, sampling):
@@ -127,10 +109,6 @@ def generate(generator, scorer: WorldScorer, sampling) -> list[np.ndarray]:
 
 
 def run(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, dict]]:
-    from vab.demo.generation import GENERATE_BATCH
-    from vab.generation.generator import Generator
-    from vab.generation.sampling import SamplingConfig
-
     results: dict[str, dict[str, dict]] = {}
     for demo in args.demo:
         world = demo.name
