@@ -586,6 +586,7 @@ def test_random_values_of_every_field_of_the_api_give_a_result_or_one_line(serve
         "File": st.one_of(st.sampled_from(files).map(lambda f: handle_file(str(f))), st.none()),
         "Number": numbers, "Slider": numbers,
         "Radio": st.sampled_from(["wav", "flac", "auto", "video", "audio", "classify-audio", "mp3", "", None]),
+        "Dropdown": st.one_of(st.sampled_from(["cosine", "arccos", "Cosine", "", None]), st.text(max_size=12)),
         "Textbox": st.one_of(st.sampled_from(["1-2", "0-5", "3-9", "7-8", "2-1", "0.5-1,1-1.5", ""]),
                              st.text(max_size=20)),
     }
