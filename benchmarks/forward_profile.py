@@ -15,8 +15,9 @@ runs one forward on fully masked tokens with 10 s of random frame features, and 
   fp32 / bf16, the dynamic int8 Linear);
 - the profiler's self CPU time per kind of operation (matrix products, attention, casts,
   element-wise, norms, the rest) with each kind's FLOPs and achieved rate;
-- "before": the same forward with the ALiBi bias handed to every layer in float32, as before
-  issue 27 (each layer converted 16 x 760 x 760 values to bf16);
+- "before": the same forward with the attention through SDPA's fused kernel, as before issue 27
+  (in bf16 on a CPU without AMX it multiplies in float32; the model now takes
+  `vab.model.multiway.blocked_attention` there);
 - with --compile: one expert layer eager against ``torch.compile`` (inductor, freezing) and its
   compile time.
 """
@@ -24,18 +25,22 @@ runs one forward on fully masked tokens with 10 s of random frame features, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, record_function
+from torch.profiler import profile as torch_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generation_speed import flop_counter, make_codec, make_model  # noqa: E402
 from precision_speed import peaks  # noqa: E402
 
+from vab.model import multiway  # noqa: E402
 from vab.model.quantize import prepare_for_inference  # noqa: E402
 from vab.precision import autocast_dtype  # noqa: E402
 
@@ -97,51 +102,43 @@ def flops_by_kind(model, args_) -> dict[str, float]:
 
 
 def profile(model, args_, fmt: str) -> dict[str, float]:
-    """Self CPU seconds per kind of operation in one forward."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
+    """Self CPU seconds per kind of operation in one forward; every operation inside the blocked
+    attention (its products, mask and softmax) counts as attention."""
+    original = multiway.blocked_attention
 
-    with torch.inference_mode(), autocast(fmt), torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        model(*args_[:2], drop_visual=args_[2])
+    def labelled(*a, **k):
+        with record_function(ATTENTION_RANGE):
+            return original(*a, **k)
+
+    multiway.blocked_attention = labelled
+    try:
+        with torch.inference_mode(), autocast(fmt), torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(*args_[:2], drop_visual=args_[2])
+    finally:
+        multiway.blocked_attention = original
     out: dict[str, float] = defaultdict(float)
-    for event in prof.key_averages():
-        out[kind_of(event.key)] += event.self_cpu_time_total / 1e6
+    for event in prof.events():
+        kind, parent = kind_of(event.name), event.cpu_parent
+        while parent is not None:
+            if parent.name == ATTENTION_RANGE:
+                kind = "attention"
+            parent = parent.cpu_parent
+        out[kind] += event.self_cpu_time_total / 1e6
     return dict(out)
 
 
-def before_fix(model):
-    """A context in which `model` hands its ALiBi bias to every layer in float32, as before
-    issue 27 (each layer then converted 16 x 760 x 760 values to bf16 on every forward)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def patched():
-        model.attention_mask = lambda nv, na, device, dtype: model.attention_bias(nv, na, device)
-        try:
-            yield
-        finally:
-            del model.attention_mask
-
-    return patched()
+ATTENTION_RANGE = "vab::blocked_attention"
 
 
-def chunked_attention(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`SelfAttention.forward` as explicit products over blocks of `CHUNK` queries (scores,
-    bias and softmax in the compute dtype), the --attention chunks experiment: the CPU's fused
-    kernel ran at ~70 GFLOP/s in bf16 on a CPU without AMX."""
-    b, length, width = x.shape
-    q, k, v = self.qkv(x).view(b, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-    kt = k.transpose(-1, -2) * (width // self.heads) ** -0.5
-    y = torch.empty_like(q)
-    for s in range(0, length, CHUNK):
-        scores = torch.matmul(q[:, :, s : s + CHUNK], kt)
-        if bias is not None:
-            scores += bias[..., s : s + CHUNK, :].to(scores.dtype)
-        y[:, :, s : s + CHUNK] = torch.matmul(scores.softmax(-1), v)
-    return self.out(y.transpose(1, 2).reshape(b, length, width))
-
-
-CHUNK = 128
+@contextlib.contextmanager
+def fused_attention():
+    """Attention through SDPA's fused kernel everywhere, as before issue 27's blocks."""
+    original = multiway.blocked_attention_pays
+    multiway.blocked_attention_pays = lambda q: False
+    try:
+        yield
+    finally:
+        multiway.blocked_attention_pays = original
 
 
 def compile_layer(model, args_, fmt: str, repeat: int) -> dict[str, float]:
@@ -174,14 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also torch.compile one expert layer")
-    p.add_argument("--attention", choices=["sdpa", "chunks"], default="sdpa",
-                   help="sdpa (the model's) or chunks (explicit products over blocks of 128 queries: an experiment)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.attention == "chunks":
-        from vab.model.multiway import SelfAttention
-
-        SelfAttention.forward = chunked_attention
     model = make_model(args.preset, make_codec(args.preset))
     flops_kind = flops_by_kind(model, inputs(model, args.rows))  # counted on the float model
     model = prepare_for_inference(model, args.format, inplace=True)
@@ -190,17 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode(), autocast(args.format):
         model(*args_[:2], drop_visual=args_[2])  # warm-up: the first forward allocates
         cpu, wall = best(lambda: model(*args_[:2], drop_visual=args_[2]), args.repeat)
-        with before_fix(model):
+        with fused_attention():
             before = best(lambda: model(*args_[:2], drop_visual=args_[2]), args.repeat)
     kinds = profile(model, args_, args.format)
     total_flops = sum(flops_kind.values())
     kernel = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}[args.format]
+    blocked = multiway.blocked_attention_pays(torch.ones(1, dtype=autocast_dtype(args.format) or torch.float32))
     print(f"{args.preset}, {args.format}, {args.rows} rows, {torch.get_num_threads()} thread(s), attention "
-          f"{args.attention}; "
+          f"{'in blocks' if blocked else 'SDPA'}; "
           f"peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     print(f"\none forward: {cpu:.3f} CPU s ({wall:.3f} wall s), {total_flops / 1e9:.0f} GFLOP, "
           f"{total_flops / cpu / 1e9:.0f} GFLOP/s per CPU s = {total_flops / cpu / 1e9 / peak[kernel]:.0%} of the "
-          f"{kernel} peak; before the cached bias (fp32 bias to every layer): {before[0]:.3f} CPU s "
+          f"{kernel} peak; with SDPA's fused attention (before issue 27): {before[0]:.3f} CPU s "
           f"({before[0] / cpu:.2f}x the time)\n")
     # the profiler's self times are wall time (inflated alike on a shared machine): their shares
     # apportion the forward's CPU seconds

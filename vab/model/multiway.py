@@ -12,9 +12,13 @@ bias (ALiBi measured in time) comes from :mod:`vab.model.base`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vab.precision import cpu_capabilities
 
 
 class SelfAttention(nn.Module):
@@ -39,10 +43,52 @@ class SelfAttention(nn.Module):
         if bias is not None:
             mask = bias if bias.dtype == q.dtype else bias.to(q.dtype)
             mask = mask[None] if mask.dim() == 3 else mask
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if blocked_attention_pays(q) and not (self.training and self.dropout):
+            y = blocked_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(y.transpose(1, 2).reshape(b, length, width))
+
+
+#: queries per block of :func:`blocked_attention`: a block's scores [B, H, 128, L] stay in cache
+#: (64 and 128 measured alike, 256 30% slower at L = 760)
+ATTENTION_BLOCK = 128
+
+
+def blocked_attention_pays(q: torch.Tensor) -> bool:
+    """True where :func:`blocked_attention` beats SDPA: bf16 / fp16 on a CPU without AMX, with no
+    gradient to keep.  There the fused CPU kernel multiplies in float32 (a bf16 vab-encodec
+    forward's attention ran at 69 GFLOP/s, 17% of the bf16 matrix-product peak, the same speed as
+    fp32), while the blocks' products run on the CPU's bf16 dot-product instructions
+    (docs/BENCHMARKS.md, "Closer to the peak")."""
+    return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+            and not (torch.is_grad_enabled() and q.requires_grad) and not _cpu_has_amx())
+
+
+def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) + mask) v`` as explicit matrix products over blocks of
+    :data:`ATTENTION_BLOCK` queries, in q's dtype: q, k, v ``[B, H, L, d]``, mask
+    ``[1 or B, H, L, L]`` or None -> ``[B, H, L, d]``.  Each query row is computed from its own
+    example alone, so a result does not depend on its batch."""
+    length, dim = q.shape[-2], q.shape[-1]
+    # contiguous once: a block product on strided views copied k and v again for every block
+    q, v = q.contiguous(), v.contiguous()
+    kt = (k * dim**-0.5).contiguous().transpose(-1, -2)
+    out = torch.empty_like(q)
+    for start in range(0, length, ATTENTION_BLOCK):
+        rows = slice(start, start + ATTENTION_BLOCK)
+        scores = torch.matmul(q[:, :, rows], kt)
+        if mask is not None:
+            scores += mask[:, :, rows]
+        torch.matmul(scores.softmax(-1), v, out=out[:, :, rows])
+    return out
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    return bool(cpu_capabilities().get("amx_bf16"))
 
 
 class FeedForward(nn.Module):
