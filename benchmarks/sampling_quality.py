@@ -65,6 +65,11 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "s2": ({"steps": 2}, "bf16"),
     "s2-g0-0.5": ({"steps": 2, "guidance_stop": 0.5}, "bf16"),
     "int8-16": ({}, "int8"),
+    # the paper's guidance 5 / temperature 1 (vab generate's defaults before issue 27), on top of the demos' 2 / 0.5
+    "paper-5-1": ({"guidance": 5.0, "temperature": 1.0}, "bf16"),
+    "paper-5-1-s8-g0-0.5": ({"guidance": 5.0, "temperature": 1.0, "steps": 8, "guidance_stop": 0.5}, "bf16"),
+    "g3-s8-g0-0.5": ({"guidance": 3.0, "steps": 8, "guidance_stop": 0.5}, "bf16"),
+    "t1-s8-g0-0.5": ({"temperature": 1.0, "steps": 8, "guidance_stop": 0.5}, "bf16"),
 }
 REFERENCE = "fp32-16"
 BOUND = 0.03
