@@ -16,8 +16,8 @@ the rest of the sampling settings `SamplingConfig`'s.  "forward rows" is what a 
 model forwards relative to the reference: (steps + guided steps) / (16 + 16); seconds at paper
 size come from `eval/speed.py` with the same settings.
 
-A variant is "within bounds" when its class and timing agreement are within 0.03 of the
-reference on every world (one clip of 64 is 0.016).  Results go to OUT/<world>/<variant>.json (a
+A variant "holds" when neither its class nor its timing agreement is more than 0.03 below the
+reference's on any world (one clip of 64 is 0.016; above it is better, not out of bounds).  Results go to OUT/<world>/<variant>.json (a
 finished variant is skipped on a re-run) and the table to OUT/sampling_quality.md.
 """
 
@@ -155,7 +155,7 @@ def markdown(results: dict[str, dict[str, dict]], names: list[str], command: str
     for w in worlds:
         head += f" {w}: class | timing | FAD | Δ class / timing |"
         rule += "---:|---:|---:|---|"
-    lines += [head + " within 0.03 on every world |", rule + "---|"]
+    lines += [head + " holds (no drop over 0.03 on any world) |", rule + "---|"]
     for name in names:
         first = results[worlds[0]][name]
         change = ", ".join(f"{k}={v}" for k, v in first["settings"].items()) or "(reference settings)"
@@ -167,7 +167,7 @@ def markdown(results: dict[str, dict[str, dict]], names: list[str], command: str
             if ref is not None:
                 dc = r["class_agreement"] - ref["class_agreement"]
                 dt = r["timing_agreement"] - ref["timing_agreement"]
-                ok = ok and abs(dc) <= BOUND + 1e-9 and abs(dt) <= BOUND + 1e-9
+                ok = ok and dc >= -BOUND - 1e-9 and dt >= -BOUND - 1e-9
                 delta = f"{dc:+.3f} / {dt:+.3f}"
             line += f" {r['class_agreement']:.3f} | {r['timing_agreement']:.3f} | {r['fad_logmel']:.0f} | {delta} |"
         lines.append(line + (" yes |" if ok else " **no** |"))

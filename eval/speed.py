@@ -5,7 +5,7 @@ video files to written soundtracks.
     python eval/speed.py --pairs tiny                                   # about a minute on an idle machine
     python eval/speed.py --pairs paper --batch-sizes 1 --precisions fp32 bf16 int8
     python eval/speed.py --pairs paper --batch-sizes 1 4 8 --clips 8 --models vab   # clips per minute
-    python eval/speed.py --pairs paper --steps 8 --guidance-interval 0 0.5          # a sampling variant
+    python eval/speed.py --pairs paper --steps 16 --guidance-stop 1                   # a sampling variant
 
 What is timed is what `vab generate clips/ --out out/` does for each clip after the models are
 loaded: read the frames of the 10-s video (PyAV, at the model's fps), encode them with the
@@ -27,8 +27,8 @@ Pairs (random weights everywhere, codec and frame encoder included: timing does 
 Each model and format runs in a fresh subprocess (peak resident memory is that process's
 high-water mark).  Formats: the generation's `--precision` (fp32, bf16, int8); the frame
 encoder runs in fp32 in the fp32 rows and in its `auto` format (bf16 on a CPU with native bf16)
-in the others.  VAB samples with `vab generate`'s defaults unless --steps / --guidance /
---guidance-interval / --schedule say otherwise; FoleyGen with guidance 3, top-k 256 (its
+in the others.  VAB samples with `vab generate`'s defaults unless its options (the same flags:
+--steps, --cfg, --guidance-start, --guidance-stop, --schedule ...) say otherwise; FoleyGen with guidance 3, top-k 256 (its
 paper's), one step per delayed token (T + K - 1 = 753 for EnCodec).
 
 --measure-steps N (VAB) and --ar-measure-steps N (FoleyGen): only the first N forwards of each
@@ -59,6 +59,14 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from vab.generation.sampling import (  # noqa: E402
+    SamplingConfig,
+    add_sampling_arguments,
+    sampling_from_args,
+    sampling_options,
+)
+
 PAIRS = {"tiny": ("tiny", "foleygen-tiny"), "paper": ("vab-encodec", "foleygen-encodec")}
 MODELS = ("vab", "foleygen")  # --models: which of each pair
 CHEAP = ("tiny",)  # pairs whose FoleyGen runs every step by default
@@ -178,7 +186,6 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     from vab.generation.features import VideoFeatures
     from vab.generation.generator import Generator, Request
     from vab.generation.outputs import plan_outputs, write_outputs
-    from vab.generation.sampling import SamplingConfig
     from vab.model.quantize import prepare_for_inference
     from vab.visual import build_visual_encoder
 
@@ -189,6 +196,7 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     model = make_model(preset, codec)
     autoregressive = bool(getattr(model, "autoregressive", False))
     guidance = args.ar_guidance if autoregressive else args.guidance
+    vab_sampling = sampling_from_args(args, seed=0)
     visual = build_visual_encoder(encoder_config(preset, args.precision))
     params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
     # as Generator.from_pretrained loads a model for this format (int8 layers, or bf16 weights), before
@@ -205,10 +213,9 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     built_s = time.perf_counter() - wall0
     built_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if autoregressive:
-        sampling = SamplingConfig(guidance=guidance, top_k=min(args.top_k, model.codebook_size), seed=0)
+        sampling = SamplingConfig(guidance=guidance, top_k=min(args.ar_top_k, model.codebook_size), seed=0)
     else:
-        sampling = SamplingConfig(steps=args.steps, guidance=guidance, guidance_start=args.guidance_interval[0],
-                                  guidance_stop=args.guidance_interval[1], schedule=args.schedule, seed=0)
+        sampling = vab_sampling
 
     out = Path(args.out) / "outputs" / f"{preset}-b{batch}-{args.precision}"
     requests = [Request(v, key=plan_outputs(out, v.stem)) for v in videos]
@@ -347,9 +354,8 @@ def child_main(args: argparse.Namespace) -> int:
 def child_command(preset: str, batch: int, precision: str, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, __file__, "--child", preset, "--child-batch", str(batch), "--precision", precision,
            "--videos", str(args.videos), "--clips", str(args.clips), "--out", str(args.out),
-           "--steps", str(args.steps), "--guidance", str(args.guidance),
-           "--guidance-interval", *map(str, args.guidance_interval), "--schedule", args.schedule,
-           "--ar-guidance", str(args.ar_guidance), "--top-k", str(args.top_k),
+           *[str(part) for o in sampling_options() for part in (o.flag, getattr(args, o.name))],
+           "--ar-guidance", str(args.ar_guidance), "--ar-top-k", str(args.ar_top_k),
            "--measure-steps", str(args.measure_steps), "--threads", str(args.threads),
            "--peak-reps", str(args.peak_reps)]
     if args.ar_measure_steps is not None:
@@ -526,7 +532,6 @@ def parent_main(args: argparse.Namespace, argv: list[str]) -> int:
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for bad options, before anything is made."""
     from vab.errors import VabError
-    from vab.generation.sampling import SamplingConfig
 
     if args.measure_steps < 0 or (args.ar_measure_steps is not None and args.ar_measure_steps < 2):
         raise VabError("--measure-steps must be >= 0 and --ar-measure-steps >= 2")
@@ -543,14 +548,10 @@ def check_args(args: argparse.Namespace) -> None:
     bad = [p for p in args.precisions if p not in FORMATS]
     if bad:
         raise VabError(f"--precisions: {', '.join(bad)} not among {', '.join(FORMATS)}")
-    SamplingConfig(steps=args.steps, guidance=args.guidance, guidance_start=args.guidance_interval[0],
-                   guidance_stop=args.guidance_interval[1], schedule=args.schedule)
+    sampling_from_args(args)
 
 
 def parser() -> argparse.ArgumentParser:
-    from vab.generation.sampling import SCHEDULES, SamplingConfig
-
-    defaults = SamplingConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
@@ -560,14 +561,9 @@ def parser() -> argparse.ArgumentParser:
                    help="videos generated per measurement (a folder of that many clips); clips per minute "
                    "at a batch size needs at least that many")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each video")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="VAB decoding steps")
-    p.add_argument("--guidance", type=float, default=defaults.guidance, help="VAB guidance")
-    p.add_argument("--guidance-interval", nargs=2, type=float, metavar=("START", "STOP"),
-                   default=[defaults.guidance_start, defaults.guidance_stop],
-                   help="VAB: guidance on the steps i with START <= i / steps < STOP")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default=defaults.schedule, help="VAB mask schedule")
+    add_sampling_arguments(p.add_argument_group("VAB sampling (vab generate's options and defaults)"))
     p.add_argument("--ar-guidance", type=float, default=3.0, help="FoleyGen guidance")
-    p.add_argument("--top-k", type=int, default=256, help="FoleyGen top-k")
+    p.add_argument("--ar-top-k", type=int, default=256, help="FoleyGen top-k")
     p.add_argument("--measure-steps", type=int, default=0,
                    help="real VAB forwards of each size, the rest extrapolated (0 = all, the default)")
     p.add_argument("--ar-measure-steps", type=int, default=None,

@@ -172,7 +172,7 @@ def test_schedule_is_counted_per_example(model):
     rec = Recorder(model)
     steps_seen = []
     out = sample_tokens(rec, features_for(model, b), given=given, given_mask=given_mask,
-                        cfg=SamplingConfig(steps=8), progress=lambda i, n: steps_seen.append((i, n)))
+                        cfg=SamplingConfig(steps=8, guidance_stop=1.0), progress=lambda i, n: steps_seen.append((i, n)))
     n0 = (~given_mask).flatten(1).sum(1)
     assert len(set(n0.tolist())) == 3
     sched = mask_schedule(n0, 8)
@@ -241,13 +241,13 @@ def test_guidance_one_is_conditional_only_and_zero_unconditional_only(model):
     rec = Recorder(model)
     w1 = sample_tokens(rec, f, cfg=SamplingConfig(steps=6, guidance=1.0))
     assert all(c["tokens"].shape[0] == 2 and c["drop"] is None for c in rec.calls)  # no unconditional pass
-    assert torch.equal(w1, sample_tokens(OneHalf(model, "cond"), f, cfg=SamplingConfig(steps=6, guidance=5.0)))
+    assert torch.equal(w1, sample_tokens(OneHalf(model, "cond"), f, cfg=SamplingConfig(steps=6, guidance=5.0, guidance_stop=1.0)))
     rec = Recorder(model)
-    w0 = sample_tokens(rec, f, cfg=SamplingConfig(steps=6, guidance=0.0))
+    w0 = sample_tokens(rec, f, cfg=SamplingConfig(steps=6, guidance=0.0, guidance_stop=1.0))
     assert all(c["tokens"].shape[0] == 2 and c["drop"].all() for c in rec.calls)
-    assert torch.equal(w0, sample_tokens(OneHalf(model, "uncond"), f, cfg=SamplingConfig(steps=6, guidance=5.0)))
+    assert torch.equal(w0, sample_tokens(OneHalf(model, "uncond"), f, cfg=SamplingConfig(steps=6, guidance=5.0, guidance_stop=1.0)))
     assert not torch.equal(w0, w1)
-    guided = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=5.0))
+    guided = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=5.0, guidance_stop=1.0))
     assert not torch.equal(guided, w1) and not torch.equal(guided, w0)
 
 
@@ -262,12 +262,12 @@ def test_guidance_interval_skips_the_unconditional_rows_outside_it(model):
     rows = [c["tokens"].shape[0] for c in rec.calls]
     assert rows == [4, 4, 4, 2, 2, 2]  # [cond ; uncond] on the first half, the conditional rows alone after
     assert all(c["drop"] is None for c in rec.calls[3:])
-    # the whole interval is the default; an interval with no step in it is guidance 1
-    assert torch.equal(sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.0, guidance_stop=1.0)),
+    # the default interval is the first half; an interval with no step in it is guidance 1
+    assert torch.equal(sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.0, guidance_stop=0.5)),
                        sample_tokens(model, f, cfg=SamplingConfig(steps=6)))
-    never = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.9))
+    never = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.9, guidance_stop=1.0))
     assert torch.equal(never, sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=1.0)))
-    everywhere = sample_tokens(model, f, cfg=SamplingConfig(steps=6))
+    everywhere = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_stop=1.0))
     assert not torch.equal(early, everywhere) and not torch.equal(early, never)
 
 
@@ -371,18 +371,18 @@ def test_draw_tokens_follows_the_distribution():
     n = 20000
     logits = torch.log(probs).expand(n, -1)
     u = torch.rand(n, generator=torch.Generator().manual_seed(0))
-    tokens, logp = draw_tokens(logits, u, SamplingConfig())
+    tokens, logp = draw_tokens(logits, u, SamplingConfig(temperature=1.0))
     freq = torch.bincount(tokens, minlength=5).float() / n
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
     torch.testing.assert_close(logp, torch.log(probs)[tokens])
     # the extreme uniforms never pick a token without mass
-    edge, _ = draw_tokens(logits[:3], torch.tensor([0.0, 1 - 2**-24, 0.99999994]), SamplingConfig())
+    edge, _ = draw_tokens(logits[:3], torch.tensor([0.0, 1 - 2**-24, 0.99999994]), SamplingConfig(temperature=1.0))
     assert edge.tolist() == [0, 3, 3]
     # temperature 2 flattens: p ~ sqrt(probs); top-p 0.6 keeps the two best
     t2, _ = draw_tokens(logits[:, :4], u, SamplingConfig(temperature=2.0))
     flat = probs[:4].sqrt() / probs[:4].sqrt().sum()
     torch.testing.assert_close(torch.bincount(t2, minlength=4).float() / n, flat, atol=0.015, rtol=0)
-    p, _ = draw_tokens(logits, u, SamplingConfig(top_p=0.6))
+    p, _ = draw_tokens(logits, u, SamplingConfig(temperature=1.0, top_p=0.6))
     assert set(p.tolist()) == {0, 1}
 
 

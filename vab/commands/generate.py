@@ -25,7 +25,7 @@ from vab.utils import add_batch_size_option, add_device_option, check_writable_d
 EPILOG = """\
 examples:
   vab generate clip.mp4 --checkpoint runs/tiny/model --out out/
-  vab generate videos/ 'more/**/*.mov' --checkpoint models/vab-encodec --out out/ --steps 16 --cfg 5
+  vab generate videos/ 'more/**/*.mov' --checkpoint models/vab-encodec --out out/ --steps 16 --cfg 5 --guidance-stop 1 --temperature 1   # the paper's sampling
   vab generate clip.mp4 --checkpoint models/vab-dac --c2f-checkpoint models/c2f-dac --out out/
   vab generate clip.mp4 --checkpoint DIR --out out/ --edit 2.5-4.0,7-8     # regenerate two spans only
   vab generate clip.mp4 --checkpoint DIR --out out/ --prompt door.wav --prompt-seconds 2

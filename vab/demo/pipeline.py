@@ -47,6 +47,8 @@ from vab.utils import atomic_path, check_writable_dir
 MODES = ("audio", "visual", "audio-visual")
 #: the demo's --precision choices
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: `vab generate`'s sampling defaults, which the demo's generation stage uses
+SAMPLING_DEFAULTS = SamplingConfig()
 STAGES = ("synth", "extract", "pretrain", "generate", "retrieval", "index", "classify")
 #: the classifier `vab app` gets (one of the three modes)
 APP_CLASSIFIER = "classify-audio-visual"
@@ -73,11 +75,12 @@ class DemoSettings:
     classify_steps: int = 60
     batch_size: int = 32
     plots: int = 8  # PNGs for the first held-out clips (every held-out clip gets wav + mp4)
-    # sampling of the generation stage (docs/BENCHMARKS.md): temperature 0.5 named the class more often
-    # than the paper's 1.0 for all five demo models compared, on both worlds (e.g. 0.828 -> 0.875), and
-    # guidance 2 more often than the paper's 5 (with T 0.5: demo 0.891 -> 0.922, shapes 0.828 -> 0.875)
-    temperature: float = 0.5
-    guidance: float = 2.0
+    # sampling of the generation stage: `vab generate`'s defaults (SamplingConfig), chosen on these worlds
+    # (docs/BENCHMARKS.md): temperature 0.5 named the class more often than the paper's 1.0 for all five
+    # demo models compared, on both worlds (e.g. 0.828 -> 0.875), and guidance 2 more often than the
+    # paper's 5 (with T 0.5: demo 0.891 -> 0.922, shapes 0.828 -> 0.875)
+    temperature: float = SAMPLING_DEFAULTS.temperature
+    guidance: float = SAMPLING_DEFAULTS.guidance
     # on top of the `tiny` preset: see the README of the demo in the report
     overrides: list[str] = field(default_factory=lambda: list(TINY_OVERRIDES))
 

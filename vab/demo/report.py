@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vab.checkpoint.card import set_card_section
-from vab.demo.pipeline import MODES, DemoResult, app_command
+from vab.demo.pipeline import MODES, SAMPLING_DEFAULTS, DemoResult, app_command
 from vab.utils import atomic_path
 
 #: acceptance targets of the full demo (issue 7); the quick demo is only checked loosely
@@ -144,7 +144,7 @@ def write_model_cards(result: DemoResult) -> list[Path]:
 
 def write_report(result: DemoResult) -> Path:
     """DIR/report.md: the settings, the numbers against chance, stage times and file paths."""
-    s = result.settings
+    s, d = result.settings, SAMPLING_DEFAULTS
     out = result.out
     lines = [
         f"# vab demo ({s.name})", "",
@@ -154,8 +154,9 @@ def write_report(result: DemoResult) -> Path:
         f"Model: the `tiny` preset with `{' '.join(s.overrides)}`, features at {s.fps:g} fps; "
         f"pretraining {s.pretrain_steps} steps, retrieval fine-tuning {s.retrieval_steps} steps, "
         f"classification fine-tuning {s.classify_steps} steps per mode (batch {s.batch_size}). "
-        f"Soundtracks sampled with guidance {s.guidance:g} and temperature {s.temperature:g} (`vab generate "
-        f"--cfg {s.guidance:g} --temperature {s.temperature:g}`; its defaults are the paper's 5 and 1).", "",
+        f"Soundtracks sampled with `vab generate`'s defaults: {d.steps} steps, guidance {s.guidance:g} on the "
+        f"first {d.guidance_stop:.0%} of them, temperature {s.temperature:g} (the paper's: 16 steps, guidance 5 "
+        f"on all, temperature 1).", "",
         "## Results (held-out test split)", "", *results_table(result),
     ]
     lines += [
