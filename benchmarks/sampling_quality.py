@@ -11,8 +11,10 @@ trained `vab demo` model (`vab.generation.generator.Generator`, as `vab generate
 files not written), scored with the demo's judge (class and timing agreement, fitted once per
 world as `vab.demo.soundtracks.fit_judge` fits it) and by the FAD of log-mel statistics
 against the real held-out audio.
-Guidance and temperature are the demos' (2 and 0.5; `--guidance` / `--temperature` to change),
-the rest of the sampling settings `SamplingConfig`'s.  "forward rows" is what a variant costs in
+Every variant starts from the reference (:data:`REFERENCE_SETTINGS`: 16 steps, cosine schedule,
+guidance on every step, as before issue 27) with guidance 2 and temperature 0.5 (`--guidance` /
+`--temperature` to change; `vab generate`'s defaults since issue 27), the mask temperature and the
+rest `SamplingConfig`'s, and changes what its name says.  "forward rows" is what a variant costs in
 model forwards relative to the reference: (steps + guided steps) / (16 + 16); seconds at paper
 size come from `eval/speed.py` with the same settings.
 
@@ -72,6 +74,8 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "t1-s8-g0-0.5": ({"temperature": 1.0, "steps": 8, "guidance_stop": 0.5}, "bf16"),
 }
 REFERENCE = "fp32-16"
+#: the sampling every variant starts from (the defaults before issue 27, but guidance and temperature)
+REFERENCE_SETTINGS = {"steps": 16, "schedule": "cosine", "guidance_start": 0.0, "guidance_stop": 1.0}
 BOUND = 0.03
 
 
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, dict]
         for name in names:
             path = args.out / world / f"{name}.json"
             settings, precision = VARIANTS[name]
-            sampling = SamplingConfig(**{"guidance": args.guidance, "temperature": args.temperature, **settings})
+            sampling = SamplingConfig(**{**REFERENCE_SETTINGS, "guidance": args.guidance,
+                                         "temperature": args.temperature, **settings})
             if path.is_file():
                 row = json.loads(path.read_text())
             else:

@@ -18,6 +18,7 @@ from vab.evaluation.scorers.logmel import LogMelEmbedder
 from vab.evaluation.scorers.panns import Cnn14, PANNsEmbedder
 from vab.evaluation.scorers.vggish import VGGishEmbedder, VGGishNet
 from vab.errors import VabError
+from vab.generation.sampling import SamplingConfig
 from vab.evaluation.metrics import (
     frechet_audio_distance,
     frechet_distance,
@@ -350,7 +351,8 @@ def test_eval_generation_compares_vab_with_the_autoregressive_baseline(trained, 
         assert row["clips"] == 3 and all(math.isfinite(row[k]) for k in ("fad", "kl", "seconds_per_clip"))
     # each model decodes with its own settings: FoleyGen's guidance 3 and top-k 256
     assert (ar_row["sampling"]["guidance"], ar_row["sampling"]["top_k"]) == (3.0, 256)
-    assert (vab_row["sampling"]["guidance"], vab_row["sampling"]["steps"]) == (5.0, 2)
+    # and VAB vab generate's defaults, with the steps asked for
+    assert (vab_row["sampling"]["guidance"], vab_row["sampling"]["steps"]) == (SamplingConfig().guidance, 2)
     assert "sampling of " in (out / "generation.md").read_text()
 
 
@@ -435,7 +437,6 @@ def test_field_table_has_the_fields_columns_in_order_and_recomputes_from_records
     from vab.evaluation import soundtracks as ge
     from vab.evaluation.metrics import frechet_audio_distance, logit_kl
     from vab.evaluation.scorers.passt import PaSSTEmbedder, PaSSTNet
-    from vab.generation.sampling import SamplingConfig
 
     data, model, _ = trained
     clips = ge.dataset_clips([data], "test", limit=3)
@@ -527,7 +528,6 @@ def test_field_table_desync_and_ib_score_on_videos(trained, tmp_path):
     from vab.evaluation import soundtracks as ge
     from vab.evaluation.scorers.imagebind import ImageBindNet, ImageBindScorer, half_fps_frames
     from vab.evaluation.scorers.synchformer import SynchformerNet, SynchformerScorer
-    from vab.generation.sampling import SamplingConfig
 
     _, model, _ = trained
     videos = tmp_path / "videos"
