@@ -199,6 +199,9 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     vab_sampling = sampling_from_args(args, seed=0)
     visual = build_visual_encoder(encoder_config(preset, args.precision))
     params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before int8 layers hide theirs
+    # FLOPs counted on the float model: FlopCounterMode does not see the int8 kernels' products
+    with autocast(args.precision):
+        flops = {} if autoregressive else {rows: forward_flops(model, batch, rows) for rows in (batch, 2 * batch)}
     # as Generator.from_pretrained loads a model for this format (int8 layers, or bf16 weights), before
     # the clock wraps the forward: the Generator then keeps this very model
     model = prepare_for_inference(model, args.precision, inplace=True)
@@ -208,7 +211,6 @@ def measure(preset: str, batch: int, args: argparse.Namespace, limit: int) -> di
     with autocast(args.precision):
         warm_up(model, guidance)  # the first forward allocates its activations; no later one does
         visual.encode(frame)
-        flops = {} if autoregressive else {rows: forward_flops(model, batch, rows) for rows in (batch, 2 * batch)}
     frame_flops = encoder_flops(visual, frame)
     built_s = time.perf_counter() - wall0
     built_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -455,3 +455,27 @@ def test_read_out_and_guidance_stay_in_fp32_under_half_precision_autocast():
     assert guided.dtype == torch.float32
     # bf16 keeps 8 bits of mantissa: the Transformer's rounding remains, the read-out adds none
     assert (guided - guided_ref).abs().max() < 0.25 * guided_ref.abs().max()
+
+
+def test_blocked_attention_is_attention_and_ignores_its_batch():
+    """The CPU's half-precision attention (explicit products over query blocks, one example at
+    a time) computes what SDPA computes, with a shared or a per-example mask, and an example's
+    result is the same alone and in a batch; the model takes it only where it pays."""
+    import torch.nn.functional as F
+
+    from vab.model.multiway import ATTENTION_BLOCK, blocked_attention, blocked_attention_pays
+
+    g = torch.Generator().manual_seed(0)
+    length = 2 * ATTENTION_BLOCK + 17  # a last block shorter than the others
+    q, k, v = (torch.randn(3, 4, length, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    for mask in (None, torch.randn(1, 4, length, length, generator=g, dtype=torch.float64),
+                 torch.randn(3, 4, length, length, generator=g, dtype=torch.float64)):
+        got = blocked_attention(q, k, v, mask)
+        torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        per_example = mask is not None and len(mask) > 1
+        alone = blocked_attention(q[2:], k[2:], v[2:], mask[2:] if per_example else mask)
+        assert torch.equal(alone, got[2:])
+    half = q.to(torch.bfloat16)
+    assert not blocked_attention_pays(q)  # float64 / float32: SDPA
+    with torch.enable_grad():
+        assert not blocked_attention_pays(half.clone().requires_grad_())  # training keeps SDPA's backward
