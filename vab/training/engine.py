@@ -84,6 +84,7 @@ Semantics
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -774,12 +775,33 @@ def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | No
             "on a machine without GPUs launch with `accelerate launch --multi_gpu --num_processes N` "
             "or set ACCELERATE_USE_CPU=1"
         )
+    if acc.num_processes > 1:
+        _close_group_at_exit()
     if acc.mixed_precision == "fp16" and acc.scaler is None and acc.device.type == "cpu":
         raise ConfigError("train.precision=fp16 needs a GPU (on a CPU it would silently run in fp32); use bf16 or no")
     config = acc.dataloader_config
     if config.split_batches or config.dispatch_batches:
         raise ConfigError("the training engine needs Accelerate's split_batches=False and dispatch_batches=False")
     return acc
+
+
+_GROUP_CLOSER: list[Callable[[], None]] = []
+
+
+def _close_group_at_exit() -> None:
+    """Take the process group down when the process ends: one whose gloo group is still up
+    at interpreter exit can abort there ("terminate called without an active exception",
+    SIGABRT) after its work is done, and the launcher reports the run failed.  Not sooner:
+    a following Trainer in the same process (pretrain, then fine-tune) keeps using it."""
+    if _GROUP_CLOSER:
+        return
+
+    def close() -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    _GROUP_CLOSER.append(close)
+    atexit.register(close)
 
 
 def _env_true(name: str) -> bool:
