@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import math
 import os
@@ -785,23 +786,19 @@ def _make_accelerator(cfg: Any, run_dir: Path, extra: dict, parameters: int | No
     return acc
 
 
-_GROUP_CLOSER: list[Callable[[], None]] = []
-
-
+@functools.cache
 def _close_group_at_exit() -> None:
-    """Take the process group down when the process ends: one whose gloo group is still up
-    at interpreter exit can abort there ("terminate called without an active exception",
-    SIGABRT) after its work is done, and the launcher reports the run failed.  Not sooner:
-    a following Trainer in the same process (pretrain, then fine-tune) keeps using it."""
-    if _GROUP_CLOSER:
-        return
+    """Take the process group down when the process ends (registered once): one whose gloo
+    group is still up at interpreter exit can abort there ("terminate called without an
+    active exception", SIGABRT) after its work is done, and the launcher reports the run
+    failed.  Not sooner: a following Trainer in the same process (pretrain, then fine-tune)
+    keeps using it."""
+    atexit.register(_destroy_group)
 
-    def close() -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
-    _GROUP_CLOSER.append(close)
-    atexit.register(close)
+def _destroy_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _env_true(name: str) -> bool:
