@@ -77,6 +77,8 @@ SAMPLINGS = {
     "g2t1": {"guidance": 2.0, "temperature": 1.0},
     "g3t0.75": {"guidance": 3.0, "temperature": 0.75},
     "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
+    "defaults": {},  # vab generate's defaults (issue 27: 8 steps, guidance 2 on the first half, T 0.5)
+    "g2t0.5-16": {"guidance": 2.0, "temperature": 0.5, "steps": 16, "guidance_stop": 1.0},  # before issue 27
 }
 #: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
