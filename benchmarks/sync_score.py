@@ -2,14 +2,16 @@
 
     vab synth /tmp/w-demo --train 1 --valid 0 --test 64 --seconds 4 --fps 8
     vab synth /tmp/w-shapes --world shapes --train 1 --valid 0 --test 64 --seconds 3 --fps 8
-    python benchmarks/sync_score.py /tmp/w-demo /tmp/w-shapes
+    vab synth /tmp/w-words --world words --train 1 --valid 0 --test 64 --seconds 4 --fps 8  # kept out of the choice
+    python benchmarks/sync_score.py /tmp/w-demo /tmp/w-shapes /tmp/w-words
     python benchmarks/sync_score.py --demo /tmp/demo-quick /tmp/demo-shapes-quick   # finished `vab demo` folders
 
 For every test clip of each world (`vab synth` folders) the clip's own audio is scored
 against its frames (`vab.evaluation.sync`) as recorded, moved later and earlier by 0.1 /
 0.2 / 0.5 / 1 s (silence filled in), and replaced by another clip's audio (a fixed
 derangement).  Printed per world and condition: the mean score, the mean absolute offset
-estimate, and the share of clips whose own audio scores above the moved one.
+estimate, and the share of clips whose own audio scores above the moved one; then the mean
+score by the size of the move (both directions) and whether it falls with every step.
 
 With --demo, each folder is a finished `vab demo` run: its generated soundtracks
 (DIR/generated/<id>.wav) are scored against their clips' frames, beside the real audio and
@@ -19,6 +21,7 @@ timing agreement for comparison.
 
 from __future__ import annotations
 
+import itertools
 import argparse
 import sys
 
@@ -104,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             ok = np.isfinite(s)
             better = "" if name == "own audio" else f"{np.mean(own[ok & np.isfinite(own)] > s[ok & np.isfinite(own)]):.1%}"
             print(f"| {name} | {np.nanmean(s):.3f} | {ok.sum()} | {np.nanmean(off):.3f} | {better} |")
+        ladder = [np.nanmean(own)] + [
+            np.nanmean([r.score for key in (f"{s:g} s later", f"{s:g} s earlier") for r in scores[key]]) for s in SHIFTS]
+        steady = all(a > b for a, b in itertools.pairwise(ladder))
+        print(f"\nmean score own / moved {' / '.join(f'{s:g}' for s in SHIFTS)} s (both ways): "
+              f"{' / '.join(f'{x:.3f}' for x in ladder)}; monotonically lower: {'yes' if steady else 'no'}")
     return 0
 
 

@@ -167,8 +167,9 @@ def write_report(result: DemoResult) -> Path:
         "training clips after the codec round trip, since generated audio leaves through the same decoder: "
         f"{result.stages['generate'].results['energy_threshold_db']:.1f} dBFS) against object "
         "visible (ground truth).  Sync score: the weights-free synchronisation score (`vab.evaluation.sync`), the "
-        "correlation between how much the sound changes and how much the picture changes from frame to frame, and "
-        "the audio delay at which that correlation peaks; it needs no ground truth, so it applies to any video.  "
+        "correlation between how much the sound's loudness changes and how much the picture changes from frame to "
+        "frame, discounted by the audio delay at which it is best (the offset); it needs no ground truth, so it "
+        "applies to any video.  "
         "Targets are those of the full demo (on the `shapes` world: issue 15's)." if "generate" in result.stages else "",
         "", "## Stage wall times", "", "| stage | seconds |", "|---|---:|",
     ]

@@ -8,22 +8,30 @@ against video motion peaks), made to work at the picture's own time resolution:
 * **picture change** ``v[i]`` (``[F - 1]``): the mean absolute RGB difference between frame
   ``i - 1`` and frame ``i`` (0-255 scale).  Frame ``i`` is on screen during
   ``[i / fps, (i + 1) / fps)``, so this change is seen at ``i / fps``.
-* **sound change** ``a[i]`` (``[F - 1]``): the audio's log-mel spectrum (dB, 40 bands
-  50 Hz - 8 kHz, 5-ms hop, floored 60 dB under the clip's loudest band) averaged over the
-  time each frame is on screen, then the mean absolute difference over bands between the
-  averages of frame ``i - 1`` and frame ``i``.  Sounds that flutter faster than the frame
-  rate (click trains, vibrato) average out; a sound starting, stopping or changing between
-  two frames does not.
-* **score**: the Pearson correlation of ``a`` and ``v`` (-1 .. 1; about 0 for audio of
-  another clip, higher is better).  **Offset**: the audio delay (s, positive = the sound
-  comes late) at which the correlation is highest, the audio windows moved in
-  :data:`LAG_STEP` steps up to ``max_lag`` either way (a weights-free counterpart of
-  DeSync's offset; intervals whose moved window leaves the audio are dropped).
+* **sound change** ``a[i]`` (``[F - 1]``): the audio's loudness change between the times
+  frames ``i - 1`` and ``i`` are on screen: log-mel levels (dB, 40 bands 50 Hz - 8 kHz,
+  5-ms hop, floored 60 dB under the clip's loudest band) averaged over the time each frame
+  is on screen, then the absolute difference of the two frames' band means.  Sounds starting
+  and stopping count; a sound that only changes its spectrum at equal loudness (speech's
+  syllables, vibrato, click trains faster than the frame rate) barely does, so speech is not
+  a stream of events the picture never shows.
+* **correlation curve** ``c(d)``: the Pearson correlation of ``a`` and ``v`` with the audio
+  read ``d`` s later, ``d`` on a :data:`LAG_STEP` grid up to ``max_lag`` either way
+  (intervals whose moved window leaves the audio are dropped).  **Offset**: 0 when ``c(0)``
+  is within :data:`IN_STEP_MARGIN` of the curve's best (sound and picture are in step),
+  otherwise the delay of the best (s, positive = the sound comes late; a weights-free
+  counterpart of DeSync's offset).
+* **score**: ``c(0)`` when in step, otherwise the best correlation discounted by its delay,
+  ``max c * exp(-|offset| / DELAY_SCALE)``: -1 .. 1, about 0 for audio of another clip,
+  higher is better, and lower the further the sound is moved (0.1 / 0.2 / 0.5 / 1 s:
+  docs/BENCHMARKS.md).  A correlation at lag 0 alone cannot grade moves longer than a frame:
+  every such copy is as unrelated to the picture as another clip's audio.
 
 Where it differs from AV-Align (Yariv et al. 2024, TempoTokens' ``av_align.py``): frame
 differences instead of Farneback optical flow (appearing and disappearing objects move no
-pixels, and no OpenCV is needed); spectral change in both directions (a sound stopping is an
-event as much as one starting) instead of librosa onsets; a correlation of envelopes at the
+pixels, and no OpenCV is needed); loudness change in both directions (a sound stopping is an
+event as much as one starting) instead of librosa onsets (spectral flux, which speech keeps
+high throughout); a correlation of envelopes at the
 frame rate instead of the IoU of peak lists with a one-frame tolerance, so the score falls
 smoothly as the audio moves by less than a frame and fast periodic sounds are not a stream
 of unmatched peaks.  Clips whose picture or sound never changes have no score (NaN).
@@ -44,14 +52,19 @@ N_MELS = 40
 DB_RANGE = 60.0  # levels more than this under the clip's loudest band are one floor (silence)
 LAG_STEP = 0.02  # s, the offset grid
 MAX_LAG = 1.0  # s, default search range of the offset either way
+#: lag 0 counts as in step when its correlation is at most this far under the curve's best;
+#: chosen with DELAY_SCALE on the demo and shapes worlds, checked on the words world
+IN_STEP_MARGIN = 0.2
+DELAY_SCALE = 0.2  # s: a best correlation found d s away is worth exp(-|d| / DELAY_SCALE) of it
 #: recorded with each score: records made by another version of the score are redone
-VERSION = 1
+#: (2: loudness change and the delay-discounted score, issue 26)
+VERSION = 2
 
 
 @dataclass
 class SyncResult:
-    """`score`: correlation of sound and picture change at lag 0 (NaN: nothing changes);
-    `offset`: the audio delay (s) with the highest correlation (NaN likewise)."""
+    """`score`: how well sound change follows picture change, discounted by the delay at which it
+    does (module doc; NaN: nothing changes); `offset`: that delay (s; 0 in step; NaN likewise)."""
 
     score: float
     offset: float
@@ -88,9 +101,9 @@ def audio_levels(wav: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def sound_change(levels: np.ndarray, fps: float, frames: int, lag: float = 0.0) -> np.ndarray:
-    """Levels ``[T, B]`` (5-ms hop) -> sound change ``[frames - 1]`` between the times frames
-    ``i - 1`` and ``i`` are on screen, the audio read `lag` s later (NaN where a frame's moved
-    window is not inside the audio)."""
+    """Levels ``[T, B]`` (dB, 5-ms hop) -> loudness change ``[frames - 1]`` (dB) between the
+    times frames ``i - 1`` and ``i`` are on screen, the audio read `lag` s later (NaN where a
+    frame's moved window is not inside the audio)."""
     # level frame j belongs to picture frame floor((j * hop - lag) * fps): the frames of picture
     # frame i are a run [first[i], first[i + 1]) of level frames, summed from a cumulative sum
     position = (np.arange(len(levels)) * HOP_SECONDS - lag) * fps + 1e-9
@@ -102,7 +115,7 @@ def sound_change(levels: np.ndarray, fps: float, frames: int, lag: float = 0.0) 
     starts = np.arange(frames) / fps + lag
     inside = (starts >= -1e-9) & (starts + 1.0 / fps <= duration + HOP_SECONDS + 1e-9) & (counts > 0)
     means = np.where(inside[:, None], sums / np.maximum(counts, 1)[:, None], np.nan)
-    return np.abs(np.diff(means, axis=0)).mean(axis=1)
+    return np.abs(np.diff(means.mean(axis=1)))
 
 
 def correlation(a: np.ndarray, v: np.ndarray) -> float:
@@ -129,16 +142,19 @@ def sync_score(wav: np.ndarray, sample_rate: int, frames: np.ndarray, fps: float
     v = picture_change(frames)
     levels = audio_levels(wav, sample_rate)
     count = len(frames)
-    score = correlation(sound_change(levels, fps, count), v)
     steps = int(np.floor(max_lag / LAG_STEP + 1e-9))
     lags = np.arange(-steps, steps + 1) * LAG_STEP
     curve = np.array([correlation(sound_change(levels, fps, count, lag), v) for lag in lags])
+    at_zero = curve[steps]
     if not np.isfinite(curve).any():
-        return SyncResult(score, float("nan"))
+        return SyncResult(float("nan"), float("nan"))
     best = np.nanmax(curve)
+    if np.isfinite(at_zero) and at_zero >= best - IN_STEP_MARGIN:
+        return SyncResult(float(at_zero), 0.0)
     # ties (a flat stretch of the curve): the smallest delay
     candidates = lags[np.isclose(curve, best, rtol=0, atol=1e-12)]
-    return SyncResult(score, float(candidates[np.argmin(np.abs(candidates))]))
+    offset = float(candidates[np.argmin(np.abs(candidates))])
+    return SyncResult(float(best * np.exp(-abs(offset) / DELAY_SCALE)), offset)
 
 
 def shifted(wav: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
@@ -156,5 +172,5 @@ def shifted(wav: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
     return out
 
 
-__all__ = ["MAX_LAG", "SyncResult", "audio_levels", "correlation", "picture_change", "shifted", "sound_change",
+__all__ = ["DELAY_SCALE", "IN_STEP_MARGIN", "MAX_LAG", "SyncResult", "audio_levels", "correlation", "picture_change", "shifted", "sound_change",
            "sync_score"]
