@@ -35,7 +35,7 @@ SMALL = dict(fps=2.0, width=32, height=24)  # small, low-fps test videos
 
 # ---------------------------------------------------------------------- fixtures
 def make_model_dir(directory: Path, *overrides: str, seed: int = 0) -> Path:
-    """A tiny VAB (4-s windows, 2 fps, spectral codec fitted on noise) saved to `directory`."""
+    """A tiny VAB (4-s windows, 8 fps as the preset, spectral codec fitted on noise) saved to `directory`."""
     from vab.codecs.spectral import SpectralCodec
     from vab.config import load_config
     from vab.visual import build_visual_encoder
@@ -433,7 +433,7 @@ def test_a_c2f_model_reading_another_frame_rate_is_refused(tmp_path, c2f_pair, v
     fine = make_model_dir(tmp_path / "fine1fps", "model.type=coarse2fine", "model.expert_layers=0", "model.levels=4",
                           "model.given_levels=2", "data.fps=1.0", "extract.fps=1.0")
     with pytest.raises(VabError, match=r"fine1fps: the coarse-to-fine model does not fit the model: "
-                                       r"it reads frames at 1 fps, the model at 2 fps"):
+                                       r"it reads frames at 1 fps, the model at 8 fps"):
         Generator.from_pretrained(coarse, fine, device="cpu")
     out = tmp_path / "out"
     assert generate_cli(videos["short"], "--checkpoint", coarse, "--c2f-checkpoint", fine, "--out", out) == 2

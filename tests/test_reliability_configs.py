@@ -93,7 +93,7 @@ def test_a_bad_value_in_a_file_names_the_file(tmp_path, model_dir, capsys):
     assert err == f"error: {bad}: model.heads=0 must be >= 1"
     model = copy_model(model_dir, tmp_path)
     text = (model / "config.yaml").read_text()
-    (model / "config.yaml").write_text(text.replace("fps: 2.0", "fps: .nan", 1))
+    (model / "config.yaml").write_text(text.replace("fps: 8.0", "fps: .nan", 1))
     for args in (["info", str(model)], ["generate", "x.mp4", "--checkpoint", str(model), "--out", str(tmp_path / "o")]):
         err = one_line_or_result(vab_main(args), capsys.readouterr().err)
         assert err.startswith(f"error: {model / 'config.yaml'}: ") and "fps=nan must be in (0, 1000]" in err

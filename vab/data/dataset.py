@@ -81,7 +81,8 @@ def check_matches_config(info: DataInfo, cfg: Any, source: str = "data") -> None
                                 f"{cfg.visual.grid}) gives {want}-d")
         ratio = info.fps / cfg.data.fps if cfg.data.fps else 0
         if cfg.data.fps <= 0 or abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-            problems.append(f"data.fps {cfg.data.fps} must divide the stored fps {info.fps}")
+            problems.append(f"data.fps {cfg.data.fps} must divide the stored fps {info.fps} (train with "
+                            f"data.fps={info.fps:g} or extract again with --fps {cfg.data.fps:g})")
     if cfg.data.duration > info.duration + 1e-6:
         problems.append(f"data.duration {cfg.data.duration} s > stored clips of {info.duration} s")
     if problems:
