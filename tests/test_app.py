@@ -487,7 +487,8 @@ def test_a_waiting_job_sees_its_place_and_when_it_starts(server, browser, clips,
     the slot only once its window has ended."""
     long = make_video(tmp_path / "long.mp4", seconds=MAX_SECONDS - 20, fps=2.0, width=32, height=24)
     first, second = open_page(browser, server.url), open_page(browser, server.url)
-    settings(second, "generate", steps=STEPS)  # the first runs the default steps: long enough to be waited for
+    settings(first, "generate", steps=32)  # long enough to be waited for (the defaults' 4 steps may end first)
+    settings(second, "generate", steps=STEPS)
     upload(first, "generate-video", long)
     upload(second, "generate-video", clips[0])
     wait_text(first, "#generate-status p", "long.mp4")
