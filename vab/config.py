@@ -155,7 +155,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
     # stop once this many validations in a row brought no new best of the run's monitored number
-    # (pretraining: valid/picture) and keep the weights of the best one; 0 = train to max_steps
+    # (pretraining: valid/acc@0.55) and keep the weights of the best one; 0 = train to max_steps
     patience: int = 0
     tracker: str = "tensorboard"
     # masking and augmentation (paper section 3.2, appendix B.3)

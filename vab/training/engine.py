@@ -61,7 +61,7 @@ Semantics
   with a warning; after `cfg.max_nonfinite` in a row a checkpoint is saved and
   `NonFiniteLossError` (a VabError) is raised.  The count restarts on resume.
 - Stopping on a plateau: `monitor` (a validation number, higher is better, e.g.
-  "valid/picture") is followed over validations (:class:`vab.training.stopping.Plateau`);
+  "valid/acc@0.55") is followed over validations (:class:`vab.training.stopping.Plateau`);
   a line after each validation says how it compares with its best.  With `cfg.patience`
   > 0 the run stops once that many validations in a row brought no new best, and
   `fit` returns the weights of the best validation (kept in RUN/best.safetensors, so a
@@ -206,7 +206,7 @@ class Trainer:
     parameters without gradients) unless a DistributedDataParallelKwargs handler
     is given.  `num_workers`: data-loading worker processes (e.g. cfg.data.num_workers).
     The constructor seeds python / numpy / torch from `cfg.seed` (plus the process index).
-    `monitor`: the validation number (e.g. "valid/picture", higher is better) followed for
+    `monitor`: the validation number (e.g. "valid/acc@0.55", higher is better) followed for
     stopping on a plateau (`cfg.patience`); None: no number is followed and patience is refused.
     """
 

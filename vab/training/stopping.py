@@ -1,7 +1,7 @@
 """When to stop: the best value of one validation number and how long ago it was reached.
 
 A run names the validation number that says whether it still improves (``monitor``, higher is
-better; pretraining: ``valid/picture``, what the picture saves, :mod:`vab.training.validation`).
+better; pretraining: ``valid/acc@0.55``, masked accuracy at mask ratio 0.55, :mod:`vab.training.validation`).
 :class:`Plateau` follows it over validations; with ``patience`` > 0 the engine stops the run once
 that many validations in a row brought no new best, and the model the run returns is the one of
 the best validation (its weights are kept in RUN/best.safetensors, so a resumed run keeps them).
