@@ -79,10 +79,24 @@ SAMPLINGS = {
     "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
     "defaults": {},  # vab generate's defaults (issue 27: 8 steps, guidance 2 on the first half, T 0.5)
     "g2t0.5-16": {"guidance": 2.0, "temperature": 0.5, "steps": 16, "guidance_stop": 1.0},  # before issue 27
+    "s4": {"steps": 4},  # the defaults with 4 steps (guidance on the first two): issue 27's <= 10-s choice
+    "g5-s8": {"guidance": 5.0},  # the defaults with the paper's guidance 5
 }
 #: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
 GENERATE_BATCH = 16
+
+
+def overrides(variant: str) -> list[str]:
+    """The config overrides of a variant name: one of VARIANTS, or several joined by commas."""
+    return [o for name in variant.split(",") for o in VARIANTS[name]]
+
+
+def variant_name(text: str) -> str:
+    unknown = [name for name in text.split(",") if name not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    return text
 
 
 def run_config(world: str, data: Path, folder: Path, variant: str, args: argparse.Namespace):
@@ -91,7 +105,7 @@ def run_config(world: str, data: Path, folder: Path, variant: str, args: argpars
         f"data.path=[{data}]", f"visual.name={info.visual['name']}", f"visual.grid={info.visual.get('grid', 8)}",
         f"train.output_dir={folder / 'run'}", f"train.max_steps={args.steps}", f"train.checkpoint_every={args.every}",
         "train.keep_checkpoints=0", "train.valid_every=0", "train.tracker=none", "data.num_workers=0",
-        f"train.seed={args.seed}", *VARIANTS[variant],
+        f"train.seed={args.seed}", *overrides(variant),
     ])
 
 
@@ -206,7 +220,7 @@ def signal_value(signals: dict, name: str) -> float:
 def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> list[str]:
     sname = args.samplings[0]
     lines = [
-        f"Variant `{args.variant}` (`tiny` preset + {' '.join(VARIANTS[args.variant]) or 'nothing'}), sampling "
+        f"Variant `{args.variant}` (`tiny` preset + {' '.join(overrides(args.variant)) or 'nothing'}), sampling "
         f"{sname} ({SAMPLINGS[sname]}), seed {args.seed}.",
         "",
         "| world | visual ceiling | codec ceiling | class agreement at steps | final / visual ceiling | timing (final) | "
@@ -261,7 +275,8 @@ def main() -> None:
     p.add_argument("--world", action="append", required=True, metavar="NAME=WORLD:DATA",
                    help="a synthetic world folder and its extracted data set (repeat for each world)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--variant", default="tiny", choices=list(VARIANTS))
+    p.add_argument("--variant", default="tiny", type=variant_name,
+                   help=f"one of {', '.join(VARIANTS)}, or several joined by commas (their overrides in turn)")
     p.add_argument("--steps", type=int, default=4000, help="training steps of the run (its schedule's length)")
     p.add_argument("--every", type=int, default=250, help="checkpoint every this many steps")
     p.add_argument("--eval", default="250,500,1000,1500,2000,3000,4000", help="steps evaluated (comma-separated)")
