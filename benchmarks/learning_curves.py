@@ -77,10 +77,12 @@ SAMPLINGS = {
     "g2t1": {"guidance": 2.0, "temperature": 1.0},
     "g3t0.75": {"guidance": 3.0, "temperature": 0.75},
     "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
-    "defaults": {},  # vab generate's defaults (issue 27: 8 steps, guidance 2 on the first half, T 0.5)
+    "defaults": {},  # vab generate's defaults: 4 steps, guidance 2 on the first half, T 0.5 (8 steps before 972ffd0)
     "g2t0.5-16": {"guidance": 2.0, "temperature": 0.5, "steps": 16, "guidance_stop": 1.0},  # before issue 27
     "s4": {"steps": 4},  # the defaults with 4 steps (guidance on the first two): issue 27's <= 10-s choice
-    "g5-s8": {"guidance": 5.0},  # the defaults with the paper's guidance 5
+    "g5-s8": {"guidance": 5.0, "steps": 8},  # 8 steps, guidance 5 on the first half
+    "s8": {"steps": 8},  # issue 27's first defaults
+    "s2": {"steps": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
 }
 #: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
