@@ -69,10 +69,10 @@ def summary_rows(result: DemoResult) -> list[Row]:
         if "sync_score" in g:  # demo folders whose generation stage ran before the sync score have none
             rows += [
                 Row("sync score (weights-free)", g["sync_score"], g["sync_chance"],
-                    f"correlation of sound and picture change, no ground truth; real audio {g['sync_real']:.2f}; "
-                    "chance = against another clip's frames"),
+                    "loudness change against picture change, discounted by its delay; no ground truth; "
+                    f"real audio {g['sync_real']:.2f}; chance = against another clip's frames"),
                 Row("sync offset, s (weights-free; lower is better)", g["sync_offset"], g["sync_offset_chance"],
-                    f"mean |audio delay| of best correlation; real audio {g['sync_offset_real']:.3f} s"),
+                    f"mean |audio delay| of best correlation (0 when in step); real audio {g['sync_offset_real']:.3f} s"),
             ]
     r = result.stages["retrieval"].results if "retrieval" in result.stages else None
     if r:
