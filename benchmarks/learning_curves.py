@@ -95,6 +95,7 @@ def overrides(variant: str) -> list[str]:
 
 
 def variant_name(text: str) -> str:
+    """argparse type of --variant: the name, once every comma-joined part is known."""
     unknown = [name for name in text.split(",") if name not in VARIANTS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")

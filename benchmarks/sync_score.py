@@ -21,8 +21,8 @@ timing agreement for comparison.
 
 from __future__ import annotations
 
-import itertools
 import argparse
+import itertools
 import sys
 
 import numpy as np

@@ -31,10 +31,9 @@ Where it differs from AV-Align (Yariv et al. 2024, TempoTokens' ``av_align.py``)
 differences instead of Farneback optical flow (appearing and disappearing objects move no
 pixels, and no OpenCV is needed); loudness change in both directions (a sound stopping is an
 event as much as one starting) instead of librosa onsets (spectral flux, which speech keeps
-high throughout); a correlation of envelopes at the
-frame rate instead of the IoU of peak lists with a one-frame tolerance, so the score falls
-smoothly as the audio moves by less than a frame and fast periodic sounds are not a stream
-of unmatched peaks.  Clips whose picture or sound never changes have no score (NaN).
+high throughout); a correlation of envelopes at the frame rate instead of the IoU of peak
+lists with a one-frame tolerance, so the score falls smoothly as the audio moves by less
+than a frame and fast periodic sounds are not a stream of unmatched peaks.  Clips whose picture or sound never changes have no score (NaN).
 """
 
 from __future__ import annotations
@@ -145,10 +144,9 @@ def sync_score(wav: np.ndarray, sample_rate: int, frames: np.ndarray, fps: float
     steps = int(np.floor(max_lag / LAG_STEP + 1e-9))
     lags = np.arange(-steps, steps + 1) * LAG_STEP
     curve = np.array([correlation(sound_change(levels, fps, count, lag), v) for lag in lags])
-    at_zero = curve[steps]
     if not np.isfinite(curve).any():
         return SyncResult(float("nan"), float("nan"))
-    best = np.nanmax(curve)
+    best, at_zero = np.nanmax(curve), curve[steps]  # lags[steps] == 0
     if np.isfinite(at_zero) and at_zero >= best - IN_STEP_MARGIN:
         return SyncResult(float(at_zero), 0.0)
     # ties (a flat stretch of the curve): the smallest delay
@@ -172,5 +170,5 @@ def shifted(wav: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
     return out
 
 
-__all__ = ["DELAY_SCALE", "IN_STEP_MARGIN", "MAX_LAG", "SyncResult", "audio_levels", "correlation", "picture_change", "shifted", "sound_change",
-           "sync_score"]
+__all__ = ["DELAY_SCALE", "IN_STEP_MARGIN", "MAX_LAG", "SyncResult", "audio_levels", "correlation", "picture_change",
+           "shifted", "sound_change", "sync_score"]
