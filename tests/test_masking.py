@@ -237,3 +237,24 @@ def test_level_weights_weigh_the_loss_and_bad_weights_are_refused():
             PretrainObjective(cfg(level_weights=bad))
     with pytest.raises(ConfigError, match="mask_full_prob"):
         PretrainObjective(cfg(mask_full_prob=1.5))
+
+
+def test_coarse_weight_rule_follows_the_levels_of_any_preset_override():
+    """tiny's coarse levels weigh more whatever model.levels / given_levels say (a fixed list would
+    refuse those overrides); an explicit train.level_weights wins; a weight below 1 is refused."""
+    from vab.config import load_config
+    from vab.errors import ConfigError
+    from vab.training.objective import level_weights
+
+    def weights(*overrides):
+        found = level_weights(load_config("tiny", list(overrides)))
+        return None if found is None else found.tolist()
+
+    assert weights() == [4, 2, 1, 1]
+    assert weights("model.levels=8", "codec.levels=8") == [4, 2, 1, 1, 1, 1, 1, 1]
+    assert weights("model.given_levels=1") == [2, 1, 1]
+    assert weights("train.coarse_weight=1") is None
+    assert weights("train.coarse_weight=8", "model.levels=2", "codec.levels=2") == [8, 4]
+    assert weights("train.level_weights=[1,0,0,1]") == [1, 0, 0, 1]
+    with pytest.raises(ConfigError, match="train.coarse_weight"):
+        load_config("tiny", ["train.coarse_weight=0.5"])

@@ -164,7 +164,11 @@ class TrainConfig:
     # share of examples whose predicted levels are masked entirely: they can only be
     # answered from the picture, as in generation (0 = the paper's truncated normal only)
     mask_full_prob: float = 0.0
-    # loss weight per predicted level, coarse first (empty = every masked token counts the same)
+    # loss weight of codec level 0; each finer level gets half the weight of the one before, never
+    # less than 1 (4 -> 4 / 2 / 1 / 1 ...): the coarse levels carry what the picture tells (issue 30)
+    coarse_weight: float = 1.0
+    # loss weight per predicted level, coarse first; when given it replaces coarse_weight's rule
+    # (empty = the rule)
     level_weights: list[float] = field(default_factory=list)
     visual_dropout: float = 0.1
     mixup_prob: float = 0.5
@@ -347,6 +351,7 @@ RULES: dict[str, Bound] = {
     "train.patience": NON_NEGATIVE,
     "train.mask_mean": FRACTION, "train.mask_std": NON_NEGATIVE, "train.visual_dropout": FRACTION,
     "train.mask_full_prob": FRACTION, "train.level_weights": NON_NEGATIVE,
+    "train.coarse_weight": Bound(1, 1e6),
     "train.mixup_prob": FRACTION, "train.roll_prob": FRACTION,
 }
 #: fields that are lists of a fixed length

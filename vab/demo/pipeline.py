@@ -118,7 +118,7 @@ QUICK = replace(
 #: temperature 0.5 named the class more often for both models (0.75 / 0.84): docs/BENCHMARKS.md
 SHAPES = replace(
     FULL, name="shapes", world="shapes", train=320, valid=32, test=64, seconds=3.0, pretrain_steps=400,
-    overrides=[*TINY_OVERRIDES, "train.level_weights=[4,2,1,1]"],
+    overrides=list(TINY_OVERRIDES),
 )
 SHAPES_QUICK = replace(
     SHAPES, name="shapes-quick", train=192, valid=16, test=32, pretrain_steps=300, retrieval_steps=80,

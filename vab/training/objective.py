@@ -12,6 +12,7 @@ float32 ``[B, C]``; dtypes are converted on the model's device here.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -69,10 +70,35 @@ def masked_loss(
     return loss, correct, m.sum(dim=(0, 2))
 
 
+def level_weights(cfg: Any) -> torch.Tensor | None:
+    """``[Kp]`` loss weight per predicted level (coarse first), or None when all weigh the same.
+
+    ``train.level_weights`` when given (one per predicted level); otherwise ``train.coarse_weight``'s
+    rule: codec level ``k`` weighs ``max(1, coarse_weight / 2**k)``, so one setting fits any
+    ``model.levels`` / ``model.given_levels``."""
+    t = cfg.train
+    levels, given = int(cfg.model.levels), int(cfg.model.given_levels)
+    weights = [float(w) for w in (getattr(t, "level_weights", None) or [])]
+    predicted = levels - given
+    if weights:
+        if len(weights) != predicted or min(weights) < 0 or sum(weights) <= 0:
+            raise ConfigError(
+                f"train.level_weights={weights}: expected {predicted} non-negative weights (one per predicted "
+                f"level, coarse first) that do not all vanish"
+            )
+        return torch.tensor(weights)
+    coarse = float(getattr(t, "coarse_weight", 1.0))
+    if not (coarse >= 1.0 and math.isfinite(coarse)):
+        raise ConfigError(f"train.coarse_weight={coarse:g}: expected a finite weight >= 1 (1 = every level the same)")
+    if coarse == 1.0:
+        return None
+    return torch.tensor([max(1.0, coarse / 2.0**k) for k in range(given, levels)])
+
+
 class PretrainObjective:
     """``objective(model, batch, generator) -> (loss, logs)`` for one training step.
 
-    Settings come from ``cfg.train``: mask_mean, mask_std, mask_full_prob, level_weights,
+    Settings come from ``cfg.train``: mask_mean, mask_std, mask_full_prob, coarse_weight, level_weights,
     visual_dropout, mixup_prob, roll_prob.  Augmentation and visual dropout are training-time only: a model in
     eval mode (validation) gets the clean batch, still masked at random ratios.
     `logs` holds floats: loss, mask_ratio (batch mean), acc (all masked
@@ -86,14 +112,7 @@ class PretrainObjective:
         self.mask_full_prob = float(getattr(t, "mask_full_prob", 0.0))
         if not 0.0 <= self.mask_full_prob <= 1.0:
             raise ConfigError(f"train.mask_full_prob={self.mask_full_prob}: expected a probability in [0, 1]")
-        weights = [float(w) for w in (getattr(t, "level_weights", None) or [])]
-        predicted = int(cfg.model.levels) - int(cfg.model.given_levels)
-        if weights and (len(weights) != predicted or min(weights) < 0 or sum(weights) <= 0):
-            raise ConfigError(
-                f"train.level_weights={weights}: expected {predicted} non-negative weights (one per predicted "
-                f"level, coarse first) that do not all vanish"
-            )
-        self.level_weights = torch.tensor(weights) if weights else None
+        self.level_weights = level_weights(cfg)
         self.visual_dropout = float(t.visual_dropout)
         self.mixup_prob = float(t.mixup_prob) if augment else 0.0
         self.roll_prob = float(t.roll_prob) if augment else 0.0
