@@ -19,17 +19,10 @@ from __future__ import annotations
 import torch
 
 from vab.errors import ConfigError
+from vab.model.base import frame_of_step
 
 VISUAL_MASKS = ("all", "causal", "frame")
-
-
-def frame_of_step(steps: int, fps: float, frame_rate: float, num_frames: int) -> torch.Tensor:
-    """Long ``[S]``: the frame on screen at the time of each delayed step,
-    ``min(floor(s * fps / frame_rate), F - 1)``."""
-    s = torch.arange(steps, dtype=torch.float64)
-    # the tolerance keeps exact boundaries exact (step 25 at 50 Hz is frame 1 at 2 fps, not 0.999...)
-    frame = torch.floor(s * float(fps) / float(frame_rate) + 1e-9).long()
-    return frame.clamp_(max=num_frames - 1)
+__all__ = ["VISUAL_MASKS", "check_visual_mask", "frame_of_step", "visual_attention_mask"]
 
 
 def check_visual_mask(kind: str) -> None:

@@ -83,6 +83,15 @@ def alibi_positions(
     return torch.cat([visual, audio])
 
 
+def frame_of_step(steps: int, fps: float, frame_rate: float, num_frames: int) -> torch.Tensor:
+    """Long ``[S]``: the frame on screen at the time of each of `steps` audio frames (or delayed steps),
+    ``min(floor(s * fps / frame_rate), F - 1)``."""
+    s = torch.arange(steps, dtype=torch.float64)
+    # the tolerance keeps exact boundaries exact (step 25 at 50 Hz is frame 1 at 2 fps, not 0.999...)
+    frame = torch.floor(s * float(fps) / float(frame_rate) + 1e-9).long()
+    return frame.clamp_(max=num_frames - 1)
+
+
 def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
     """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32)."""
     distance = (positions[:, None] - positions[None, :]).abs()
