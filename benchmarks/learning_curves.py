@@ -64,6 +64,8 @@ VARIANTS: dict[str, list[str]] = {
     "levels": ["train.level_weights=[4,2,1,1]"],
     "batch32": ["train.batch_size=32"],
     "ema": ["train.ema=0.99"],
+    "add": ["model.visual_add=true"],  # the frame on screen added to each audio position too
+    "flat": ["train.coarse_weight=1"],  # every level weighs the same (tiny before issue 30's third pass)
     "fps8": ["data.fps=8"],  # every stored frame (8 / s) instead of one per 0.5 s
     "codec25": ["codec.frame_rate=25", "codec.codebook_size=64"],  # data extracted with these
 }

@@ -215,6 +215,33 @@ def test_mlp_visual_projection_is_two_layers_and_checked():
         make_model("model.visual_proj=conv")
 
 
+def test_visual_add_gives_each_audio_position_the_frame_on_screen(tmp_path):
+    """model.visual_add: audio position t (time t / 50 s) gets the projection of the frame shown
+    then (2 fps: frame 0 for t < 25, ...); without features or for dropped examples it adds
+    nothing; the option survives a model directory, and models without it have no such weights."""
+    plain, added = make_model(), make_model("model.visual_add=true")
+    assert plain.visual_add is None and not any("visual_add" in k for k in plain.state_dict())
+    tokens, features = batch(added)
+    audio = added.embed_audio(tokens)
+    with torch.no_grad():
+        out = added.add_visual(audio, features)
+        changed = features.clone()
+        changed[:, 1] += 1.0  # frame 1 is on screen during [0.5, 1.0) s: audio frames 25..49
+        moved = (added.add_visual(audio, changed) - out).abs().amax(dim=(0, 2))
+    assert bool((moved[25:50] > 0).all()) and float(moved[:25].max()) == 0 and float(moved[50:].max()) == 0
+    torch.testing.assert_close(out[:, 60] - audio[:, 60], added.visual_add(features[:, 2].float()))
+    assert torch.equal(added.add_visual(audio, None), audio)
+    dropped = added.add_visual(audio, features, torch.tensor([True, False, True]))
+    assert torch.equal(dropped[0], audio[0]) and torch.equal(dropped[1], out[1])
+    # the picture now reaches the audio positions before any attention: forward depends on it
+    assert not torch.equal(added(tokens, features), added(tokens, changed))
+    assert added.encode_joint(tokens, features).shape == plain.encode_joint(tokens, features).shape
+    save_model(added, tmp_path / "m")
+    loaded = load_model(tmp_path / "m", kind=VAB)
+    assert loaded.visual_add is not None
+    assert torch.equal(added(tokens, features), loaded(tokens, features))
+
+
 def test_bad_configs_raise_config_errors():
     with pytest.raises(ConfigError, match="divisible"):
         make_model("model.heads=5")

@@ -114,6 +114,9 @@ class VABModelConfig(ModelConfig):
     # the picture, an ablation)
     visual_pool: str = "frames"
     visual_proj: str = "linear"  # linear (the paper) | mlp (Linear, GELU, Linear)
+    # also add the frame on screen (its own linear projection) to the embedding of every audio
+    # position at that time, besides the frames' prefix (false = the paper: the prefix only)
+    visual_add: bool = False
 
 
 @dataclass

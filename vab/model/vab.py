@@ -8,6 +8,8 @@ projected linearly, or replaced by a learned null embedding (unconditional
 generation / classifier-free guidance).  A learned modality embedding is added
 to each modality; the sequence ``[visual ; audio]`` runs through the multiway
 Transformer; one linear head per predicted level reads the audio positions.
+With ``model.visual_add`` each audio position also gets the frame on screen at its time,
+through its own projection (nothing when the picture is absent or dropped).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from vab.errors import ConfigError, VabError
 from vab.config import VABModelConfig
-from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions
+from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions, frame_of_step
 from vab.model.multiway import MultiwayLayer, compute_dtype, token_logits
 
 #: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
@@ -36,7 +38,7 @@ class VAB(TokenModel):
     """
 
     model_type = "vab"
-    EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "null_visual", "modality")
+    EMBEDDING_PREFIXES = ("audio_proj.", "mask_embed", "visual_proj.", "visual_add.", "null_visual", "modality")
     #: forward(..., where=mask) returns the logits of the masked positions only (the sampler asks)
     reads_positions = True
     NO_DECAY_VECTORS = ("mask_embed", "null_visual", "modality")
@@ -54,6 +56,7 @@ class VAB(TokenModel):
         else:
             self.visual_proj = nn.Linear(self.visual_dim, width)
         self.visual_pool = str(m.visual_pool)
+        self.visual_add = nn.Linear(self.visual_dim, width) if getattr(m, "visual_add", False) else None
         self.null_visual = nn.Parameter(torch.empty(width))
         self.modality = nn.Parameter(torch.empty(2, width))  # 0 = visual, 1 = audio
         self.layers = nn.ModuleList(
@@ -128,6 +131,23 @@ class VAB(TokenModel):
                 v = torch.where(drop, self.null_visual.to(v.dtype), v)
         return v + self.modality[0]
 
+    def add_visual(
+        self, audio: torch.Tensor, features: torch.Tensor | None, drop_visual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Audio embeddings ``[B, T, W]`` plus, per position, the projection of the frame on screen
+        at its time (``model.visual_add``); unchanged without it, without features, and for
+        dropped examples (``drop_visual [B]``): the unconditional input is the audio alone."""
+        if self.visual_add is None or features is None:
+            return audio
+        frames = frame_of_step(audio.shape[1], self.fps, self.frame_rate, features.shape[1]).to(features.device)
+        x = features.to(device=self.null_visual.device, dtype=self.null_visual.dtype)
+        if self.visual_pool == "mean":
+            x = x.mean(dim=1, keepdim=True).expand_as(x)
+        added = self.visual_add(x[:, frames])  # [B, T, W]
+        if drop_visual is not None:
+            added = added * (~drop_visual.to(device=added.device, dtype=torch.bool))[:, None, None].to(added.dtype)
+        return audio + added.to(audio.dtype)
+
     # ------------------------------------------------------------------ Transformer
     def attention_bias(self, num_visual: int, num_audio: int, device: torch.device | None = None) -> torch.Tensor | None:
         """ALiBi bias ``[H, F+T, F+T]`` (float32) for ``[visual ; audio]``, or None (``alibi: none``)."""
@@ -179,7 +199,7 @@ class VAB(TokenModel):
         ``[B, levels - given_levels, T, codebook_size]`` for the predicted levels; with
         `where` (bool ``[B, levels - given_levels, T]``) only ``logits[where]``, ``[M, V]``,
         computed for those positions alone."""
-        audio = self.embed_audio(tokens)
+        audio = self.add_visual(self.embed_audio(tokens), features, drop_visual)
         visual = self.embed_visual(features, drop_visual, batch=audio.shape[0])
         num_visual = visual.shape[1]
         h = self._run(torch.cat([visual, audio], dim=1), num_visual)
@@ -197,7 +217,8 @@ class VAB(TokenModel):
     def encode_joint(self, tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``[visual ; audio]`` through the first ``expert_layers`` layers -> ``[B, F + T, W]``."""
         visual = self.embed_visual(features)
-        return self._run(torch.cat([visual, self.embed_audio(tokens)], dim=1), visual.shape[1], self.expert_layers)
+        audio = self.add_visual(self.embed_audio(tokens), features)
+        return self._run(torch.cat([visual, audio], dim=1), visual.shape[1], self.expert_layers)
 
 
 def _check_model_config(m: VABModelConfig, inputs: Inputs) -> None:
