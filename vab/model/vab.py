@@ -121,15 +121,18 @@ class VAB(TokenModel):
                     f"visual features have shape {tuple(features.shape)}; the model needs "
                     f"[batch, frames, {self.visual_dim}]"
                 )
-            # the learned null vector, not visual_proj.weight: a quantized projection has no float weight
-            x = features.to(device=self.null_visual.device, dtype=self.null_visual.dtype)
-            if self.visual_pool == "mean":
-                x = x.mean(dim=1, keepdim=True).expand_as(x)
-            v = self.visual_proj(x)
+            v = self.visual_proj(self._frame_inputs(features))
             if drop_visual is not None:
                 drop = drop_visual.to(device=v.device, dtype=torch.bool)[:, None, None]
                 v = torch.where(drop, self.null_visual.to(v.dtype), v)
         return v + self.modality[0]
+
+    def _frame_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, F, D]`` on the model's device and dtype, as the projections read them
+        (``visual_pool: mean``: every frame the clip's mean)."""
+        # the learned null vector's dtype, not visual_proj.weight's: a quantized projection has no float weight
+        x = features.to(device=self.null_visual.device, dtype=self.null_visual.dtype)
+        return x.mean(dim=1, keepdim=True).expand_as(x) if self.visual_pool == "mean" else x
 
     def add_visual(
         self, audio: torch.Tensor, features: torch.Tensor | None, drop_visual: torch.Tensor | None = None
@@ -140,10 +143,7 @@ class VAB(TokenModel):
         if self.visual_add is None or features is None:
             return audio
         frames = frame_of_step(audio.shape[1], self.fps, self.frame_rate, features.shape[1]).to(features.device)
-        x = features.to(device=self.null_visual.device, dtype=self.null_visual.dtype)
-        if self.visual_pool == "mean":
-            x = x.mean(dim=1, keepdim=True).expand_as(x)
-        added = self.visual_add(x[:, frames])  # [B, T, W]
+        added = self.visual_add(self._frame_inputs(features)[:, frames])  # [B, T, W]
         if drop_visual is not None:
             added = added * (~drop_visual.to(device=added.device, dtype=torch.bool))[:, None, None].to(added.dtype)
         return audio + added.to(audio.dtype)
