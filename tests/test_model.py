@@ -219,7 +219,7 @@ def test_visual_add_gives_each_audio_position_the_frame_on_screen(tmp_path):
     """model.visual_add: audio position t (time t / 50 s) gets the projection of the frame shown
     then (2 fps: frame 0 for t < 25, ...); without features or for dropped examples it adds
     nothing; the option survives a model directory, and models without it have no such weights."""
-    plain, added = make_model(), make_model("model.visual_add=true")
+    plain, added = make_model("model.visual_add=false"), make_model("model.visual_add=true")
     assert plain.visual_add is None and not any("visual_add" in k for k in plain.state_dict())
     tokens, features = batch(added)
     audio = added.embed_audio(tokens)
@@ -236,6 +236,8 @@ def test_visual_add_gives_each_audio_position_the_frame_on_screen(tmp_path):
     # the picture now reaches the audio positions before any attention: forward depends on it
     assert not torch.equal(added(tokens, features), added(tokens, changed))
     assert added.encode_joint(tokens, features).shape == plain.encode_joint(tokens, features).shape
+    with pytest.raises(VabError, match="visual features"):
+        added(tokens, features[:, :, :5])
     save_model(added, tmp_path / "m")
     loaded = load_model(tmp_path / "m", kind=VAB)
     assert loaded.visual_add is not None

@@ -199,8 +199,9 @@ class VAB(TokenModel):
         ``[B, levels - given_levels, T, codebook_size]`` for the predicted levels; with
         `where` (bool ``[B, levels - given_levels, T]``) only ``logits[where]``, ``[M, V]``,
         computed for those positions alone."""
-        audio = self.add_visual(self.embed_audio(tokens), features, drop_visual)
-        visual = self.embed_visual(features, drop_visual, batch=audio.shape[0])
+        audio = self.embed_audio(tokens)
+        visual = self.embed_visual(features, drop_visual, batch=audio.shape[0])  # checks the features' shape
+        audio = self.add_visual(audio, features, drop_visual)
         num_visual = visual.shape[1]
         h = self._run(torch.cat([visual, audio], dim=1), num_visual)
         return token_logits(self.final_norm, self.heads, h[:, num_visual:], where)
