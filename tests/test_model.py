@@ -238,6 +238,15 @@ def test_visual_add_gives_each_audio_position_the_frame_on_screen(tmp_path):
     assert added.encode_joint(tokens, features).shape == plain.encode_joint(tokens, features).shape
     with pytest.raises(VabError, match="visual features"):
         added(tokens, features[:, :, :5])
+    # model.visual_add_dropout leaves the added frames out of that share of training examples only
+    always = make_model("model.visual_add=true", "model.visual_add_dropout=1.0")
+    with torch.no_grad():
+        always.train()
+        assert torch.equal(always.add_visual(audio, features), audio)
+        always.eval()
+        assert not torch.equal(always.add_visual(audio, features), audio)
+    with pytest.raises(ConfigError, match="visual_add_dropout"):
+        make_model("model.visual_add=true", "model.visual_add_dropout=1.5")
     save_model(added, tmp_path / "m")
     loaded = load_model(tmp_path / "m", kind=VAB)
     assert loaded.visual_add is not None

@@ -117,6 +117,9 @@ class VABModelConfig(ModelConfig):
     # also add the frame on screen (its own linear projection) to the embedding of every audio
     # position at that time, besides the frames' prefix (false = the paper: the prefix only)
     visual_add: bool = False
+    # share of training examples whose added frames are left out (the prefix stays), so the
+    # visual experts keep learning to carry the picture (retrieval and classification read them)
+    visual_add_dropout: float = 0.0
 
 
 @dataclass
@@ -346,7 +349,7 @@ RULES: dict[str, Bound] = {
     "extract.batch_size": BATCH, "extract.chunk_size": COUNT, "extract.num_workers": WORKERS,
     "data.duration": SECONDS, "data.fps": FPS, "data.num_workers": WORKERS,
     "model.width": COUNT, "model.layers": COUNT, "model.expert_layers": NON_NEGATIVE, "model.heads": COUNT,
-    "model.ffn": COUNT, "model.dropout": BELOW_ONE, "model.levels": COUNT, "model.given_levels": NON_NEGATIVE,
+    "model.ffn": COUNT, "model.dropout": BELOW_ONE, "model.visual_add_dropout": FRACTION, "model.levels": COUNT, "model.given_levels": NON_NEGATIVE,
     "train.batch_size": COUNT, "train.grad_accum": COUNT, "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE,
     "train.betas": BELOW_ONE, "train.warmup_steps": NON_NEGATIVE, "train.max_steps": COUNT,
     "train.clip_grad": NON_NEGATIVE, "train.ema": BELOW_ONE, "train.log_every": COUNT,

@@ -57,6 +57,7 @@ class VAB(TokenModel):
             self.visual_proj = nn.Linear(self.visual_dim, width)
         self.visual_pool = str(m.visual_pool)
         self.visual_add = nn.Linear(self.visual_dim, width) if getattr(m, "visual_add", False) else None
+        self.visual_add_dropout = float(getattr(m, "visual_add_dropout", 0.0))
         self.null_visual = nn.Parameter(torch.empty(width))
         self.modality = nn.Parameter(torch.empty(2, width))  # 0 = visual, 1 = audio
         self.layers = nn.ModuleList(
@@ -144,8 +145,12 @@ class VAB(TokenModel):
             return audio
         frames = frame_of_step(audio.shape[1], self.fps, self.frame_rate, features.shape[1]).to(features.device)
         added = self.visual_add(self._frame_inputs(features)[:, frames])  # [B, T, W]
-        if drop_visual is not None:
-            added = added * (~drop_visual.to(device=added.device, dtype=torch.bool))[:, None, None].to(added.dtype)
+        keep = None if drop_visual is None else ~drop_visual.to(device=added.device, dtype=torch.bool)
+        if self.training and self.visual_add_dropout > 0:
+            kept = torch.rand(added.shape[0], device=added.device) >= self.visual_add_dropout
+            keep = kept if keep is None else keep & kept
+        if keep is not None:
+            added = added * keep[:, None, None].to(added.dtype)
         return audio + added.to(audio.dtype)
 
     # ------------------------------------------------------------------ Transformer
