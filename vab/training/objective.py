@@ -12,7 +12,6 @@ float32 ``[B, C]``; dtypes are converted on the model's device here.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -87,10 +86,8 @@ def level_weights(cfg: Any) -> torch.Tensor | None:
                 f"level, coarse first) that do not all vanish"
             )
         return torch.tensor(weights)
-    coarse = float(getattr(t, "coarse_weight", 1.0))
-    if not (coarse >= 1.0 and math.isfinite(coarse)):
-        raise ConfigError(f"train.coarse_weight={coarse:g}: expected a finite weight >= 1 (1 = every level the same)")
-    if coarse == 1.0:
+    coarse = float(getattr(t, "coarse_weight", 1.0))  # its range is checked on load (config.RULES)
+    if coarse <= 1.0:
         return None
     return torch.tensor([max(1.0, coarse / 2.0**k) for k in range(given, levels)])
 
