@@ -65,6 +65,8 @@ VARIANTS: dict[str, list[str]] = {
     "batch32": ["train.batch_size=32"],
     "ema": ["train.ema=0.99"],
     "add": ["model.visual_add=true"],  # the frame on screen added to each audio position too
+    "adddrop": ["model.visual_add=true", "model.visual_add_dropout=0.5"],  # ... left out of half the examples
+    "split": ["model.alibi_direction=split"],  # one-sided heads: a quarter look only back in time, a quarter ahead
     "flat": ["train.coarse_weight=1"],  # every level weighs the same (tiny before issue 30's third pass)
     "fps8": ["data.fps=8"],  # every stored frame (8 / s) instead of one per 0.5 s
     "codec25": ["codec.frame_rate=25", "codec.codebook_size=64"],  # data extracted with these
@@ -84,6 +86,8 @@ SAMPLINGS = {
     "s4": {"steps": 4},  # the defaults with 4 steps (guidance on the first two): issue 27's <= 10-s choice
     "g5-s8": {"guidance": 5.0, "steps": 8},  # 8 steps, guidance 5 on the first half
     "s8": {"steps": 8},  # issue 27's first defaults
+    "g3": {"guidance": 3.0},  # the defaults with guidance 3 (4 steps, guidance on the first half)
+    "g5": {"guidance": 5.0},  # the defaults with the paper's guidance 5
     "s2": {"steps": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
 }
 #: label-free signals compared (higher = better: losses enter negated)
@@ -166,16 +170,27 @@ def label_free(model_dir: Path, cfg, data: Path, world: Path, generator: Generat
     return numbers
 
 
+def model_dir_of(folder: Path, step: int) -> Path:
+    """Where the checkpoint of `step` is exported as a model directory."""
+    return folder / "models" / f"step_{step:07d}"
+
+
+def available_steps(folder: Path) -> set[int]:
+    """Steps with a complete checkpoint or an exported model directory (checkpoints may be pruned once exported)."""
+    done = {step for step, _ in ckpt.complete_checkpoints(folder / "run" / "checkpoints")}
+    exported = {int(p.parent.name.removeprefix("step_")) for p in (folder / "models").glob("step_*/model.safetensors")}
+    return done | exported
+
+
 def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, args: argparse.Namespace,
              judges: dict) -> None:
     cfg = run_config(name, data, folder, variant, args)
     run = folder / "run"
-    done = {step for step, _ in ckpt.complete_checkpoints(run / "checkpoints")}
+    done = available_steps(folder)
     for step in sorted(set(args.signal_steps) - set(args.eval_steps)):  # signals only, no generation
         path = folder / "eval" / f"signals_{step:07d}.json"
         if step in done and not path.is_file():
-            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), folder / "models" /
-                               f"step_{step:07d}", data)
+            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), model_dir_of(folder, step), data)
             row = {"world": name, "variant": variant, "step": step,
                    "signals": label_free(model_dir, cfg, data, world, None, SamplingConfig(), folder)}
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +203,7 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
             if path.is_file():
                 continue
             t0 = time.perf_counter()
-            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), folder / "models" /
-                               f"step_{step:07d}", data)
+            model_dir = export(cfg, run / "checkpoints" / ckpt.checkpoint_name(step), model_dir_of(folder, step), data)
             generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH)
             key = str(data)
             if key not in judges:
@@ -306,8 +320,9 @@ def main() -> None:
         for name, world, data in worlds:
             folder = args.out / name / args.variant
             run = folder / "run"
-            last = ckpt.latest_checkpoint(run / "checkpoints")
-            if last is None or ckpt.complete_checkpoints(run / "checkpoints")[-1][0] < args.steps:
+            trained = {step for step, _ in ckpt.complete_checkpoints(run / "checkpoints")}
+            needed = set(args.eval_steps) | set(args.signal_steps)
+            if max(trained, default=0) < args.steps and not needed <= available_steps(folder):
                 t0 = time.perf_counter()
                 pretrain(run_config(name, data, folder, args.variant, args), resume="auto", model_out=folder / "model")
                 (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")

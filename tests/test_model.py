@@ -215,6 +215,36 @@ def test_mlp_visual_projection_is_two_layers_and_checked():
         make_model("model.visual_proj=conv")
 
 
+def test_split_alibi_heads_tell_a_sound_start_from_its_end(tmp_path):
+    """With every head looking both ways in time, a fully masked window is mirror-symmetric: the
+    picture played backwards gives the same logits backwards, so the first syllable of a word
+    cannot differ from its last.  model.alibi_direction=split (one-sided heads) breaks that,
+    keeps every output finite, survives a model directory, and refuses nonsense in one line."""
+    def mirrored_gap(model: VAB) -> float:
+        _, features = batch(model)
+        masked = torch.full((3, model.levels, model.num_audio_frames), model.mask_id, dtype=torch.long)
+        with torch.no_grad():
+            ahead, back = model.eval()(masked, features), model(masked, features.flip(1))
+        assert bool(torch.isfinite(ahead).all())
+        return float((ahead.flip(2) - back).abs().max())
+
+    assert mirrored_gap(make_model()) < 1e-4
+    split = make_model("model.alibi_direction=split")
+    assert mirrored_gap(split) > 1e-2
+    bias = split.attention_bias(4, 100)  # tiny: 4 heads; head 0 looks back, head 1 ahead, 2 and 3 both ways
+    assert torch.isinf(bias[0]).sum() == torch.isinf(bias[1]).sum() > 0 and not torch.isinf(bias[2:]).any()
+    # the first audio frame (row 4, at 0.01 s) looks back at itself alone, the last one (at 1.99 s)
+    # ahead at itself alone: every frame of the picture is later / earlier
+    assert torch.isfinite(bias[0, 4]).nonzero().flatten().tolist() == [4]
+    assert torch.isfinite(bias[1, -1]).nonzero().flatten().tolist() == [103]
+    save_model(split, tmp_path / "m")
+    assert load_model(tmp_path / "m", kind=VAB).alibi_direction == "split"
+    with pytest.raises(ConfigError, match="model.alibi_direction: 'sideways' is not one of both, split"):
+        make_model("model.alibi_direction=sideways")
+    with pytest.raises(ConfigError, match="needs positions"):
+        make_model("model.alibi_direction=split", "model.alibi=none")
+
+
 def test_visual_add_gives_each_audio_position_the_frame_on_screen(tmp_path):
     """model.visual_add: audio position t (time t / 50 s) gets the projection of the frame shown
     then (2 fps: frame 0 for t < 25, ...); without features or for dropped examples it adds

@@ -120,6 +120,9 @@ class VABModelConfig(ModelConfig):
     # share of training examples whose added frames are left out (the prefix stays), so the
     # visual experts keep learning to carry the picture (retrieval and classification read them)
     visual_add_dropout: float = 0.0
+    # both (the paper: every head sees both ways in time) | split (a quarter of the heads look
+    # only back, a quarter only ahead: the model can tell a sound's start from its end)
+    alibi_direction: str = "both"
 
 
 @dataclass

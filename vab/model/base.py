@@ -43,6 +43,8 @@ PARTS = ("total", "expert_layers", "embeddings", "attention", "experts", "shared
 
 #: model.alibi: distances in time (the paper), sequence index (ablation) or none
 ALIBI_MODES = ("time", "index", "none")
+#: model.alibi_direction: every head looks both ways (the paper), or some heads only back / only ahead
+ALIBI_DIRECTIONS = ("both", "split")
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:
@@ -92,10 +94,24 @@ def frame_of_step(steps: int, fps: float, frame_rate: float, num_frames: int) ->
     return frame.clamp_(max=num_frames - 1)
 
 
-def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
-    """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32)."""
-    distance = (positions[:, None] - positions[None, :]).abs()
-    return (-slopes.double()[:, None, None] * distance[None]).float()
+def alibi_bias(positions: torch.Tensor, slopes: torch.Tensor, direction: str = "both") -> torch.Tensor:
+    """Additive attention bias ``[H, L, L] = -slope_h * |p_i - p_j|`` (float32), query i, key j.
+
+    ``direction="split"``: heads 0, 4, 8 ... see only keys at or before their own time
+    (-inf on later ones), heads 1, 5, 9 ... only keys at or after it, the rest both ways.
+    Distances alone are the same either way, so with every head looking both ways a model
+    whose audio positions are all masked cannot tell the start of a sound from its end (the
+    first syllable of a word from its last); one-sided heads can.
+    """
+    if direction not in ALIBI_DIRECTIONS:
+        raise ValueError(f"alibi direction {direction!r} is not one of {', '.join(ALIBI_DIRECTIONS)}")
+    offset = positions[:, None] - positions[None, :]  # > 0: the key is earlier than the query
+    bias = -slopes.double()[:, None, None] * offset.abs()[None]
+    if direction == "split":
+        heads = torch.arange(len(slopes))
+        bias[heads % 4 == 0] = bias[heads % 4 == 0].masked_fill(offset < 0, float("-inf"))
+        bias[heads % 4 == 1] = bias[heads % 4 == 1].masked_fill(offset > 0, float("-inf"))
+    return bias.float()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from torch import nn
 
 from vab.errors import ConfigError, VabError
 from vab.config import VABModelConfig
-from vab.model.base import Inputs, TokenModel, alibi_bias, alibi_positions, frame_of_step
+from vab.model.base import ALIBI_DIRECTIONS, Inputs, TokenModel, alibi_bias, alibi_positions, frame_of_step
 from vab.model.multiway import MultiwayLayer, compute_dtype, token_logits
 
 #: model.visual_pool / model.visual_proj: how frame features enter (the paper: frames, linear)
@@ -58,6 +58,7 @@ class VAB(TokenModel):
         self.visual_pool = str(m.visual_pool)
         self.visual_add = nn.Linear(self.visual_dim, width) if getattr(m, "visual_add", False) else None
         self.visual_add_dropout = float(getattr(m, "visual_add_dropout", 0.0))
+        self.alibi_direction = str(getattr(m, "alibi_direction", "both"))
         self.null_visual = nn.Parameter(torch.empty(width))
         self.modality = nn.Parameter(torch.empty(2, width))  # 0 = visual, 1 = audio
         self.layers = nn.ModuleList(
@@ -162,7 +163,7 @@ class VAB(TokenModel):
 
         def build() -> torch.Tensor:
             positions = alibi_positions(num_visual, num_audio, self.fps, self.frame_rate, self.alibi)
-            return alibi_bias(positions, self.slopes.detach().cpu()).to(device)
+            return alibi_bias(positions, self.slopes.detach().cpu(), self.alibi_direction).to(device)
 
         return self._cached((num_visual, num_audio, str(device)), build)
 
@@ -237,5 +238,10 @@ def _check_model_config(m: VABModelConfig, inputs: Inputs) -> None:
         problems.append(f"model.visual_pool: {m.visual_pool!r} is not one of {', '.join(VISUAL_POOLS)}")
     if m.visual_proj not in VISUAL_PROJECTIONS:
         problems.append(f"model.visual_proj: {m.visual_proj!r} is not one of {', '.join(VISUAL_PROJECTIONS)}")
+    direction = getattr(m, "alibi_direction", "both")
+    if direction not in ALIBI_DIRECTIONS:
+        problems.append(f"model.alibi_direction: {direction!r} is not one of {', '.join(ALIBI_DIRECTIONS)}")
+    elif direction != "both" and m.alibi == "none":
+        problems.append(f"model.alibi_direction {direction} needs positions (model.alibi time or index, not none)")
     if problems:
         raise ConfigError("; ".join(problems))
