@@ -228,9 +228,12 @@ def test_split_alibi_heads_tell_a_sound_start_from_its_end(tmp_path):
         assert bool(torch.isfinite(ahead).all())
         return float((ahead.flip(2) - back).abs().max())
 
-    assert mirrored_gap(make_model()) < 1e-4
+    assert mirrored_gap(make_model("model.alibi_direction=both")) < 1e-4
     split = make_model("model.alibi_direction=split")
     assert mirrored_gap(split) > 1e-2
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 generation's attention
+        masked = torch.full((1, 4, 100), split.mask_id)
+        assert bool(torch.isfinite(split(masked, batch(split)[1][:1], where=masked == split.mask_id)).all())
     bias = split.attention_bias(4, 100)  # tiny: 4 heads; head 0 looks back, head 1 ahead, 2 and 3 both ways
     assert torch.isinf(bias[0]).sum() == torch.isinf(bias[1]).sum() > 0 and not torch.isinf(bias[2:]).any()
     # the first audio frame (row 4, at 0.01 s) looks back at itself alone, the last one (at 1.99 s)
