@@ -67,6 +67,7 @@ VARIANTS: dict[str, list[str]] = {
     "add": ["model.visual_add=true"],  # the frame on screen added to each audio position too
     "adddrop": ["model.visual_add=true", "model.visual_add_dropout=0.5"],  # ... left out of half the examples
     "split": ["model.alibi_direction=split"],  # one-sided heads: a quarter look only back in time, a quarter ahead
+    "both": ["model.alibi_direction=both"],  # every head both ways (tiny before issue 30's fourth pass)
     "flat": ["train.coarse_weight=1"],  # every level weighs the same (tiny before issue 30's third pass)
     "fps8": ["data.fps=8"],  # every stored frame (8 / s) instead of one per 0.5 s
     "codec25": ["codec.frame_rate=25", "codec.codebook_size=64"],  # data extracted with these
