@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vab.data.synthetic import check_synthesis, synthesize
+from vab.data.synthetic import WORLDS, check_synthesis, synthesize
 
 EPILOG = """\
 examples:
@@ -16,6 +16,7 @@ examples:
   vab extract world/manifest.csv --out data/world --duration 4 --fps 8
   vab synth hard/ --world shapes --train 320 --test 64 --seconds 3  # the class is the shape, not the colour
   vab synth words/ --world words --train 800 --valid 64 --test 128  # a symbol and its spoken word
+  vab synth events/ --world events --train 800 --valid 64 --test 128  # a symbol and its three sounds in order
 
 Each clip shows one object (a shape in a colour: its class) that appears and disappears
 1-3 times at random places; its sound (tone, chord, noise band, chirp, clicks ...) plays
@@ -32,6 +33,11 @@ whistle and knocks).
 visible, its word is spoken (three syllables of ba / si / mu / ke; the eight words share two
 sets of syllables in four orders each, so only the order names the class) by a new speaker
 in every clip (pitch, vocal-tract length, speaking rate, voice).
+
+--world events asks for a sequence of another kind: while the symbol is visible three sound
+events play in a row (a thump, a whistle, a hiss or a buzz; the eight classes are four
+sequences and the same ones backwards, so only the order names the class), each sounding
+differently in every clip (pitch, brightness, length, tempo).
 """
 
 
@@ -51,9 +57,10 @@ def register(sub, help: str) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--fps", type=float, default=8.0, help="video frames per second (default 8)")
     p.add_argument("--size", type=int, default=64, help="frame width and height in pixels (default 64)")
-    p.add_argument("--world", choices=["demo", "shapes", "words"], default="demo",
+    p.add_argument("--world", choices=WORLDS, default="demo",
                    help="demo: colour + shape + fixed sound per class (default); shapes: shape only, varied sounds; "
-                   "words: a symbol and its spoken word (order of syllables), a new speaker per clip")
+                   "words: a symbol and its spoken word (order of syllables), a new speaker per clip; "
+                   "events: a symbol and three sound events in an order, new sounds per clip")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same files")
     p.set_defaults(func=run)
 

@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from vab import media
-from vab.data import shapes, words
+from vab.data import events, shapes, words
 from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.data.glyphs import GLYPHS, glyph_mask
 from vab.errors import VabError
@@ -55,8 +55,10 @@ MAX_CLASSES = len(SHAPES)
 #: the worlds `vab synth --world` writes: ``demo`` (this module: colour and shape name the class,
 #: fixed clean sounds), ``shapes`` (:mod:`vab.data.shapes`: only the shape names the class,
 #: colours and sounds vary per clip) and ``words`` (:mod:`vab.data.words`: a symbol and its spoken
-#: word, a sequence of syllables whose order names the class, by a new speaker in every clip)
-WORLDS = ("demo", "shapes", "words")
+#: word, a sequence of syllables whose order names the class, by a new speaker in every clip) and
+#: ``events`` (:mod:`vab.data.events`: a symbol and its three sound events, thump, whistle,
+#: hiss or buzz, whose order names the class, each sounding differently in every clip)
+WORLDS = ("demo", "shapes", "words", "events")
 
 
 @dataclass
@@ -77,6 +79,8 @@ def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
         return shapes.shape_classes(classes)
     if world == "words":
         return words.word_classes(classes)
+    if world == "events":
+        return events.event_classes(classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
     names = list(COLOURS)
@@ -203,6 +207,8 @@ def write_clip(
         wav = shapes.render_audio(spec, cls, seconds)
     elif world == "words":
         wav = words.render_audio(spec, cls, seconds)
+    elif world == "events":
+        wav = events.render_audio(spec, cls, seconds)
     else:
         wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
@@ -239,11 +245,11 @@ def plan_clips(
     world: str = "demo",
 ) -> list[ClipSpec]:
     """Every clip's specification; split s holds ``counts[s]`` clips with classes in turn.
-    The ``shapes`` and ``words`` worlds add their per-clip colours and sound parameters in ``extra``."""
+    The ``shapes``, ``words`` and ``events`` worlds add their per-clip colours and sound parameters in ``extra``."""
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     short = min(width, height)
-    shortest = words.SHORTEST_SPAN if world == "words" else 0.5
+    shortest = {"words": words.SHORTEST_SPAN, "events": events.SHORTEST_SPAN}.get(world, 0.5)
     specs = []
     for split in SPLITS:
         for k in range(counts.get(split, 0)):
@@ -270,6 +276,10 @@ def plan_clips(
         vary = np.random.default_rng([seed, 2])
         for spec in specs:
             spec.extra, spec.background = words.clip_variation(vary), "noisy"
+    elif world == "events":  # symbols on a noisy background, new event sounds per clip
+        vary = np.random.default_rng([seed, 3])
+        for spec in specs:
+            spec.extra, spec.background = events.clip_variation(vary), "noisy"
     return specs
 
 
