@@ -121,7 +121,8 @@ class VABModelConfig(ModelConfig):
     # visual experts keep learning to carry the picture (retrieval and classification read them)
     visual_add_dropout: float = 0.0
     # both (the paper: every head sees both ways in time) | split (a quarter of the heads look
-    # only back, a quarter only ahead: the model can tell a sound's start from its end)
+    # only back, a quarter only ahead: the model can tell a sound's start from its end); no
+    # effect with alibi none
     alibi_direction: str = "both"
 
 

@@ -241,7 +241,5 @@ def _check_model_config(m: VABModelConfig, inputs: Inputs) -> None:
     direction = getattr(m, "alibi_direction", "both")
     if direction not in ALIBI_DIRECTIONS:
         problems.append(f"model.alibi_direction: {direction!r} is not one of {', '.join(ALIBI_DIRECTIONS)}")
-    elif direction != "both" and m.alibi == "none":
-        problems.append(f"model.alibi_direction {direction} needs positions (model.alibi time or index, not none)")
     if problems:
         raise ConfigError("; ".join(problems))
