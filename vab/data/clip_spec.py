@@ -4,6 +4,7 @@ audio rate, the shapes drawn, a class, one clip's specification and the audio ga
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -60,3 +61,29 @@ def contrasting_colours(rng: np.random.Generator) -> dict[str, list[int]]:
         background = rng.integers(0, 256, size=3)
         if np.abs(colour - background).sum() >= MIN_CONTRAST:
             return {"colour": [int(v) for v in colour], "background_colour": [int(v) for v in background]}
+
+
+def fade(n: int, sample_rate: int, seconds: float) -> np.ndarray:
+    """``[n]`` envelope rising and falling linearly over `seconds` at the ends (at most half each)."""
+    r = max(1, min(n // 2, int(seconds * sample_rate)))
+    env = np.ones(n)
+    env[:r] = np.linspace(0.0, 1.0, r)
+    env[n - r:] = np.linspace(1.0, 0.0, r)
+    return env
+
+
+def repeat_while_visible(spec: ClipSpec, seconds: float, sample_rate: int, play: Callable[[], np.ndarray],
+                         rest: int) -> np.ndarray:
+    """float32 ``[N]``: from the start of each visible span, ``play()`` (one rendition, float
+    ``[n]``) again and again with `rest` samples between, cut at the span's end and gated;
+    silence elsewhere; peak = ``spec.loudness``.  The sequence worlds' sound (words, events)."""
+    n = int(round(seconds * sample_rate))
+    x = np.zeros(n)
+    for t0, t1 in spec.intervals:
+        pos, end = int(round(t0 * sample_rate)), min(n, int(round(t1 * sample_rate)))
+        while pos < end:
+            w = play()[: end - pos]
+            x[pos: pos + len(w)] = w
+            pos += len(w) + rest
+    x = x * gate(spec.intervals, n, sample_rate)
+    return (x / max(np.abs(x).max(), 1e-9) * spec.loudness).astype(np.float32)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, gate
+from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, repeat_while_visible
 from vab.data.glyphs import GLYPHS
 from vab.data.shapes import harmonic_source, resonances, spectral_filter
 from vab.errors import VabError
@@ -64,14 +64,6 @@ def clip_variation(rng: np.random.Generator) -> dict:
     }
 
 
-def _ramp(n: int, sample_rate: int) -> np.ndarray:
-    r = max(1, min(n // 2, int(RAMP * sample_rate)))
-    env = np.ones(n)
-    env[:r] = np.linspace(0.0, 1.0, r)
-    env[n - r:] = np.linspace(1.0, 0.0, r)
-    return env
-
-
 def event_sound(kind: str, v: dict, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """float64 ``[n]``: one event of `kind` as the clip `v` sounds it, ``v["event"]`` seconds long."""
     n = int(v["event"] * sample_rate)
@@ -90,7 +82,7 @@ def event_sound(kind: str, v: dict, rng: np.random.Generator, sample_rate: int =
         x = spectral_filter(src, sample_rate, resonances([v["buzz_formant"]], [400.0]))
     else:
         raise VabError(f"unknown sound event {kind!r} (expected one of {', '.join(KINDS)})")
-    return x / max(np.abs(x).max(), 1e-9) * _ramp(n, sample_rate)
+    return x / max(np.abs(x).max(), 1e-9) * fade(n, sample_rate, RAMP)
 
 
 def sequence_sound(kinds: tuple[str, ...], v: dict, rng: np.random.Generator,
@@ -108,15 +100,7 @@ def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: 
     """float32 ``[N]``: the class's sequence from the start of each visible span, repeated after a
     rest while the symbol stays; silence otherwise."""
     rng = np.random.default_rng(spec.seed)
-    n = int(round(seconds * sample_rate))
     kinds = tuple(cls.sound.split("-"))
     rest = int(REST_SECONDS * spec.extra["event"] / EVENT_SECONDS[1] * sample_rate)
-    x = np.zeros(n)
-    for t0, t1 in spec.intervals:
-        pos, end = int(round(t0 * sample_rate)), min(n, int(round(t1 * sample_rate)))
-        while pos < end:
-            w = sequence_sound(kinds, spec.extra, rng, sample_rate)[: end - pos]
-            x[pos: pos + len(w)] = w
-            pos += len(w) + rest
-    x = x * gate(spec.intervals, n, sample_rate)
-    return (x / max(np.abs(x).max(), 1e-9) * spec.loudness).astype(np.float32)
+    return repeat_while_visible(spec, seconds, sample_rate, lambda: sequence_sound(kinds, spec.extra, rng, sample_rate),
+                                rest)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, gate
+from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, repeat_while_visible
 from vab.data.glyphs import GLYPHS
 from vab.data.shapes import harmonic_source, resonances, spectral_filter
 from vab.errors import VabError
@@ -77,11 +77,7 @@ def clip_variation(rng: np.random.Generator) -> dict:
 # ---------------------------------------------------------------------- sounds
 def _ramp(n: int, sample_rate: int) -> np.ndarray:
     """``[n]`` envelope rising and falling over RAMP seconds at the ends."""
-    r = max(1, min(n // 2, int(RAMP * sample_rate)))
-    env = np.ones(n)
-    env[:r] = np.linspace(0.0, 1.0, r)
-    env[n - r:] = np.linspace(1.0, 0.0, r)
-    return env
+    return fade(n, sample_rate, RAMP)
 
 
 def _noise(n: int, sample_rate: int, centre: float, width: float, rng: np.random.Generator) -> np.ndarray:
@@ -136,15 +132,6 @@ def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: 
     """float32 ``[N]``: the class's word from the start of each visible span, repeated after a
     pause while the symbol stays; silence otherwise."""
     rng = np.random.default_rng(spec.seed)
-    n = int(round(seconds * sample_rate))
     word = tuple(cls.sound.split("-"))
     pause = int(PAUSE_SECONDS / spec.extra["speed"] * sample_rate)
-    x = np.zeros(n)
-    for t0, t1 in spec.intervals:
-        pos, end = int(round(t0 * sample_rate)), min(n, int(round(t1 * sample_rate)))
-        while pos < end:
-            w = word_sound(word, spec.extra, rng, sample_rate)[: end - pos]
-            x[pos: pos + len(w)] = w
-            pos += len(w) + pause
-    x = x * gate(spec.intervals, n, sample_rate)
-    return (x / max(np.abs(x).max(), 1e-9) * spec.loudness).astype(np.float32)
+    return repeat_while_visible(spec, seconds, sample_rate, lambda: word_sound(word, spec.extra, rng, sample_rate), pause)
