@@ -59,6 +59,9 @@ MAX_CLASSES = len(SHAPES)
 #: ``events`` (:mod:`vab.data.events`: a symbol and its three sound events, thump, whistle,
 #: hiss or buzz, whose order names the class, each sounding differently in every clip)
 WORLDS = ("demo", "shapes", "words", "events")
+#: the symbol-and-sequence worlds: their module (clip_variation, render_audio, SHORTEST_SPAN),
+#: classes and the salt of the seed of their per-clip draws
+SEQUENCE_WORLDS = {"words": (words, words.word_classes, 2), "events": (events, events.event_classes, 3)}
 
 
 @dataclass
@@ -77,10 +80,8 @@ def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
         raise VabError(f"--world {world}: unknown world (choose from {', '.join(WORLDS)})")
     if world == "shapes":
         return shapes.shape_classes(classes)
-    if world == "words":
-        return words.word_classes(classes)
-    if world == "events":
-        return events.event_classes(classes)
+    if world in SEQUENCE_WORLDS:
+        return SEQUENCE_WORLDS[world][1](classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
     names = list(COLOURS)
@@ -205,10 +206,8 @@ def write_clip(
     frames = render_frames(spec, cls, seconds, fps, width, height)  # colours from spec.extra when set
     if world == "shapes":
         wav = shapes.render_audio(spec, cls, seconds)
-    elif world == "words":
-        wav = words.render_audio(spec, cls, seconds)
-    elif world == "events":
-        wav = events.render_audio(spec, cls, seconds)
+    elif world in SEQUENCE_WORLDS:
+        wav = SEQUENCE_WORLDS[world][0].render_audio(spec, cls, seconds)
     else:
         wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
@@ -249,7 +248,7 @@ def plan_clips(
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     short = min(width, height)
-    shortest = {"words": words.SHORTEST_SPAN, "events": events.SHORTEST_SPAN}.get(world, 0.5)
+    shortest = SEQUENCE_WORLDS[world][0].SHORTEST_SPAN if world in SEQUENCE_WORLDS else 0.5
     specs = []
     for split in SPLITS:
         for k in range(counts.get(split, 0)):
@@ -272,14 +271,11 @@ def plan_clips(
         vary = np.random.default_rng([seed, 1])
         for spec in specs:
             spec.extra = shapes.clip_variation(vary)
-    elif world == "words":  # symbols on a noisy background, a new speaker per clip
-        vary = np.random.default_rng([seed, 2])
+    elif world in SEQUENCE_WORLDS:  # symbols on a noisy background, a new speaker / new sounds per clip
+        module, _, salt = SEQUENCE_WORLDS[world]
+        vary = np.random.default_rng([seed, salt])
         for spec in specs:
-            spec.extra, spec.background = words.clip_variation(vary), "noisy"
-    elif world == "events":  # symbols on a noisy background, new event sounds per clip
-        vary = np.random.default_rng([seed, 3])
-        for spec in specs:
-            spec.extra, spec.background = events.clip_variation(vary), "noisy"
+            spec.extra, spec.background = module.clip_variation(vary), "noisy"
     return specs
 
 

@@ -75,11 +75,6 @@ def clip_variation(rng: np.random.Generator) -> dict:
 
 
 # ---------------------------------------------------------------------- sounds
-def _ramp(n: int, sample_rate: int) -> np.ndarray:
-    """``[n]`` envelope rising and falling over RAMP seconds at the ends."""
-    return fade(n, sample_rate, RAMP)
-
-
 def _noise(n: int, sample_rate: int, centre: float, width: float, rng: np.random.Generator) -> np.ndarray:
     x = spectral_filter(rng.standard_normal(n), sample_rate, resonances([centre], [width]))
     return x / max(np.abs(x).max(), 1e-9)
@@ -117,7 +112,7 @@ def syllable_sound(syllable: str, v: dict, f0: float, rng: np.random.Generator,
         raise VabError(f"unknown consonant {consonant!r}")
     glide = f0 * 2.0 ** (0.05 * np.sin(np.linspace(0.0, np.pi, nv)))  # a small rise and fall within the vowel
     vow = _voiced(glide, VOWELS[vowel], v, rng, sample_rate)
-    return np.concatenate([c * _ramp(nc, sample_rate), vow * _ramp(nv, sample_rate)])
+    return np.concatenate([c * fade(nc, sample_rate, RAMP), vow * fade(nv, sample_rate, RAMP)])
 
 
 def word_sound(word: tuple[str, ...], v: dict, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
