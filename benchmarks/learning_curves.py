@@ -70,6 +70,10 @@ VARIANTS: dict[str, list[str]] = {
     "both": ["model.alibi_direction=both"],  # every head both ways (tiny before issue 30's fourth pass)
     "flat": ["train.coarse_weight=1"],  # every level weighs the same (tiny before issue 30's third pass)
     "fps8": ["data.fps=8"],  # every stored frame (8 / s) instead of one per 0.5 s
+    "deep": ["model.layers=6", "model.expert_layers=3"],  # half as deep again, the same share of expert layers
+    # tiny when issue 30 was filed (25025ec): 2 of the 8 stored frames per second, every level weighing the same,
+    # every head looking both ways
+    "filed": ["data.fps=2", "train.coarse_weight=1", "model.alibi_direction=both"],
     "codec25": ["codec.frame_rate=25", "codec.codebook_size=64"],  # data extracted with these
 }
 #: sampling settings by name: the paper's (vab generate before issue 30) and the demos' (issue 15)
@@ -89,11 +93,32 @@ SAMPLINGS = {
     "s8": {"steps": 8},  # issue 27's first defaults
     "g3": {"guidance": 3.0},  # the defaults with guidance 3 (4 steps, guidance on the first half)
     "g5": {"guidance": 5.0},  # the defaults with the paper's guidance 5
-    "s2": {"steps": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
+    "s2": {"steps": 2},
+    "s2-linear": {"steps": 2, "schedule": "linear"},  # 2 steps settling half the tokens in the first
+    "s2-square": {"steps": 2, "schedule": "square"},  # ... a quarter in the first
+    "s2-cubic": {"steps": 2, "schedule": "cubic"},  # ... an eighth in the first
+    "s2-t0.25": {"steps": 2, "temperature": 0.25},  # 2 steps drawing closer to the most likely token
+    "s3-g1": {"steps": 3, "guidance_stop": 0.34},  # 3 steps, guidance on the first only (4 forward rows)
+    "s2-mt4.5": {"steps": 2, "mask_temperature": 4.5},  # 2 steps, less noise in which tokens stay
+    "s2-mt0": {"steps": 2, "mask_temperature": 0.0},  # 2 steps, the most confident tokens stay
+    "mt4.5": {"mask_temperature": 4.5},  # the defaults with less noise in which tokens stay
+    "seed1": {"seed": 1},  # the defaults with other random draws: how much of a score is the draw
+    "seed2": {"seed": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
 }
 #: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
 GENERATE_BATCH = 16
+
+
+def sampling_settings(name: str) -> dict:
+    """The SamplingConfig fields of a sampling name: one of SAMPLINGS, with ``@K`` for its draws
+    from seed K (``s2@1``: 2 steps, seed 1), so a score can be averaged over draws."""
+    base, _, seed = name.partition("@")
+    return {**SAMPLINGS[base], **({"seed": int(seed)} if seed else {})}
+
+
+def sampling_of(name: str) -> SamplingConfig:
+    return SamplingConfig(**sampling_settings(name))
 
 
 def overrides(variant: str) -> list[str]:
@@ -210,7 +235,7 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
             if key not in judges:
                 judges[key] = fit_judge(world, generator.codec, float(generator.model.duration), "test")
             judge = judges[key]
-            sampling = SamplingConfig(**SAMPLINGS[sname])
+            sampling = sampling_of(sname)
             wavs = generate_for(generator, judge.held_out, folder / "generated" / f"{step}-{sname}", sampling)
             row = {"world": name, "variant": variant, "step": step, "sampling": sname, **judge.score(wavs)}
             if sname == args.samplings[0]:  # the label-free signals once per checkpoint
@@ -241,7 +266,7 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
     sname = args.samplings[0]
     lines = [
         f"Variant `{args.variant}` (`tiny` preset + {' '.join(overrides(args.variant)) or 'nothing'}), sampling "
-        f"{sname} ({SAMPLINGS[sname]}), seed {args.seed}.",
+        f"{sname} ({sampling_settings(sname)}), seed {args.seed}.",
         "",
         "| world | visual ceiling | codec ceiling | class agreement at steps | final / visual ceiling | timing (final) | "
         "steps to 80% of final | " + " | ".join(f"Spearman {s}" for s in SIGNALS) + " |",
@@ -310,6 +335,10 @@ def main() -> None:
     args.eval_steps = [int(s) for s in args.eval.split(",") if s]
     args.signal_steps = [int(s) for s in args.signal_steps.split(",") if s]
     args.samplings = [s for s in args.samplings.split(",") if s]
+    for name in args.samplings:
+        base, _, seed = name.partition("@")
+        if base not in SAMPLINGS or not (seed == "" or seed.isdigit()):
+            p.error(f"unknown sampling {name!r}: one of {', '.join(SAMPLINGS)}, optionally with @SEED")
     worlds = []
     for spec in args.world:
         name, _, rest = spec.partition("=")
