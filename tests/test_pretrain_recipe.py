@@ -214,3 +214,29 @@ def test_several_data_sets_train_as_one_through_the_recipe(tiny_data, tmp_path):
                           f"train.output_dir={tmp_path / 'run2'}"])
     assert refused.returncode == 2 and "tokenized by different fitted codecs" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def readme_commands(start: str) -> list[list[str]]:
+    """The README's commands that start with `start`, backslash continuations joined, split in words."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    commands, k = [], 0
+    while k < len(lines):
+        line = lines[k].strip()
+        if line.startswith(start):
+            while line.endswith("\\") and k + 1 < len(lines):
+                k += 1
+                line = line[:-1] + " " + lines[k].strip()
+            commands.append(line.split())
+        k += 1
+    return commands
+
+
+def test_the_readmes_tiny_pretraining_commands_name_a_model_that_builds(capsys):
+    # a user copies these; an override the config schema no longer knows (or a depth the experts
+    # do not fit) would otherwise fail only after they have extracted their data
+    commands = readme_commands("python recipes/pretrain.py --config tiny")
+    assert len(commands) >= 2
+    for words in commands:
+        overrides = [w for w in words if "=" in w and not w.startswith("data.path=")]
+        assert vab_main(["info", "tiny", *overrides, "--params-only"]) == 0, words
+        assert "parameters" in capsys.readouterr().out.lower()
