@@ -93,7 +93,7 @@ SAMPLINGS = {
     "s8": {"steps": 8},  # issue 27's first defaults
     "g3": {"guidance": 3.0},  # the defaults with guidance 3 (4 steps, guidance on the first half)
     "g5": {"guidance": 5.0},  # the defaults with the paper's guidance 5
-    "s2": {"steps": 2},
+    "s2": {"steps": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
     "s2-linear": {"steps": 2, "schedule": "linear"},  # 2 steps settling half the tokens in the first
     "s2-square": {"steps": 2, "schedule": "square"},  # ... a quarter in the first
     "s2-cubic": {"steps": 2, "schedule": "cubic"},  # ... an eighth in the first
@@ -103,7 +103,7 @@ SAMPLINGS = {
     "s2-mt0": {"steps": 2, "mask_temperature": 0.0},  # 2 steps, the most confident tokens stay
     "mt4.5": {"mask_temperature": 4.5},  # the defaults with less noise in which tokens stay
     "seed1": {"seed": 1},  # the defaults with other random draws: how much of a score is the draw
-    "seed2": {"seed": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
+    "seed2": {"seed": 2},
 }
 #: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
@@ -113,8 +113,10 @@ GENERATE_BATCH = 16
 def sampling_settings(name: str) -> dict:
     """The SamplingConfig fields of a sampling name: one of SAMPLINGS, with ``@K`` for its draws
     from seed K (``s2@1``: 2 steps, seed 1), so a score can be averaged over draws."""
-    base, _, seed = name.partition("@")
-    return {**SAMPLINGS[base], **({"seed": int(seed)} if seed else {})}
+    base, at, seed = name.partition("@")
+    if base not in SAMPLINGS or (at and not seed.isdigit()):
+        raise ValueError(f"unknown sampling {name!r}: one of {', '.join(SAMPLINGS)}, optionally with @SEED")
+    return {**SAMPLINGS[base], **({"seed": int(seed)} if at else {})}
 
 
 def sampling_of(name: str) -> SamplingConfig:
@@ -336,9 +338,10 @@ def main() -> None:
     args.signal_steps = [int(s) for s in args.signal_steps.split(",") if s]
     args.samplings = [s for s in args.samplings.split(",") if s]
     for name in args.samplings:
-        base, _, seed = name.partition("@")
-        if base not in SAMPLINGS or not (seed == "" or seed.isdigit()):
-            p.error(f"unknown sampling {name!r}: one of {', '.join(SAMPLINGS)}, optionally with @SEED")
+        try:
+            sampling_settings(name)
+        except ValueError as e:
+            p.error(str(e))
     worlds = []
     for spec in args.world:
         name, _, rest = spec.partition("=")

@@ -29,7 +29,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from types import ModuleType
+from typing import Callable, Iterator, NamedTuple
 
 import av
 import numpy as np
@@ -59,9 +60,19 @@ MAX_CLASSES = len(SHAPES)
 #: ``events`` (:mod:`vab.data.events`: a symbol and its three sound events, thump, whistle,
 #: hiss or buzz, whose order names the class, each sounding differently in every clip)
 WORLDS = ("demo", "shapes", "words", "events")
-#: the symbol-and-sequence worlds: their module (clip_variation, render_audio, SHORTEST_SPAN),
-#: classes and the salt of the seed of their per-clip draws
-SEQUENCE_WORLDS = {"words": (words, words.word_classes, 2), "events": (events, events.event_classes, 3)}
+
+
+class SequenceWorld(NamedTuple):
+    """A symbol-and-sequence world: its module (clip_variation, render_audio, SHORTEST_SPAN), its
+    classes and the salt of the seed of its per-clip draws."""
+
+    module: ModuleType
+    classes: Callable[[int], list[ObjectClass]]
+    salt: int
+
+
+SEQUENCE_WORLDS = {"words": SequenceWorld(words, words.word_classes, 2),
+                   "events": SequenceWorld(events, events.event_classes, 3)}
 
 
 @dataclass
@@ -81,7 +92,7 @@ def world_classes(classes: int = 8, world: str = "demo") -> list[ObjectClass]:
     if world == "shapes":
         return shapes.shape_classes(classes)
     if world in SEQUENCE_WORLDS:
-        return SEQUENCE_WORLDS[world][1](classes)
+        return SEQUENCE_WORLDS[world].classes(classes)
     if not 2 <= classes <= MAX_CLASSES:
         raise VabError(f"--classes must be between 2 and {MAX_CLASSES}, got {classes}")
     names = list(COLOURS)
@@ -207,7 +218,7 @@ def write_clip(
     if world == "shapes":
         wav = shapes.render_audio(spec, cls, seconds)
     elif world in SEQUENCE_WORLDS:
-        wav = SEQUENCE_WORLDS[world][0].render_audio(spec, cls, seconds)
+        wav = SEQUENCE_WORLDS[world].module.render_audio(spec, cls, seconds)
     else:
         wav = render_audio(spec, cls, seconds)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".silent-") as tmp:
@@ -248,7 +259,7 @@ def plan_clips(
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     short = min(width, height)
-    shortest = SEQUENCE_WORLDS[world][0].SHORTEST_SPAN if world in SEQUENCE_WORLDS else 0.5
+    shortest = SEQUENCE_WORLDS[world].module.SHORTEST_SPAN if world in SEQUENCE_WORLDS else 0.5
     specs = []
     for split in SPLITS:
         for k in range(counts.get(split, 0)):
@@ -272,10 +283,10 @@ def plan_clips(
         for spec in specs:
             spec.extra = shapes.clip_variation(vary)
     elif world in SEQUENCE_WORLDS:  # symbols on a noisy background, a new speaker / new sounds per clip
-        module, _, salt = SEQUENCE_WORLDS[world]
-        vary = np.random.default_rng([seed, salt])
+        sequence = SEQUENCE_WORLDS[world]
+        vary = np.random.default_rng([seed, sequence.salt])
         for spec in specs:
-            spec.extra, spec.background = module.clip_variation(vary), "noisy"
+            spec.extra, spec.background = sequence.module.clip_variation(vary), "noisy"
     return specs
 
 
