@@ -17,6 +17,7 @@ examples:
   vab synth hard/ --world shapes --train 320 --test 64 --seconds 3  # the class is the shape, not the colour
   vab synth words/ --world words --train 800 --valid 64 --test 128  # a symbol and its spoken word
   vab synth events/ --world events --train 800 --valid 64 --test 128  # a symbol and its three sounds in order
+  vab synth tunes/ --world tunes --train 800 --valid 64 --test 128    # a symbol and its four-note tune
 
 Each clip shows one object (a shape in a colour: its class) that appears and disappears
 1-3 times at random places; its sound (tone, chord, noise band, chirp, clicks ...) plays
@@ -38,6 +39,11 @@ in every clip (pitch, vocal-tract length, speaking rate, voice).
 events play in a row (a thump, a whistle, a hiss or a buzz; the eight classes are four
 sequences and the same ones backwards, so only the order names the class), each sounding
 differently in every clip (pitch, brightness, length, tempo).
+
+--world tunes asks for a melody: while the symbol is visible a tune of four notes plays (the
+eight classes are four tunes and the same ones backwards, so only the order names the class),
+in a key, at a tempo and on an instrument (brightness, attack, decay, vibrato) new in every
+clip, so only the steps between the notes tell the class.
 """
 
 
@@ -60,7 +66,8 @@ def register(sub, help: str) -> None:
     p.add_argument("--world", choices=WORLDS, default="demo",
                    help="demo: colour + shape + fixed sound per class (default); shapes: shape only, varied sounds; "
                    "words: a symbol and its spoken word (order of syllables), a new speaker per clip; "
-                   "events: a symbol and three sound events in an order, new sounds per clip")
+                   "events: a symbol and three sound events in an order, new sounds per clip; "
+                   "tunes: a symbol and its four-note tune, a new key and instrument per clip")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same files")
     p.set_defaults(func=run)
 

@@ -36,7 +36,7 @@ import av
 import numpy as np
 
 from vab import media
-from vab.data import events, shapes, words
+from vab.data import events, shapes, tunes, words
 from vab.data.clip_spec import SAMPLE_RATE, SHAPES, ClipSpec, ObjectClass, gate
 from vab.data.glyphs import GLYPHS, glyph_mask
 from vab.errors import VabError
@@ -58,8 +58,10 @@ MAX_CLASSES = len(SHAPES)
 #: colours and sounds vary per clip) and ``words`` (:mod:`vab.data.words`: a symbol and its spoken
 #: word, a sequence of syllables whose order names the class, by a new speaker in every clip) and
 #: ``events`` (:mod:`vab.data.events`: a symbol and its three sound events, thump, whistle,
-#: hiss or buzz, whose order names the class, each sounding differently in every clip)
-WORLDS = ("demo", "shapes", "words", "events")
+#: hiss or buzz, whose order names the class, each sounding differently in every clip) and
+#: ``tunes`` (:mod:`vab.data.tunes`: a symbol and its four-note tune, in a key and on an instrument
+#: new in every clip)
+WORLDS = ("demo", "shapes", "words", "events", "tunes")
 
 
 class SequenceWorld(NamedTuple):
@@ -72,7 +74,8 @@ class SequenceWorld(NamedTuple):
 
 
 SEQUENCE_WORLDS = {"words": SequenceWorld(words, words.word_classes, 2),
-                   "events": SequenceWorld(events, events.event_classes, 3)}
+                   "events": SequenceWorld(events, events.event_classes, 3),
+                   "tunes": SequenceWorld(tunes, tunes.tune_classes, 4)}
 
 
 @dataclass
