@@ -53,11 +53,12 @@ def test_the_judge_hears_a_sequence_from_its_reverse():
     assert quality.agreement(judge.predict(wavs[32:]), labels[32:]) >= 0.9
 
 
-def test_vab_synth_world_events_plays_while_the_symbol_is_visible(tmp_path):
-    out = tmp_path / "e"
-    args = ["synth", str(out), "--world", "events", "--classes", "2", "--train", "3", "--valid", "0",
+@pytest.mark.parametrize("world", ["events", "tunes"])
+def test_vab_synth_sequence_world_plays_while_the_symbol_is_visible(tmp_path, world):
+    out = tmp_path / world
+    args = ["synth", str(out), "--world", world, "--classes", "2", "--train", "3", "--valid", "0",
             "--test", "0", "--seconds", "3", "--size", "32"]
     assert main(args) == 0
-    assert json.loads((out / "world.json").read_text())["params"]["world"] == "events"
+    assert json.loads((out / "world.json").read_text())["params"]["world"] == world
     for row in read_truth(out).values():
         assert_sounds_while_visible(row, 3.0, loud_share=0.5)
