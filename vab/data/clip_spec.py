@@ -72,6 +72,14 @@ def fade(n: int, sample_rate: int, seconds: float) -> np.ndarray:
     return env
 
 
+def in_a_row(sounds: list[np.ndarray], gap: int) -> np.ndarray:
+    """float64 ``[n]``: `sounds` one after another with `gap` samples of silence between them."""
+    parts = [sounds[0]]
+    for sound in sounds[1:]:
+        parts += [np.zeros(gap), sound]
+    return np.concatenate(parts)
+
+
 def repeat_while_visible(spec: ClipSpec, seconds: float, sample_rate: int, play: Callable[[], np.ndarray],
                          rest: int) -> np.ndarray:
     """float32 ``[N]``: from the start of each visible span, ``play()`` (one rendition, float

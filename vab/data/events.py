@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, repeat_while_visible
+from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, in_a_row, repeat_while_visible
 from vab.data.glyphs import GLYPHS
 from vab.data.shapes import harmonic_source, resonances, spectral_filter
 from vab.errors import VabError
@@ -88,12 +88,8 @@ def event_sound(kind: str, v: dict, rng: np.random.Generator, sample_rate: int =
 def sequence_sound(kinds: tuple[str, ...], v: dict, rng: np.random.Generator,
                    sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """float64 ``[n]``: the events one after another, with short gaps, as the clip `v` sounds them."""
-    gap = np.zeros(int(GAP_SECONDS * v["event"] / EVENT_SECONDS[1] * sample_rate))
-    parts = []
-    for k, kind in enumerate(kinds):
-        parts += [gap] if k else []
-        parts.append(event_sound(kind, v, rng, sample_rate))
-    return np.concatenate(parts)
+    gap = int(GAP_SECONDS * v["event"] / EVENT_SECONDS[1] * sample_rate)
+    return in_a_row([event_sound(kind, v, rng, sample_rate) for kind in kinds], gap)
 
 
 def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

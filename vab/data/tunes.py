@@ -12,8 +12,7 @@ new in every clip.
   class), tempo and instrument (brightness, attack, how fast a note dies away, vibrato).
   Whenever the symbol appears the tune starts, and it repeats after a short rest while the
   symbol stays.
-* Picture: class c is a letter-like symbol (:mod:`vab.data.glyphs`, glyph ``c + 3`` modulo 8, so
-  no class shares both its glyph's place and its sound's with the other sequence worlds) in a
+* Picture: class c is a letter-like symbol (:mod:`vab.data.glyphs`, glyph ``c + 3`` modulo 8) in a
   random colour on a noisy background, at a random place and size for each appearance.
 """
 
@@ -21,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, repeat_while_visible
+from vab.data.clip_spec import SAMPLE_RATE, ClipSpec, ObjectClass, contrasting_colours, fade, in_a_row, repeat_while_visible
 from vab.data.glyphs import GLYPHS
 from vab.data.shapes import harmonic_source
 from vab.errors import VabError
@@ -71,20 +70,14 @@ def note_sound(semitones: float, v: dict, sample_rate: int = SAMPLE_RATE) -> np.
     n = int(v["note"] * sample_rate)
     t = np.arange(n) / sample_rate
     f0 = v["key_hz"] * 2.0 ** ((semitones + v["vibrato"] * np.sin(2 * np.pi * v["vibrato_hz"] * t)) / 12.0)
-    x = harmonic_source(f0, sample_rate, v["tilt"])
-    envelope = np.minimum(1.0, t / v["attack"]) * np.exp(-t / v["decay"])
-    x = x / max(np.abs(x).max(), 1e-9) * envelope
+    x = harmonic_source(f0, sample_rate, v["tilt"]) * np.minimum(1.0, t / v["attack"]) * np.exp(-t / v["decay"])
     return x / max(np.abs(x).max(), 1e-9) * fade(n, sample_rate, RAMP)
 
 
 def tune_sound(notes: tuple[int, ...], v: dict, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """float64 ``[n]``: the notes one after another, with short gaps, as the clip `v` plays them."""
-    gap = np.zeros(int(GAP_SECONDS * v["note"] / NOTE_SECONDS[1] * sample_rate))
-    parts = []
-    for k, semitones in enumerate(notes):
-        parts += [gap] if k else []
-        parts.append(note_sound(semitones, v, sample_rate))
-    return np.concatenate(parts)
+    gap = int(GAP_SECONDS * v["note"] / NOTE_SECONDS[1] * sample_rate)
+    return in_a_row([note_sound(semitones, v, sample_rate) for semitones in notes], gap)
 
 
 def render_audio(spec: ClipSpec, cls: ObjectClass, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
