@@ -105,8 +105,9 @@ SAMPLINGS = {
     "seed1": {"seed": 1},  # the defaults with other random draws: how much of a score is the draw
     "seed2": {"seed": 2},
 }
-#: label-free signals compared (higher = better: losses enter negated)
-SIGNALS = ("picture", "picture/level0", "-full", "-full/level0", "acc@0.9", "acc@0.55", "gen_match")
+#: label-free signals compared (higher = better: losses enter negated; "a+b": the mean of a and b)
+SIGNALS = ("picture", "-full", "-loss@0.55", "-loss@0.9", "acc@0.9", "acc@0.55", "acc@1.0", "acc@0.55+acc@1.0",
+           "gen_match")
 GENERATE_BATCH = 16
 
 
@@ -250,9 +251,23 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
                   f"timing {row['timing_agreement']:.3f}", flush=True)
 
 
-def load_rows(folder: Path, sampling: str) -> list[dict]:
+def load_rows(folder: Path, sampling: str, draws: list[str] | None = None) -> list[dict]:
+    """One row per evaluated step of `sampling`; with `draws` (other seeds of it, ``NAME@K``) its
+    class agreement and timing are the means over the draws done at that step (``draws_done``)."""
     rows = [json.loads(p.read_text()) for p in sorted((folder / "eval").glob(f"step_*-{sampling}.json"))]
+    for row in rows:
+        scored = [row] + [json.loads(p.read_text()) for d in draws or []
+                          if (p := folder / "eval" / f"step_{row['step']:07d}-{d}.json").is_file()]
+        row["draws_done"] = len(scored)
+        for key in ("class_agreement", "timing_agreement"):
+            row[key] = float(np.mean([r[key] for r in scored]))
     return sorted(rows, key=lambda r: r["step"])
+
+
+def draws_of(samplings: list[str]) -> list[str]:
+    """The samplings listed after the first that are other seeds of it (``defaults@1`` of ``defaults``)."""
+    base = samplings[0].partition("@")[0]
+    return [s for s in samplings[1:] if s.partition("@")[0] == base]
 
 
 def steps_to(rows: list[dict], share: float, final: float) -> int | None:
@@ -261,14 +276,27 @@ def steps_to(rows: list[dict], share: float, final: float) -> int | None:
 
 
 def signal_value(signals: dict, name: str) -> float:
+    """The value of a signal name (``-x``: x negated; ``a+b``: the mean of a and b); KeyError if not logged."""
+    if "+" in name:
+        parts = name.split("+")
+        return sum(signal_value(signals, part) for part in parts) / len(parts)
     return -signals[name[1:]] if name.startswith("-") else signals[name]
+
+
+def has_signal(signals: dict, name: str) -> bool:
+    try:
+        signal_value(signals, name)
+    except KeyError:
+        return False
+    return True
 
 
 def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> list[str]:
     sname = args.samplings[0]
     lines = [
         f"Variant `{args.variant}` (`tiny` preset + {' '.join(overrides(args.variant)) or 'nothing'}), sampling "
-        f"{sname} ({sampling_settings(sname)}), seed {args.seed}.",
+        f"{sname} ({sampling_settings(sname)}), seed {args.seed}; class agreement and timing: the mean over "
+        f"{1 + len(draws_of(args.samplings))} draw(s) of it ({', '.join([sname, *draws_of(args.samplings)])}).",
         "",
         "| world | visual ceiling | codec ceiling | class agreement at steps | final / visual ceiling | timing (final) | "
         "steps to 80% of final | " + " | ".join(f"Spearman {s}" for s in SIGNALS) + " |",
@@ -277,7 +305,7 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
     curves = []
     for name, world, data in worlds:
         folder = args.out / name / args.variant
-        rows = load_rows(folder, sname)
+        rows = load_rows(folder, sname, draws_of(args.samplings))
         if not rows:
             continue
         probe = probes(world, data, args.out)
@@ -286,7 +314,7 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
         agreement = [r["class_agreement"] for r in rows]
         rho = []
         for s in SIGNALS:
-            values = [signal_value(r["signals"], s) for r in rows if "signals" in r]
+            values = [signal_value(r["signals"], s) for r in rows if has_signal(r.get("signals", {}), s)]
             ok = len(values) == len(rows) > 2 and np.std(values) > 0 and np.std(agreement) > 0
             rho.append(f"{spearmanr(values, agreement).statistic:.2f}" if ok else "")
         lines.append(
@@ -302,7 +330,7 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
             sig = r.get("signals", {})
             scores = (f"{r['class_agreement']:.3f} | {r['timing_agreement']:.3f}" if "class_agreement" in r else " | ")
             curves.append(f"| {r['step']} | {scores} | " +
-                          " | ".join(f"{signal_value(sig, s):.4g}" if s in sig or s[1:] in sig else "" for s in SIGNALS)
+                          " | ".join(f"{signal_value(sig, s):.4g}" if has_signal(sig, s) else "" for s in SIGNALS)
                           + " |")
     return lines + curves
 

@@ -164,16 +164,20 @@ def accuracy_logs(correct: torch.Tensor, counts: torch.Tensor, first_level: int 
 
 @torch.no_grad()
 def masked_correct(
-    model: torch.nn.Module, batch: dict[str, Any], ratio: float, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: torch.nn.Module, batch: dict[str, Any], ratio: float, generator: torch.Generator | None = None,
+    with_loss: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """(correct ``[Kp]``, masked ``[Kp]``) greedy predictions at a fixed mask `ratio`, with
-    the visual features (no augmentation, no dropout).  Sum these over a validation set."""
+    the visual features (no augmentation, no dropout); with `with_loss` also the summed
+    cross-entropy of the masked tokens (a scalar, nats).  Sum these over a validation set."""
     core = unwrap(model)
     tokens, features, _ = prepare_batch(model, batch)
     ratios = torch.full((tokens.shape[0],), float(ratio), device=tokens.device)
     mask = level_mask(tuple(tokens.shape), ratios, core.given_levels, generator, tokens.device)
     logits = model(apply_mask(tokens, mask, core.mask_id), features)
-    _, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
+    loss, correct, counts = masked_loss(logits, tokens, mask, core.given_levels)
+    if with_loss:
+        return correct, counts, loss.detach() * counts.sum()
     return correct, counts
 
 

@@ -36,22 +36,25 @@ CONTENT_SIGNAL = "acc@0.55"
 
 
 @torch.no_grad()
-def full_mask_losses(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy with the picture ``[Kp]``, the same without it ``[Kp]``, token
-    counts ``[Kp]``) with every predicted token of the batch masked (given levels kept)."""
+def full_mask_losses(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    """(summed cross-entropy with the picture ``[Kp]``, the same without it ``[Kp]``, greedy
+    predictions right with the picture ``[Kp]``, token counts ``[Kp]``) with every predicted
+    token of the batch masked (given levels kept)."""
     core = unwrap(model)
     tokens, features, _ = prepare_batch(model, batch)
     ratios = torch.ones(tokens.shape[0], device=tokens.device)
     mask = level_mask(tuple(tokens.shape), ratios, core.given_levels, None, tokens.device)
     masked = apply_mask(tokens, mask, core.mask_id)
     targets = tokens[:, core.given_levels:]
-    sums = []
+    sums, right = [], None
     for drop in (None, torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)):
         logits = model(masked, features, drop)  # [B, Kp, T, V]
         ce = F.cross_entropy(logits.float().flatten(0, 2), targets.flatten(), reduction="none")
         sums.append(ce.view(targets.shape).sum(dim=(0, 2)))
+        if right is None:
+            right = (logits.argmax(-1) == targets).sum(dim=(0, 2)).to(sums[0].dtype)
     counts = torch.full_like(sums[0], float(targets.shape[0] * targets.shape[2]))
-    return sums[0], sums[1], counts
+    return sums[0], sums[1], right, counts
 
 
 def pretraining_validation(ratios=VALID_RATIOS, seed: int = 1234) -> Callable[[torch.nn.Module, Any], dict[str, float]]:
@@ -65,21 +68,26 @@ def pretraining_validation(ratios=VALID_RATIOS, seed: int = 1234) -> Callable[[t
         for ratio in ratios:
             gen = torch.Generator(device=device).manual_seed(seed)
             correct = counts = None
+            loss = 0.0
             for batch in loader or []:
-                c, n = masked_correct(model, batch, ratio, gen)
+                c, n, summed = masked_correct(model, batch, ratio, gen, with_loss=True)
                 correct = c if correct is None else correct + c
                 counts = n if counts is None else counts + n
+                loss += summed.item()
             if correct is None:
                 return out
+            out[f"loss@{ratio}"] = loss / max(counts.sum().item(), 1)
             for k, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
                 out[f"acc@{ratio}/level{first + k}"] = c / max(n, 1)
             out[f"acc@{ratio}"] = correct.sum().item() / max(counts.sum().item(), 1)
         parts = [full_mask_losses(model, batch) for batch in loader]
-        seen, blind, n = (torch.stack(p).sum(dim=0) for p in zip(*parts))
+        seen, blind, right, n = (torch.stack(p).sum(dim=0) for p in zip(*parts))
         for k in range(len(n)):
+            out[f"acc@1.0/level{first + k}"] = (right[k] / n[k]).item()
             out[f"full/level{first + k}"] = (seen[k] / n[k]).item()
             out[f"blind/level{first + k}"] = (blind[k] / n[k]).item()
             out[f"picture/level{first + k}"] = ((blind[k] - seen[k]) / n[k]).item()
+        out["acc@1.0"] = (right.sum() / n.sum()).item()
         out["full"] = (seen.sum() / n.sum()).item()
         out["blind"] = (blind.sum() / n.sum()).item()
         out["picture"] = ((blind.sum() - seen.sum()) / n.sum()).item()
