@@ -7,8 +7,10 @@
   (Spearman 0.99 shapes, 0.94 demo, 0.93 words; docs/BENCHMARKS.md), better than the
   full-mask numbers below, which need no tokens of the clip but follow the loss of the
   speaker-like detail no picture tells.
+* ``loss@<r>``: the cross-entropy (nats per masked token) at the same fixed ratios.
 * ``full/level<k>``, ``full``: cross-entropy (nats per token) with every predicted token
-  masked, the picture given: the state generation starts from.
+  masked, the picture given: the state generation starts from; ``acc@1.0/level<k>``,
+  ``acc@1.0``: the greedy accuracy there.
 * ``blind/level<k>``, ``blind``: the same without the picture (the learned null embedding).
 * ``picture/level<k>``, ``picture``: ``blind - full``, how many nats per token the picture
   saves: 0 for a model that ignores the picture.  It rises early and then wanders while class
