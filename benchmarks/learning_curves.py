@@ -50,6 +50,7 @@ from vab.generation.sampling import SamplingConfig
 from vab.training import checkpoints as ckpt
 from vab.training.ema import EMA_FILE
 from vab.training.run import build_model, load_codec_for, pretrain
+from vab.training.stopping import Plateau
 from vab.training.validation import pretraining_validation
 
 #: name -> overrides on top of the `tiny` preset (the README's `recipes/pretrain.py --config tiny`)
@@ -334,7 +335,32 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
             curves.append(f"| {r['step']} | {scores} | " +
                           " | ".join(f"{signal_value(sig, s):.4g}" if has_signal(sig, s) else "" for s in SIGNALS)
                           + " |")
+        curves += ["", *stopping_picks(sorted(rows + only, key=lambda r: r["step"]), rows, args.patience)]
     return lines + curves
+
+
+def stopping_picks(checkpoints: list[dict], scored: list[dict], patience: int) -> list[str]:
+    """What `train.patience` would have done had the trainer followed each signal, replayed over
+    the checkpoints whose signals are known (one validation each): where the run stops and the
+    step whose weights it keeps, with that step's class agreement when it was scored."""
+    agreement = {r["step"]: r["class_agreement"] for r in scored}
+    best = max(scored, key=lambda r: r["class_agreement"])
+    out = [f"Stopping replayed with patience {patience} over {len(checkpoints)} validations "
+           f"(best scored checkpoint: step {best['step']}, class {best['class_agreement']:.3f}):", ""]
+    for s in SIGNALS:
+        plateau, stopped = Plateau(s, patience), None
+        for r in checkpoints:
+            sig = r.get("signals", {})
+            plateau.update(r["step"], {s: signal_value(sig, s)} if has_signal(sig, s) else {})
+            if plateau.should_stop:
+                stopped = r["step"]
+                break
+        if plateau.best_step < 0:
+            continue
+        kept = plateau.best_step
+        score = f"class {agreement[kept]:.3f}" if kept in agreement else "not scored"
+        out.append(f"- {s}: {'stops at ' + str(stopped) if stopped else 'runs to the end'}, keeps step {kept} ({score})")
+    return out
 
 
 def probes(world: Path, data: Path, out: Path) -> float:
@@ -362,6 +388,8 @@ def main() -> None:
     p.add_argument("--samplings", default="g2t0.5", help=f"comma-separated, first = the one the table uses "
                    f"({', '.join(SAMPLINGS)})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=8, help="the stopping rule replayed in the table: validations "
+                   "without a new best (one per checkpoint with signals; the README's train.patience)")
     p.add_argument("--table-only", action="store_true", help="print the table of what is done, run nothing")
     args = p.parse_args()
     args.eval_steps = [int(s) for s in args.eval.split(",") if s]
