@@ -347,7 +347,7 @@ def stopping_picks(checkpoints: list[dict], scored: list[dict], patience: int) -
     best = max(scored, key=lambda r: r["class_agreement"])
     out = [f"Stopping replayed with patience {patience} over {len(checkpoints)} validations "
            f"(best scored checkpoint: step {best['step']}, class {best['class_agreement']:.3f}):", ""]
-    for s in SIGNALS:
+    for s in (s for s in SIGNALS if s != "gen_match"):  # the trainer's validation does not generate
         plateau, stopped = Plateau(s, patience), None
         for r in checkpoints:
             sig = r.get("signals", {})
