@@ -99,9 +99,11 @@ SAMPLINGS = {
     "s2-square": {"steps": 2, "schedule": "square"},  # ... a quarter in the first
     "s2-cubic": {"steps": 2, "schedule": "cubic"},  # ... an eighth in the first
     "s2-t0.25": {"steps": 2, "temperature": 0.25},  # 2 steps drawing closer to the most likely token
-    "s3-g1": {"steps": 3, "guidance_stop": 0.34},  # 3 steps, guidance on the first only (4 forward rows)
-    "s3-g0": {"steps": 3, "guidance_stop": 0.0},  # 3 steps, no guidance (3 forward rows: issue 27's 4x)
-    "s4-g0": {"steps": 4, "guidance_stop": 0.0},  # the defaults without guidance (4 forward rows)
+    # guidance acts on step i of N when i / N < guidance_stop: with 3 steps 0.34 guides steps 0 AND 1 (1/3 < 0.34)
+    "s3-g2": {"steps": 3, "guidance_stop": 0.34},  # 3 steps, guidance on the first two (5 forward rows)
+    "s3-g1": {"steps": 3, "guidance_stop": 0.3},  # 3 steps, guidance on the first only (4 forward rows)
+    "s3-g0": {"steps": 3, "guidance": 1.0},  # 3 steps, no guidance (3 forward rows: issue 27's 4x)
+    "s4-g0": {"steps": 4, "guidance": 1.0},  # the defaults without guidance (4 forward rows)
     "s2-mt4.5": {"steps": 2, "mask_temperature": 4.5},  # 2 steps, less noise in which tokens stay
     "s2-mt0": {"steps": 2, "mask_temperature": 0.0},  # 2 steps, the most confident tokens stay
     "mt4.5": {"mask_temperature": 4.5},  # the defaults with less noise in which tokens stay

@@ -68,7 +68,9 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "s2-g0-0.5": ({"steps": 2, "guidance_stop": 0.5}, "bf16"),
     "s2-g0-0.5-square": ({"steps": 2, "guidance_stop": 0.5, "schedule": "square"}, "bf16"),
     "s2-g0-0.5-cubic": ({"steps": 2, "guidance_stop": 0.5, "schedule": "cubic"}, "bf16"),
-    "s3-g0-0.34": ({"steps": 3, "guidance_stop": 0.34}, "bf16"),
+    "s3-g0-0.34": ({"steps": 3, "guidance_stop": 0.34}, "bf16"),  # guides steps 0 and 1 (1/3 < 0.34): 5 rows
+    "s3-g0-0.3": ({"steps": 3, "guidance_stop": 0.3}, "bf16"),  # guides step 0 only: 4 rows
+    "s3-unguided": ({"steps": 3, "guidance": 1.0}, "bf16"),  # 3 rows
     "int8-16": ({}, "int8"),
     # the paper's guidance 5 / temperature 1 (vab generate's defaults before issue 27), on top of the demos' 2 / 0.5
     "paper-5-1": ({"guidance": 5.0, "temperature": 1.0}, "bf16"),
