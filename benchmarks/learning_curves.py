@@ -111,8 +111,7 @@ SAMPLINGS = {
     "seed2": {"seed": 2},
 }
 #: label-free signals compared (higher = better: losses enter negated; "a+b": the mean of a and b)
-SIGNALS = ("picture", "-full", "-loss@0.55", "-loss@0.9", "acc@0.9", "acc@0.55", "acc@1.0", "acc@0.55+acc@1.0",
-           "gen_match")
+SIGNALS = ("picture", "-full", "-loss@0.55", "-loss@0.9", "acc@0.9", "acc@0.55", "gen_match")
 GENERATE_BATCH = 16
 
 
@@ -245,7 +244,8 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
             judge = judges[key]
             sampling = sampling_of(sname)
             wavs = generate_for(generator, judge.held_out, folder / "generated" / f"{step}-{sname}", sampling)
-            row = {"world": name, "variant": variant, "step": step, "sampling": sname, **judge.score(wavs)}
+            row = {"world": name, "variant": variant, "step": step, "sampling": sname, **judge.score(wavs),
+                   "correct": clip_correct(judge, wavs)}
             if sname == args.samplings[0]:  # the label-free signals once per checkpoint
                 row["signals"] = label_free(model_dir, cfg, data, world, generator, sampling,
                                             folder / "generated" / f"{step}-{sname}-valid")
@@ -256,6 +256,33 @@ def evaluate(name: str, world: Path, data: Path, folder: Path, variant: str, arg
                   f"timing {row['timing_agreement']:.3f}", flush=True)
 
 
+def clip_correct(judge, wavs: list[np.ndarray]) -> list[int]:
+    """1 where the judge names the shown class of a held-out clip (in `judge.held_out` order), else 0."""
+    predicted = judge.classifier.predict(wavs)
+    return [int(p == r.label) for p, r in zip(predicted, judge.held_out)]
+
+
+def rescore(name: str, world: Path, data: Path, folder: Path, judges: dict) -> None:
+    """Add the per-clip judgements (``correct``) to evaluations written before they were kept,
+    from the soundtracks they wrote (OUT/.../generated/<step>-<sampling>/<id>.wav)."""
+    for path in sorted((folder / "eval").glob("step_*-*.json")):
+        row = json.loads(path.read_text())
+        if "correct" in row:
+            continue
+        if str(data) not in judges:
+            model_dir = model_dir_of(folder, row["step"])
+            generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH)
+            judges[str(data)] = fit_judge(world, generator.codec, float(generator.model.duration), "test")
+        judge = judges[str(data)]
+        wavs = [media.read_audio(folder / "generated" / f"{row['step']}-{row['sampling']}" / f"{r.id}.wav",
+                                 judge.sample_rate, 0.0, None) for r in judge.held_out]
+        row["correct"] = clip_correct(judge, wavs)
+        if abs(np.mean(row["correct"]) - row["class_agreement"]) > 1e-9:  # the wav file's 16-bit rounding
+            print(f"{path}: its written soundtracks score {np.mean(row['correct']):.3f}, "
+                  f"{row['class_agreement']:.3f} when generated")
+        path.write_text(json.dumps(row, indent=1))
+
+
 def load_rows(folder: Path, sampling: str, draws: list[str] | None = None) -> list[dict]:
     """One row per evaluated step of `sampling`; with `draws` (other seeds of it, ``NAME@K``) its
     class agreement and timing are the means over the draws done at that step (``draws_done``)."""
@@ -264,6 +291,8 @@ def load_rows(folder: Path, sampling: str, draws: list[str] | None = None) -> li
         scored = [row] + [json.loads(p.read_text()) for d in draws or []
                           if (p := folder / "eval" / f"step_{row['step']:07d}-{d}.json").is_file()]
         row["draws_done"] = len(scored)
+        if all("correct" in r for r in scored):  # [draws, clips]
+            row["correct_draws"] = np.array([r["correct"] for r in scored], dtype=float)
         for key in ("class_agreement", "timing_agreement"):
             row[key] = float(np.mean([r[key] for r in scored]))
     return sorted(rows, key=lambda r: r["step"])
@@ -338,7 +367,47 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
                           " | ".join(f"{signal_value(sig, s):.4g}" if has_signal(sig, s) else "" for s in SIGNALS)
                           + " |")
         curves += ["", *stopping_picks(sorted(rows + only, key=lambda r: r["step"]), rows, args.patience)]
+        curves += ["", *noise_lines(rows, list(SIGNALS))]
     return lines + curves
+
+
+def noise_lines(rows: list[dict], signals: list[str], resamples: int = 2000, seed: int = 0) -> list[str]:
+    """How much of a ranking of checkpoints the test clips and sampling draws can resolve.
+
+    Resampling the test clips (the same clips for every checkpoint: paired) with their draws'
+    mean judgement gives a class-agreement curve per resample; the Spearman of two independent
+    resamples' curves is the best any signal can expect (the curve against itself), and each
+    signal's Spearman against the resampled curves gives its interval."""
+    if len(rows) < 3 or not all("correct_draws" in r for r in rows):
+        return []
+    clips = np.stack([r["correct_draws"].mean(axis=0) for r in rows])  # [checkpoints, clips]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, clips.shape[1], size=(resamples, clips.shape[1]))
+    curves = clips[:, picks].mean(axis=2).T  # [resamples, checkpoints]
+
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        return float(spearmanr(a, b).statistic) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+
+    retest = [rho(curves[i], curves[i + 1]) for i in range(0, resamples - 1, 2)]
+    out = [f"Resampling the {clips.shape[1]} test clips ({resamples} times; {len(rows[0]['correct_draws'])} draws "
+           f"each): class agreement ranks its own checkpoints with Spearman median {np.nanmedian(retest):.2f} "
+           f"(10-90%: {np.nanpercentile(retest, 10):.2f} .. {np.nanpercentile(retest, 90):.2f}); signals against the "
+           "resampled curves, median (10-90%):", ""]
+    for name in signals:
+        if not all(has_signal(r.get("signals", {}), name) for r in rows):
+            continue
+        values = np.array([signal_value(r["signals"], name) for r in rows])
+        rhos = [rho(values, c) for c in curves]
+        out.append(f"- {name}: {np.nanmedian(rhos):.2f} ({np.nanpercentile(rhos, 10):.2f} .. "
+                   f"{np.nanpercentile(rhos, 90):.2f})")
+    best = int(np.argmax(clips.mean(axis=1)))
+    out += ["", "Each checkpoint against the best one (step "
+            f"{rows[best]['step']}), paired over clips: difference in class agreement, 90% interval:", ""]
+    for k, r in enumerate(rows):
+        diff = clips[k, picks].mean(axis=1) - clips[best, picks].mean(axis=1)
+        out.append(f"- step {r['step']}: {clips[k].mean() - clips[best].mean():+.3f} "
+                   f"({np.percentile(diff, 5):+.3f} .. {np.percentile(diff, 95):+.3f})")
+    return out
 
 
 def stopping_picks(checkpoints: list[dict], scored: list[dict], patience: int) -> list[str]:
@@ -393,6 +462,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=8, help="the stopping rule replayed in the table: validations "
                    "without a new best (one per checkpoint with signals; the README's train.patience)")
     p.add_argument("--table-only", action="store_true", help="print the table of what is done, run nothing")
+    p.add_argument("--rescore", action="store_true", help="first judge again, clip by clip, the soundtracks of "
+                   "evaluations written before per-clip judgements were kept (for the table's noise lines)")
     args = p.parse_args()
     args.eval_steps = [int(s) for s in args.eval.split(",") if s]
     args.signal_steps = [int(s) for s in args.signal_steps.split(",") if s]
@@ -420,6 +491,10 @@ def main() -> None:
                 pretrain(run_config(name, data, folder, args.variant, args), resume="auto", model_out=folder / "model")
                 (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
             evaluate(name, world, data, folder, args.variant, args, judges)
+    if args.rescore:
+        judges = {}
+        for name, world, data in worlds:
+            rescore(name, world, data, args.out / name / args.variant, judges)
     text = "\n".join(table(worlds, args))
     (args.out / f"table-{args.variant}.md").write_text(text + "\n")
     print(text)
