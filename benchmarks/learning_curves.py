@@ -87,12 +87,15 @@ SAMPLINGS = {
     "g2t1": {"guidance": 2.0, "temperature": 1.0},
     "g3t0.75": {"guidance": 3.0, "temperature": 0.75},
     "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
-    "defaults": {},  # vab generate's defaults: 4 steps, guidance 2 on the first half, T 0.5 (8 steps before 972ffd0)
+    # vab generate's defaults: 3 steps, guidance 2 on the first, T 0.5 (4 steps with guidance on two before the
+    # seventh measurement of issue 30, 8 steps before 972ffd0)
+    "defaults": {},
+    "s4-g2": {"steps": 4, "guidance_stop": 0.5},  # the defaults before: 4 steps, guidance on the first two
     "g2t0.5-16": {"guidance": 2.0, "temperature": 0.5, "steps": 16, "guidance_stop": 1.0},  # before issue 27
-    "s4": {"steps": 4},  # the defaults with 4 steps (guidance on the first two): issue 27's <= 10-s choice
+    "s4": {"steps": 4},  # 4 steps, guidance on the first quarter (the first one; before: the first two)
     "g5-s8": {"guidance": 5.0, "steps": 8},  # 8 steps, guidance 5 on the first half
     "s8": {"steps": 8},  # issue 27's first defaults
-    "g3": {"guidance": 3.0},  # the defaults with guidance 3 (4 steps, guidance on the first half)
+    "g3": {"guidance": 3.0},  # the defaults with guidance 3
     "g5": {"guidance": 5.0},  # the defaults with the paper's guidance 5
     "s2": {"steps": 2},  # 2 steps, guidance on the first: what VAB 4x ahead of FoleyGen would take
     "s2-linear": {"steps": 2, "schedule": "linear"},  # 2 steps settling half the tokens in the first
