@@ -113,7 +113,7 @@ SAMPLINGS = {
     "seed1": {"seed": 1},  # the defaults with other random draws: how much of a score is the draw
     "seed2": {"seed": 2},
 }
-#: label-free signals compared (higher = better: losses enter negated; "a+b": the mean of a and b)
+#: label-free signals compared (higher = better: losses enter negated)
 SIGNALS = ("picture", "-full", "-loss@0.55", "-loss@0.9", "acc@0.9", "acc@0.55", "gen_match")
 GENERATE_BATCH = 16
 
@@ -277,8 +277,11 @@ def rescore(name: str, world: Path, data: Path, folder: Path, judges: dict) -> N
             generator = Generator.from_pretrained(model_dir, device="cpu", batch_size=GENERATE_BATCH)
             judges[str(data)] = fit_judge(world, generator.codec, float(generator.model.duration), "test")
         judge = judges[str(data)]
-        wavs = [media.read_audio(folder / "generated" / f"{row['step']}-{row['sampling']}" / f"{r.id}.wav",
-                                 judge.sample_rate, 0.0, None) for r in judge.held_out]
+        paths = [folder / "generated" / f"{row['step']}-{row['sampling']}" / f"{r.id}.wav" for r in judge.held_out]
+        missing = next((p for p in paths if not p.is_file()), None)
+        if missing is not None:
+            raise SystemExit(f"{missing}: missing, so {path.name} cannot be judged clip by clip (run it again)")
+        wavs = [media.read_audio(p, judge.sample_rate, 0.0, None) for p in paths]
         row["correct"] = clip_correct(judge, wavs)
         if abs(np.mean(row["correct"]) - row["class_agreement"]) > 1e-9:  # the wav file's 16-bit rounding
             print(f"{path}: its written soundtracks score {np.mean(row['correct']):.3f}, "
@@ -313,10 +316,7 @@ def steps_to(rows: list[dict], share: float, final: float) -> int | None:
 
 
 def signal_value(signals: dict, name: str) -> float:
-    """The value of a signal name (``-x``: x negated; ``a+b``: the mean of a and b); KeyError if not logged."""
-    if "+" in name:
-        parts = name.split("+")
-        return sum(signal_value(signals, part) for part in parts) / len(parts)
+    """The value of a signal name (``-x``: x negated); KeyError if not logged."""
     return -signals[name[1:]] if name.startswith("-") else signals[name]
 
 

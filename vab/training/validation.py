@@ -68,16 +68,15 @@ def pretraining_validation(ratios=VALID_RATIOS, seed: int = 1234) -> Callable[[t
         out: dict[str, float] = {}
         for ratio in ratios:
             gen = torch.Generator(device=device).manual_seed(seed)
-            correct = counts = None
-            loss = 0.0
+            correct = counts = loss = None
             for batch in loader or []:
                 c, n, summed = masked_correct(model, batch, ratio, gen, with_loss=True)
                 correct = c if correct is None else correct + c
                 counts = n if counts is None else counts + n
-                loss += summed.item()
+                loss = summed if loss is None else loss + summed
             if correct is None:
                 return out
-            out[f"loss@{ratio}"] = loss / max(counts.sum().item(), 1)
+            out[f"loss@{ratio}"] = loss.item() / max(counts.sum().item(), 1)
             for k, (c, n) in enumerate(zip(correct.tolist(), counts.tolist())):
                 out[f"acc@{ratio}/level{first + k}"] = c / max(n, 1)
             out[f"acc@{ratio}"] = correct.sum().item() / max(counts.sum().item(), 1)
