@@ -413,6 +413,39 @@ def noise_lines(rows: list[dict], signals: list[str], resamples: int = 2000, see
     return out
 
 
+def draws_at(folder: Path, step: int, sampling: str) -> list[dict]:
+    """Every evaluation of `sampling` at `step`: its own and those of its other seeds (``NAME@K``)."""
+    paths = [folder / "eval" / f"step_{step:07d}-{sampling}.json",
+             *sorted((folder / "eval").glob(f"step_{step:07d}-{sampling}@*.json"))]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
+def compare_lines(folder: Path, first: str, second: str, resamples: int = 2000, seed: int = 0) -> list[str]:
+    """Two samplings of the same checkpoints, paired over the held-out clips: at every step where
+    both were judged clip by clip, each one's class agreement (the mean over all its draws) and
+    timing, and the difference second - first with its 90% interval from resampling the clips
+    (each clip's judgement averaged over its draws first, so draw noise is inside the interval)."""
+    out = [f"{second} against {first}, paired over the test clips (class: mean over draws; difference "
+           f"{second} - {first}, 90% interval from {resamples} clip resamples):", ""]
+    rng = np.random.default_rng(seed)
+    steps = sorted({int(p.name[5:12]) for p in (folder / "eval").glob("step_*-*.json")})
+    for step in steps:
+        a, b = draws_at(folder, step, first), draws_at(folder, step, second)
+        if not a or not b or not all("correct" in r for r in a + b):
+            continue
+        clips_a = np.mean([r["correct"] for r in a], axis=0)  # [clips]
+        clips_b = np.mean([r["correct"] for r in b], axis=0)
+        picks = rng.integers(0, len(clips_a), size=(resamples, len(clips_a)))
+        diff = clips_b[picks].mean(axis=1) - clips_a[picks].mean(axis=1)
+        single = lambda rows: " / ".join(f"{r['class_agreement']:.3f}" for r in rows)  # noqa: E731
+        out.append(
+            f"- step {step}: {first} {clips_a.mean():.3f} ({len(a)} draws: {single(a)}), timing "
+            f"{np.mean([r['timing_agreement'] for r in a]):.3f}; {second} {clips_b.mean():.3f} ({len(b)} draws: "
+            f"{single(b)}), timing {np.mean([r['timing_agreement'] for r in b]):.3f}; difference "
+            f"{clips_b.mean() - clips_a.mean():+.3f} ({np.percentile(diff, 5):+.3f} .. {np.percentile(diff, 95):+.3f})")
+    return out if len(out) > 2 else []
+
+
 def stopping_picks(checkpoints: list[dict], scored: list[dict], patience: int) -> list[str]:
     """What `train.patience` would have done had the trainer followed each signal, replayed over
     the checkpoints whose signals are known (one validation each): where the run stops and the
@@ -465,12 +498,16 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=8, help="the stopping rule replayed in the table: validations "
                    "without a new best (one per checkpoint with signals; the README's train.patience)")
     p.add_argument("--table-only", action="store_true", help="print the table of what is done, run nothing")
+    p.add_argument("--compare", metavar="A,B", default="", help="two sampling names: print B against A at every "
+                   "step both were evaluated, paired over the test clips, all draws of each (A, A@1, ...) averaged")
     p.add_argument("--rescore", action="store_true", help="first judge again, clip by clip, the soundtracks of "
                    "evaluations written before per-clip judgements were kept (for the table's noise lines)")
     args = p.parse_args()
     args.eval_steps = [int(s) for s in args.eval.split(",") if s]
     args.signal_steps = [int(s) for s in args.signal_steps.split(",") if s]
     args.samplings = [s for s in args.samplings.split(",") if s]
+    if args.compare and (len(args.compare.split(",")) != 2 or "@" in args.compare):
+        p.error(f"--compare {args.compare!r}: two sampling names without @SEED, e.g. s4-g2,s3-g1")
     for name in args.samplings:
         try:
             sampling_settings(name)
@@ -499,6 +536,12 @@ def main() -> None:
         for name, world, data in worlds:
             rescore(name, world, data, args.out / name / args.variant, judges)
     text = "\n".join(table(worlds, args))
+    if args.compare:
+        first, second = args.compare.split(",")
+        for name, _, _ in worlds:
+            lines = compare_lines(args.out / name / args.variant, first, second)
+            text += "\n\n" + "\n".join([f"{name}, `{args.variant}`:", "", *lines] if lines else
+                                         [f"{name}: no step has both {first} and {second} judged clip by clip"])
     (args.out / f"table-{args.variant}.md").write_text(text + "\n")
     print(text)
 
