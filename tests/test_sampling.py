@@ -262,11 +262,11 @@ def test_guidance_interval_skips_the_unconditional_rows_outside_it(model):
     rows = [c["tokens"].shape[0] for c in rec.calls]
     assert rows == [4, 4, 4, 2, 2, 2]  # [cond ; uncond] on the first half, the conditional rows alone after
     assert all(c["drop"] is None for c in rec.calls[3:])
-    # the default interval is the first quarter (of the default 3 steps: the first alone, 4 rows of 6);
+    # the default interval is the first half (of the default 4 steps: the first two, 6 rows of 8);
     # an interval with no step in it is guidance 1
-    assert torch.equal(sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.0, guidance_stop=0.25)),
+    assert torch.equal(sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.0, guidance_stop=0.5)),
                        sample_tokens(model, f, cfg=SamplingConfig(steps=6)))
-    assert [guided_step(SamplingConfig(), i) for i in range(SamplingConfig().steps)] == [True, False, False]
+    assert [guided_step(SamplingConfig(), i) for i in range(SamplingConfig().steps)] == [True, True, False, False]
     never = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_start=0.9, guidance_stop=1.0))
     assert torch.equal(never, sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance=1.0)))
     everywhere = sample_tokens(model, f, cfg=SamplingConfig(steps=6, guidance_stop=1.0))
