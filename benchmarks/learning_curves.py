@@ -87,8 +87,8 @@ SAMPLINGS = {
     "g2t1": {"guidance": 2.0, "temperature": 1.0},
     "g3t0.75": {"guidance": 3.0, "temperature": 0.75},
     "g5t0.5": {"guidance": 5.0, "temperature": 0.5},
-    # vab generate's defaults: 3 steps, guidance 2 on the first, T 0.5 (4 steps with guidance on two before the
-    # seventh measurement of issue 30, 8 steps before 972ffd0)
+    # vab generate's defaults: 4 steps, guidance 2 on the first two, T 0.5 (3 steps guided on the first between
+    # issue 30's seventh and eighth measurements, 8 steps before 972ffd0)
     "defaults": {},
     "s4-g2": {"steps": 4, "guidance_stop": 0.5},  # the defaults before: 4 steps, guidance on the first two
     "g2t0.5-16": {"guidance": 2.0, "temperature": 0.5, "steps": 16, "guidance_stop": 1.0},  # before issue 27
