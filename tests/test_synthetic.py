@@ -96,6 +96,16 @@ def test_same_seed_same_world_other_seed_other_world():
             assert start - end >= 0.25 - 1e-9
 
 
+@pytest.mark.parametrize("world", ["demo", "tunes"])
+def test_a_larger_training_set_starts_with_the_smaller_one_but_moves_the_test_clips(world):
+    """What --help and the README promise for data-size comparisons: the first N training clips
+    are the same for any --train >= N; the valid and test clips follow them in the same stream."""
+    small = plan_clips(8, {"train": 8, "valid": 2, "test": 4}, 4.0, 8.0, 64, 64, seed=0, world=world)
+    large = plan_clips(8, {"train": 16, "valid": 2, "test": 4}, 4.0, 8.0, 64, 64, seed=0, world=world)
+    assert [c for c in large if c.split == "train"][:8] == [c for c in small if c.split == "train"]
+    assert [c for c in large if c.split == "test"] != [c for c in small if c.split == "test"]
+
+
 def test_rerun_keeps_clips_and_other_settings_are_refused(world):
     before = {p.name: p.stat().st_mtime_ns for p in (world / "clips").iterdir()}
     again = synthesize(world, **SMALL)

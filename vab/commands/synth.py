@@ -44,6 +44,12 @@ differently in every clip (pitch, brightness, length, tempo).
 eight classes are four tunes and the same ones backwards, so only the order names the class),
 in a key, at a tempo and on an instrument (brightness, attack, decay, vibrato) new in every
 clip, so only the steps between the notes tell the class.
+
+Clips are drawn split after split (train, valid, test) from the one stream of --seed: the
+first N training clips are the same for any --train >= N, but the valid and test clips move
+with --train. To compare training-set sizes on the same held-out clips, make the largest
+training set once and give each size the first N training rows of its manifest beside one
+world's valid and test rows (docs/BENCHMARKS.md, issue 30's eighth measurement).
 """
 
 
