@@ -374,6 +374,13 @@ def table(worlds: list[tuple[str, Path, Path]], args: argparse.Namespace) -> lis
     return lines + curves
 
 
+def paired_difference(first: np.ndarray, second: np.ndarray, picks: np.ndarray) -> str:
+    """second - first in the mean over clips (``[clips]`` each, the same clips), with its 90% interval
+    over the clip resamples `picks` (``[resamples, clips]`` indices)."""
+    diff = second[picks].mean(axis=1) - first[picks].mean(axis=1)
+    return f"{second.mean() - first.mean():+.3f} ({np.percentile(diff, 5):+.3f} .. {np.percentile(diff, 95):+.3f})"
+
+
 def noise_lines(rows: list[dict], signals: list[str], resamples: int = 2000, seed: int = 0) -> list[str]:
     """How much of a ranking of checkpoints the test clips and sampling draws can resolve.
 
@@ -407,9 +414,7 @@ def noise_lines(rows: list[dict], signals: list[str], resamples: int = 2000, see
     out += ["", "Each checkpoint against the best one (step "
             f"{rows[best]['step']}), paired over clips: difference in class agreement, 90% interval:", ""]
     for k, r in enumerate(rows):
-        diff = clips[k, picks].mean(axis=1) - clips[best, picks].mean(axis=1)
-        out.append(f"- step {r['step']}: {clips[k].mean() - clips[best].mean():+.3f} "
-                   f"({np.percentile(diff, 5):+.3f} .. {np.percentile(diff, 95):+.3f})")
+        out.append(f"- step {r['step']}: {paired_difference(clips[best], clips[k], picks)}")
     return out
 
 
@@ -436,13 +441,11 @@ def compare_lines(folder: Path, first: str, second: str, resamples: int = 2000, 
         clips_a = np.mean([r["correct"] for r in a], axis=0)  # [clips]
         clips_b = np.mean([r["correct"] for r in b], axis=0)
         picks = rng.integers(0, len(clips_a), size=(resamples, len(clips_a)))
-        diff = clips_b[picks].mean(axis=1) - clips_a[picks].mean(axis=1)
-        single = lambda rows: " / ".join(f"{r['class_agreement']:.3f}" for r in rows)  # noqa: E731
-        out.append(
-            f"- step {step}: {first} {clips_a.mean():.3f} ({len(a)} draws: {single(a)}), timing "
-            f"{np.mean([r['timing_agreement'] for r in a]):.3f}; {second} {clips_b.mean():.3f} ({len(b)} draws: "
-            f"{single(b)}), timing {np.mean([r['timing_agreement'] for r in b]):.3f}; difference "
-            f"{clips_b.mean() - clips_a.mean():+.3f} ({np.percentile(diff, 5):+.3f} .. {np.percentile(diff, 95):+.3f})")
+        parts = [f"{name} {clips.mean():.3f} ({len(rows)} draws: "
+                 f"{' / '.join(format(r['class_agreement'], '.3f') for r in rows)}), timing "
+                 f"{np.mean([r['timing_agreement'] for r in rows]):.3f}"
+                 for name, clips, rows in ((first, clips_a, a), (second, clips_b, b))]
+        out.append(f"- step {step}: {'; '.join(parts)}; difference {paired_difference(clips_a, clips_b, picks)}")
     return out if len(out) > 2 else []
 
 
@@ -508,7 +511,8 @@ def main() -> None:
     args.samplings = [s for s in args.samplings.split(",") if s]
     if args.compare and (len(args.compare.split(",")) != 2 or "@" in args.compare):
         p.error(f"--compare {args.compare!r}: two sampling names without @SEED, e.g. s4-g2,s3-g1")
-    for name in args.samplings:
+    args.compare = args.compare.split(",") if args.compare else []
+    for name in args.samplings + args.compare:
         try:
             sampling_settings(name)
         except ValueError as e:
@@ -537,7 +541,7 @@ def main() -> None:
             rescore(name, world, data, args.out / name / args.variant, judges)
     text = "\n".join(table(worlds, args))
     if args.compare:
-        first, second = args.compare.split(",")
+        first, second = args.compare
         for name, _, _ in worlds:
             lines = compare_lines(args.out / name / args.variant, first, second)
             text += "\n\n" + "\n".join([f"{name}, `{args.variant}`:", "", *lines] if lines else
