@@ -135,6 +135,44 @@ def test_sigkill_halfway_then_rerun_gives_identical_data_set(extracted, clip_fol
     assert not (out / "parts").exists() or not any((out / "parts").iterdir())
 
 
+class _Cycle:
+    """Garbage only the cycle collector frees."""
+
+    def __init__(self, held):
+        self.me, self.held = self, held
+
+
+@pytest.mark.timeout(120)
+def test_workers_do_not_inherit_unfreed_ffmpeg_objects(clip_folder, tmp_path, monkeypatch):
+    """A decoding worker is a fork: an unreachable FFmpeg object with threads (a used
+    `av.AudioResampler`) that the parent has not freed yet would be freed in the child, which
+    waits forever for the parent's threads.  Here the worker collects garbage first thing."""
+    import gc
+
+    import av
+
+    from vab.data import extract as extract_module
+
+    resampler = av.AudioResampler(format="flt", rate=16000)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="flt", layout="mono")
+    frame.sample_rate = 44100
+    resampler.resample(frame)
+    _Cycle(resampler)
+    del resampler, frame
+    init = extract_module._die_with_parent
+
+    def collect_then_init(worker_id: int) -> None:
+        gc.collect()
+        init(worker_id)
+
+    monkeypatch.setattr(extract_module, "_die_with_parent", collect_then_init)
+    gc.disable()  # keep the garbage until the extraction starts
+    try:
+        assert vab_main(["extract", str(clip_folder), "--out", str(tmp_path / "out"), *FAST]) == 0
+    finally:
+        gc.enable()
+
+
 def test_bad_files_go_to_failures_and_the_rest_is_extracted(tmp_path, capsys):
     folder = tmp_path / "mixed"
     make_clips(folder, 3)

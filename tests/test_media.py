@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import tracemalloc
 from fractions import Fraction
 
@@ -176,6 +177,27 @@ def test_iter_frames_memory_does_not_grow_with_length(clips):
         tracemalloc.stop()
     assert n == 100
     assert peak < 20 * frame_bytes  # the whole video would be 100 frames
+
+
+def _read_in_child(path: str, queue) -> None:
+    queue.put(media.read_frames(path, 4, max_short_side=16)[0].shape)
+
+
+def test_a_forked_process_reads_frames_after_its_parent_did(clips):
+    """`vab extract`'s decoding workers are forks: whatever the parent converted before must
+    not leave the child a converter bound to threads it does not have (PyAV 18.1.1 keeps one
+    per thread; CI hung here)."""
+    expected = media.read_frames(clips["cfr"], 4, max_short_side=16)[0].shape
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(str(clips["cfr"]), queue), daemon=True)
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("a forked process hung reading frames after its parent had read some")
+    assert child.exitcode == 0 and queue.get(timeout=5) == expected
 
 
 # ---------------------------------------------------------------- audio

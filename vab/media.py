@@ -22,6 +22,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from vab.errors import MediaError, VabError
 from vab.utils import atomic_path
@@ -328,8 +329,10 @@ def iter_frames(
 class _Held:
     """The decoded frame currently on screen; converted to RGB only if sampled."""
 
-    def __init__(self, t: float, frame: av.VideoFrame, size: tuple[int, int], rotation: int):
+    def __init__(self, t: float, frame: av.VideoFrame, size: tuple[int, int], rotation: int,
+                 reformatter: VideoReformatter):
         self.t, self.frame, self.size, self.rotation = t, frame, size, rotation
+        self.reformatter = reformatter
         self.duration = _frame_seconds(frame)
         self.array: np.ndarray | None = None
 
@@ -337,7 +340,8 @@ class _Held:
         if self.array is not None:
             return self.array.copy()  # a repeated frame: hand out an independent array
         # Resize inside the swscale conversion; rotate the (small) result.
-        arr = self.frame.to_ndarray(width=self.size[0], height=self.size[1], format="rgb24")
+        rgb = self.reformatter.reformat(self.frame, width=self.size[0], height=self.size[1], format="rgb24")
+        arr = rgb.to_ndarray()
         if self.rotation:
             arr = np.ascontiguousarray(np.rot90(arr, k=self.rotation // 90))
         self.array = arr
@@ -471,6 +475,10 @@ def _pick(frames, sample_time, limit: float, max_short_side, stream, path, sar: 
     i = 0
     cur: _Held | None = None
     size = rotation = interval = None
+    # This read's own converter: `frame.to_ndarray(width=...)` would use PyAV's (>= 18.1.1)
+    # per-thread one, whose swscale worker threads a forked process (a decoding worker of
+    # `vab extract`) inherits as a handle to threads it does not have: it waits forever.
+    reformatter = VideoReformatter()
     for t, frame in frames:
         if cur is None:
             # The first frame also covers samples before it.
@@ -483,7 +491,7 @@ def _pick(frames, sample_time, limit: float, max_short_side, stream, path, sar: 
             if sample_time(i) >= limit:
                 return
             interval = t - cur.t
-        cur = _Held(t, frame, size, rotation)
+        cur = _Held(t, frame, size, rotation, reformatter)
     if cur is None:
         raise MediaError(path, "no video frames could be decoded")
     # The last frame stays on screen for its own duration (else the last interval).

@@ -15,6 +15,7 @@ re-run redoes exactly those.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import datasets
 import numpy as np
@@ -355,9 +356,10 @@ def extract(
     todo, summary = _plan(out, manifest, info.label_names, retry_failed)
     shard = todo[rank::world_size]
     parts = _Parts(out, info, rank)
+    batches = _start_workers(_loader(shard, cfg, codec.sample_rate, audio_only))
     with _progress(progress and is_main, console) as bar:
         task = bar.add_task("extracting", total=len(shard))
-        for batch in _loader(shard, cfg, codec.sample_rate, audio_only):
+        for batch in batches:
             _extract_batch(batch, codec, visual, device, parts, summary)
             if parts.pending >= cfg.chunk_size:
                 parts.flush()
@@ -431,6 +433,17 @@ def _plan(out: Path, manifest: Manifest, label_names: list[str], retry_failed: b
         failed_before=sum(r.id in failed_ids and r.id not in stored for r in manifest.rows),
     )
     return todo, summary
+
+
+def _start_workers(loader: torch.utils.data.DataLoader) -> Iterator[list[dict[str, Any]]]:
+    """The loader's batches, its decoding workers forked now.  This process's unreachable
+    objects are freed first, here: a forked worker would otherwise free them itself, and an
+    FFmpeg object with worker threads (an `av.AudioResampler`'s filter graph) waits forever
+    in the child for threads that only exist in this process (found with PyAV 18.1.1).
+    Forked before the progress bar starts its refresh thread, whose locks a worker must not
+    inherit."""
+    gc.collect()
+    return iter(loader)
 
 
 def _loader(rows: list[ManifestRow], cfg: ExtractConfig, sample_rate: int, audio_only: bool):
