@@ -103,3 +103,20 @@ def make_video(
             for packet in aus.encode():
                 out.mux(packet)
     return path
+
+
+class _Cycle:
+    """Garbage only the cycle collector frees."""
+
+    def __init__(self, held):
+        self.me, self.held = self, held
+
+
+def leave_ffmpeg_garbage() -> None:
+    """Leave an unreachable, used `av.AudioResampler` (a filter graph with threads) for the
+    cycle collector: a forked process that frees it waits for threads it does not have."""
+    resampler = av.AudioResampler(format="flt", rate=16000)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="flt", layout="mono")
+    frame.sample_rate = 44100
+    resampler.resample(frame)
+    _Cycle(resampler)

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import free_port
 import torch
 
-from tests.mediagen import make_video
+from tests.mediagen import leave_ffmpeg_garbage, make_video
 from vab.cli import main as vab_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,30 +135,15 @@ def test_sigkill_halfway_then_rerun_gives_identical_data_set(extracted, clip_fol
     assert not (out / "parts").exists() or not any((out / "parts").iterdir())
 
 
-class _Cycle:
-    """Garbage only the cycle collector frees."""
-
-    def __init__(self, held):
-        self.me, self.held = self, held
-
-
 @pytest.mark.timeout(120)
 def test_workers_do_not_inherit_unfreed_ffmpeg_objects(clip_folder, tmp_path, monkeypatch):
-    """A decoding worker is a fork: an unreachable FFmpeg object with threads (a used
-    `av.AudioResampler`) that the parent has not freed yet would be freed in the child, which
-    waits forever for the parent's threads.  Here the worker collects garbage first thing."""
+    """A decoding worker is a fork: an unreachable FFmpeg object with threads that the parent
+    has not freed yet would be freed in the child, which waits forever for the parent's
+    threads.  Here the worker collects garbage first thing."""
     import gc
-
-    import av
 
     from vab.data import extract as extract_module
 
-    resampler = av.AudioResampler(format="flt", rate=16000)
-    frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="flt", layout="mono")
-    frame.sample_rate = 44100
-    resampler.resample(frame)
-    _Cycle(resampler)
-    del resampler, frame
     init = extract_module._die_with_parent
 
     def collect_then_init(worker_id: int) -> None:
@@ -168,6 +153,7 @@ def test_workers_do_not_inherit_unfreed_ffmpeg_objects(clip_folder, tmp_path, mo
     monkeypatch.setattr(extract_module, "_die_with_parent", collect_then_init)
     gc.disable()  # keep the garbage until the extraction starts
     try:
+        leave_ffmpeg_garbage()
         assert vab_main(["extract", str(clip_folder), "--out", str(tmp_path / "out"), *FAST]) == 0
     finally:
         gc.enable()

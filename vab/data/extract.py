@@ -15,7 +15,6 @@ re-run redoes exactly those.
 from __future__ import annotations
 
 import ctypes
-import gc
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import datasets
 import numpy as np
@@ -53,6 +52,7 @@ from vab.filenames import CODEC_FILE
 from vab.files import same_file
 from vab.utils import atomic_path, check_writable_dir, pick_device
 from vab.visual import build_visual_encoder
+from vab.workers import start_workers
 
 
 @dataclass
@@ -356,7 +356,8 @@ def extract(
     todo, summary = _plan(out, manifest, info.label_names, retry_failed)
     shard = todo[rank::world_size]
     parts = _Parts(out, info, rank)
-    batches = _start_workers(_loader(shard, cfg, codec.sample_rate, audio_only))
+    # workers forked before the progress bar starts its refresh thread, whose locks they must not inherit
+    batches = start_workers(_loader(shard, cfg, codec.sample_rate, audio_only))
     with _progress(progress and is_main, console) as bar:
         task = bar.add_task("extracting", total=len(shard))
         for batch in batches:
@@ -433,17 +434,6 @@ def _plan(out: Path, manifest: Manifest, label_names: list[str], retry_failed: b
         failed_before=sum(r.id in failed_ids and r.id not in stored for r in manifest.rows),
     )
     return todo, summary
-
-
-def _start_workers(loader: torch.utils.data.DataLoader) -> Iterator[list[dict[str, Any]]]:
-    """The loader's batches, its decoding workers forked now.  This process's unreachable
-    objects are freed first, here: a forked worker would otherwise free them itself, and an
-    FFmpeg object with worker threads (an `av.AudioResampler`'s filter graph) waits forever
-    in the child for threads that only exist in this process (found with PyAV 18.1.1).
-    Forked before the progress bar starts its refresh thread, whose locks a worker must not
-    inherit."""
-    gc.collect()
-    return iter(loader)
 
 
 def _loader(rows: list[ManifestRow], cfg: ExtractConfig, sample_rate: int, audio_only: bool):

@@ -125,6 +125,7 @@ from vab.training.rng import derive_seed, isolated_rng, load_generator, make_gen
 from vab.training.schedule import cosine_schedule, restart_from
 from vab.training.stopping import BEST_FILE, Plateau
 from vab.utils import atomic_path, check_writable_dir, launched_processes, launched_without_gpu
+from vab.workers import start_workers
 
 Objective = Callable[..., "tuple[Tensor, dict[str, float]]"]
 Validate = Callable[[nn.Module, "DataLoader | None"], "dict[str, float]"]
@@ -408,7 +409,7 @@ class Trainer:
                 if self._epoch_aware:  # data-set randomness keyed by (seed, epoch, item)
                     self._train_set.set_epoch(state.epoch)
                 inside = True
-                for batch in self.train_loader:
+                for batch in start_workers(self.train_loader):
                     state.batch_in_epoch += 1
                     self._micro_items += step_items
                     if self._micro_step(batch) and (state.step >= cfg.max_steps or self._plateaued):
@@ -708,7 +709,7 @@ class _FetchOutsideAutocast:
         return len(self.loader)
 
     def __iter__(self):
-        batches = iter(self.loader)
+        batches = start_workers(self.loader)
         while True:
             with torch.autocast(self.device_type, enabled=False):
                 batch = next(batches, None)
