@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -157,6 +158,26 @@ def test_workers_do_not_inherit_unfreed_ffmpeg_objects(clip_folder, tmp_path, mo
         assert vab_main(["extract", str(clip_folder), "--out", str(tmp_path / "out"), *FAST]) == 0
     finally:
         gc.enable()
+
+
+def test_the_spectral_codec_is_fitted_on_the_first_codec_fit_clips_training_clips(clip_folder, tmp_path):
+    from vab.codecs import build_codec
+    from vab.config import load_config
+    from vab.data.extract import fit_spectral_codec
+    from vab.data.manifest import read_manifest
+
+    assert load_config(None, []).extract.codec_fit_clips == 256
+    manifest = read_manifest(clip_folder)
+    cfg = load_config(None, ["extract.codec_fit_clips=3", *FAST[4:]])
+    codec = build_codec(cfg.codec)
+    assert fit_spectral_codec(codec, manifest, cfg.extract) == 3 and codec.is_fitted
+    # the same three clips first in another manifest: the same codebooks
+    rows = [r for r in manifest.rows if r.id in ("clip_00", "clip_01", "clip_02")]
+    again = build_codec(cfg.codec)
+    fit_spectral_codec(again, dataclasses.replace(manifest, rows=rows), cfg.extract)
+    assert torch.equal(codec.centroids, again.centroids)
+    rc = vab_main(["extract", str(clip_folder), "--out", str(tmp_path / "out"), "extract.codec_fit_clips=0"])
+    assert rc == 2 and not (tmp_path / "out").exists()
 
 
 def test_bad_files_go_to_failures_and_the_rest_is_extracted(tmp_path, capsys):

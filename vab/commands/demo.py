@@ -12,7 +12,7 @@ from vab.demo.report import print_summary, write_model_cards, write_report
 EPILOG = """\
 what it does (every stage is the library's own code):
   1. writes a synthetic audio-visual world (DIR/world: mp4 files + manifest)
-  2. extracts audio tokens (spectral codec fitted on the training clips) and pixel features (DIR/data)
+  2. extracts audio tokens (spectral codec fitted on the training clips) and frame features (DIR/data)
   3. pretrains the `tiny` model (DIR/model)
   4. generates soundtracks for the held-out clips (DIR/generated: wav, muxed mp4, PNG plots)
      and scores them: class agreement and timing agreement, each against chance

@@ -298,13 +298,13 @@ def keep_codec_file(codec_cfg: CodecConfig, out: Path) -> None:
         shutil.copyfile(Path(codec_cfg.path).expanduser(), tmp)
 
 
-def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig, max_clips: int = 64) -> int:
-    """Fit the offline spectral codec on the audio of up to `max_clips` training clips.
-    Returns the number of clips used."""
+def fit_spectral_codec(codec, manifest: Manifest, cfg: ExtractConfig) -> int:
+    """Fit the offline spectral codec on the audio of the first ``cfg.codec_fit_clips`` readable
+    training clips.  Returns the number of clips used."""
     rows = [r for r in manifest.rows if r.split in (None, "", "train")] or manifest.rows
     wavs = []
     for row in rows:
-        if len(wavs) >= max_clips:
+        if len(wavs) >= cfg.codec_fit_clips:
             break
         try:
             wavs.append(media.read_audio(row.path, codec.sample_rate, row.start, row.start + cfg.duration))
