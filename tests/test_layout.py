@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1] / "vab"
 
 #: the stages in pipeline order; a module may import its own stage and those before it
 STAGES = [
-    {"errors", "utils", "files", "filenames", "safetext", "config", "media", "sharding", "precision", "weights"},
+    {"errors", "utils", "files", "filenames", "safetext", "config", "media", "sharding", "precision", "weights",
+     "workers"},
     {"codecs", "visual"},
     {"data"},
     {"model"},
