@@ -37,11 +37,8 @@ def variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in rest.split(",") if o]
 
 
-def ceiling(world: Path, preset: str, overrides: list[str]) -> dict[str, float]:
-    """The judge's scores on the real test audio and on its round trip through the codec."""
-    cfg = load_config(preset, overrides)
-    if cfg.codec.name != "spectral":
-        raise SystemExit(f"{overrides}: this measures the spectral codec (got codec.name={cfg.codec.name})")
+def ceiling(world: Path, cfg) -> dict[str, float]:
+    """The judge's scores on the real test audio and on its round trip through `cfg`'s codec."""
     codec = build_codec(cfg.codec)
     t0 = time.perf_counter()
     clips = fit_spectral_codec(codec, read_manifest(world / "manifest.csv"), cfg.extract)
@@ -65,15 +62,17 @@ def main() -> None:
     names = [name for name, _ in args.variant]
     if len(set(names)) != len(names):
         raise SystemExit(f"--variant: names repeat ({', '.join(names)})")
-    for name, overrides in args.variant:  # every variant's settings checked before any work
-        load_config(args.config, overrides)
+    configs = {name: load_config(args.config, overrides) for name, overrides in args.variant}  # all checked first
+    for name, cfg in configs.items():
+        if cfg.codec.name != "spectral":
+            raise SystemExit(f"--variant {name}: this measures the spectral codec (got codec.name={cfg.codec.name})")
 
     table = Table(title=f"codec ceiling on {args.world}")
     for column in ("variant", "overrides", "tokens / s", "fitted on clips", "judge on real test",
                    "on codec round trip", "timing (round trip)", "fit s"):
         table.add_column(column)
     for name, overrides in args.variant:
-        row = ceiling(args.world, args.config, overrides)
+        row = ceiling(args.world, configs[name])
         table.add_row(name, " ".join(overrides) or "(preset)", f"{row['tokens_per_second']:.0f}", str(row["fit_clips"]),
                       f"{row['real']:.3f}",
                       f"{row['codec']:.3f}", f"{row['timing_codec']:.3f}", f"{row['fit_seconds']:.0f}")
