@@ -27,6 +27,7 @@ from vab.config import load_config
 from vab.data.extract import fit_spectral_codec
 from vab.data.manifest import read_manifest
 from vab.demo.soundtracks import fit_judge
+from vab.errors import VabError
 
 
 def variant(text: str) -> tuple[str, list[str]]:
@@ -62,7 +63,10 @@ def main() -> None:
     names = [name for name, _ in args.variant]
     if len(set(names)) != len(names):
         raise SystemExit(f"--variant: names repeat ({', '.join(names)})")
-    configs = {name: load_config(args.config, overrides) for name, overrides in args.variant}  # all checked first
+    try:  # every variant's settings checked before any work
+        configs = {name: load_config(args.config, overrides) for name, overrides in args.variant}
+    except VabError as exc:
+        raise SystemExit(f"error: {exc}") from None
     for name, cfg in configs.items():
         if cfg.codec.name != "spectral":
             raise SystemExit(f"--variant {name}: this measures the spectral codec (got codec.name={cfg.codec.name})")
